@@ -1,0 +1,46 @@
+//! The admin panel: users (search, role, suspension). Every action is audited.
+
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod service;
+
+use crate::{auth::User, error::AppError};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AdminUser {
+    #[serde(flatten)]
+    pub user: User,
+    pub project_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPage {
+    pub users: Vec<AdminUser>,
+    pub total: i64,
+}
+
+#[server]
+pub async fn admin_list_users(q: Option<String>, offset: Option<i64>) -> Result<UserPage, AppError> {
+    use crate::infra::request;
+    request::require_admin()?;
+    service::list_users(&request::state()?.db, q.as_deref(), offset.unwrap_or(0)).await
+}
+
+#[server]
+pub async fn admin_set_role(user_id: Uuid, role: String) -> Result<(), AppError> {
+    use crate::infra::request;
+    let auth = request::require_admin()?;
+    let role = crate::auth::Role::parse(&role)?;
+    service::set_role(&request::state()?.db, &auth.user, user_id, role, &request::client_ip()).await
+}
+
+#[server]
+pub async fn admin_set_suspended(user_id: Uuid, suspended: bool) -> Result<(), AppError> {
+    use crate::infra::request;
+    let auth = request::require_admin()?;
+    service::set_suspended(&request::state()?.db, &auth.user, user_id, suspended, &request::client_ip()).await
+}

@@ -1,0 +1,186 @@
+//! Accounts: registration, sign-in, sessions, email verification, password reset, profile and
+//! personal API tokens.
+
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod service;
+
+use crate::error::AppError;
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        match s {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            _ => Err(AppError::validation("role", "Role must be user or admin.")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub plan_id: String,
+    pub email_verified: bool,
+    pub suspended: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// A personal API token as listed: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema, sqlx::FromRow))]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    /// The first characters of the token, to tell tokens apart.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A token just created: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct CreatedApiToken {
+    #[serde(flatten)]
+    pub token: ApiToken,
+    pub secret: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server functions: authenticate, take state, call the service, map the result.
+
+#[server]
+pub async fn get_me() -> Result<Option<User>, AppError> {
+    Ok(crate::infra::request::current().map(|a| a.user))
+}
+
+#[server]
+pub async fn register(
+    name: String,
+    email: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), AppError> {
+    use crate::infra::request;
+    let state = request::state()?;
+    let input = service::RegisterInput::parse(&name, &email, &password)?;
+    let user = service::register(&state, input).await?;
+    let token = service::create_session(&state.db, user.id, service::SessionKind::Browser, request::user_agent(), &request::client_ip()).await?;
+    request::set_cookie(service::session_cookie(&state.config, &token));
+    leptos_axum::redirect(&crate::domain::safe_next_path(next.as_deref()));
+    Ok(())
+}
+
+#[server]
+pub async fn login(email: String, password: String, next: Option<String>) -> Result<(), AppError> {
+    use crate::infra::request;
+    let state = request::state()?;
+    let (_, token) = service::login(&state, &request::client_ip(), &email, &password, service::SessionKind::Browser, request::user_agent()).await?;
+    request::set_cookie(service::session_cookie(&state.config, &token));
+    leptos_axum::redirect(&crate::domain::safe_next_path(next.as_deref()));
+    Ok(())
+}
+
+#[server]
+pub async fn logout() -> Result<(), AppError> {
+    use crate::infra::request;
+    let state = request::state()?;
+    if let Some(auth) = request::current() {
+        service::end_authentication(&state.db, &auth).await?;
+    }
+    request::set_cookie(service::clear_session_cookie(&state.config));
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+#[server]
+pub async fn verify_email(token: String) -> Result<User, AppError> {
+    let state = crate::infra::request::state()?;
+    service::verify_email(&state.db, &token).await
+}
+
+#[server]
+pub async fn resend_verification() -> Result<(), AppError> {
+    use crate::infra::request;
+    let auth = request::require_user()?;
+    let state = request::state()?;
+    service::send_verification(&state, &auth.user).await
+}
+
+#[server]
+pub async fn request_password_reset(email: String) -> Result<(), AppError> {
+    let state = crate::infra::request::state()?;
+    service::request_password_reset(&state, &email).await
+}
+
+#[server]
+pub async fn reset_password(token: String, password: String) -> Result<(), AppError> {
+    let state = crate::infra::request::state()?;
+    service::reset_password(&state.db, &token, &password).await
+}
+
+#[server]
+pub async fn update_profile(name: String) -> Result<User, AppError> {
+    use crate::infra::request;
+    let auth = request::require_user()?;
+    let state = request::state()?;
+    service::update_profile(&state.db, auth.user.id, &name).await
+}
+
+#[server]
+pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
+    use crate::infra::request;
+    let auth = request::require_user()?;
+    let state = request::state()?;
+    service::change_password(&state.db, &auth, &current_password, &new_password).await
+}
+
+#[server]
+pub async fn list_tokens() -> Result<Vec<ApiToken>, AppError> {
+    use crate::infra::request;
+    let auth = request::require_user()?;
+    service::list_tokens(&request::state()?.db, auth.user.id).await
+}
+
+#[server]
+pub async fn create_token(name: String) -> Result<CreatedApiToken, AppError> {
+    use crate::infra::request;
+    let auth = request::require_user()?;
+    service::create_token(&request::state()?.db, auth.user.id, &name).await
+}
+
+#[server]
+pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
+    use crate::infra::request;
+    let auth = request::require_user()?;
+    service::revoke_token(&request::state()?.db, auth.user.id, id).await
+}

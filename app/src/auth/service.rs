@@ -1,0 +1,511 @@
+//! Account logic shared by server functions and the REST API.
+
+use super::{ApiToken, CreatedApiToken, Role, User};
+use crate::{
+    domain::{DisplayName, Email, Password, TokenName},
+    error::{AppError, AppResult},
+    infra::{crypto, mail, AppState, Config},
+};
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub const SESSION_COOKIE: &str = "rh_session";
+pub const SESSION_DAYS: i64 = 30;
+pub const API_TOKEN_PREFIX: &str = "rhp_";
+pub const SESSION_TOKEN_PREFIX: &str = "rhs_";
+const VERIFY_HOURS: i64 = 48;
+const RESET_MINUTES: i64 = 60;
+
+/// Who is making a request, resolved once by the server's auth middleware.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub via: AuthVia,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthVia {
+    Session { token_hash: Vec<u8> },
+    ApiToken { id: Uuid },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum SessionKind {
+    Browser,
+    Api,
+}
+
+impl SessionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Browser => "browser",
+            SessionKind::Api => "api",
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: Uuid,
+    email: String,
+    name: String,
+    role: String,
+    plan_id: String,
+    email_verified_at: Option<DateTime<Utc>>,
+    suspended_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+pub(crate) const USER_COLUMNS: &str =
+    "u.id, u.email, u.name, u.role, u.plan_id, u.email_verified_at, u.suspended_at, u.created_at";
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            id: r.id,
+            email: r.email,
+            name: r.name,
+            role: if r.role == "admin" { Role::Admin } else { Role::User },
+            plan_id: r.plan_id,
+            email_verified: r.email_verified_at.is_some(),
+            suspended: r.suspended_at.is_some(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+pub async fn find_user(db: &PgPool, id: Uuid) -> AppResult<User> {
+    let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    row.map(User::from).ok_or_else(|| AppError::not_found("User"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration and sign-in
+
+pub struct RegisterInput {
+    pub name: DisplayName,
+    pub email: Email,
+    pub password: Password,
+}
+
+impl RegisterInput {
+    pub fn parse(name: &str, email: &str, password: &str) -> AppResult<Self> {
+        Ok(RegisterInput {
+            name: DisplayName::parse(name)?,
+            email: Email::parse(email)?,
+            password: Password::parse(password)?,
+        })
+    }
+}
+
+pub async fn register(state: &AppState, input: RegisterInput) -> AppResult<User> {
+    let hash = hash_password_off_thread(input.password).await?;
+    let row: Result<UserRow, sqlx::Error> = sqlx::query_as(&format!(
+        "INSERT INTO users AS u (email, name, password_hash) VALUES ($1, $2, $3) RETURNING {USER_COLUMNS}"
+    ))
+    .bind(input.email.as_str())
+    .bind(input.name.as_str())
+    .bind(hash)
+    .fetch_one(&state.db)
+    .await;
+    let user: User = match row {
+        Ok(row) => row.into(),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
+            return Err(AppError::conflict("email", "An account with this email already exists. Sign in instead?"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(user_id = %user.id, "user registered");
+    send_verification(state, &user).await?;
+    Ok(user)
+}
+
+async fn hash_password_off_thread(password: Password) -> AppResult<String> {
+    // argon2 is deliberately slow; keep it off the async workers.
+    tokio::task::spawn_blocking(move || crypto::hash_password(password.expose()))
+        .await
+        .context("password hashing task")?
+        .map_err(AppError::from)
+}
+
+/// Checks the rate limits, then the credentials. Wrong email and wrong password get the same
+/// answer and take the same time.
+pub async fn login(
+    state: &AppState,
+    ip: &str,
+    email: &str,
+    password: &str,
+    kind: SessionKind,
+    user_agent: Option<String>,
+) -> AppResult<(User, String)> {
+    let email_key = email.trim().to_lowercase();
+    if let Err(wait) = state.login_limiter.check(ip, &email_key) {
+        tracing::warn!(ip, "sign-in rate limited");
+        return Err(AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
+    }
+    if email_key.is_empty() || password.is_empty() {
+        return Err(AppError::validation("email", "Enter your email and password."));
+    }
+    #[derive(sqlx::FromRow)]
+    struct Creds {
+        id: Uuid,
+        password_hash: String,
+        suspended_at: Option<DateTime<Utc>>,
+    }
+    let creds: Option<Creds> =
+        sqlx::query_as("SELECT id, password_hash, suspended_at FROM users WHERE lower(email) = $1")
+            .bind(&email_key)
+            .fetch_optional(&state.db)
+            .await?;
+    let hash = creds.as_ref().map(|c| c.password_hash.clone()).unwrap_or_else(|| crypto::dummy_password_hash().to_string());
+    let password = password.to_string();
+    let ok = tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash))
+        .await
+        .context("password verification task")?;
+    let creds = match creds {
+        Some(c) if ok => c,
+        _ => return Err(AppError::validation("password", "That email and password do not match an account.")),
+    };
+    if creds.suspended_at.is_some() {
+        return Err(AppError::forbidden("This account is suspended. Contact the platform administrators."));
+    }
+    let token = create_session(&state.db, creds.id, kind, user_agent, ip).await?;
+    let user = find_user(&state.db, creds.id).await?;
+    tracing::info!(user_id = %user.id, kind = kind.as_str(), "signed in");
+    Ok((user, token))
+}
+
+pub async fn create_session(
+    db: &PgPool,
+    user_id: Uuid,
+    kind: SessionKind,
+    user_agent: Option<String>,
+    ip: &str,
+) -> AppResult<String> {
+    let token = crypto::new_token(SESSION_TOKEN_PREFIX);
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, kind, user_agent, ip, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(crypto::hash_token(&token))
+    .bind(user_id)
+    .bind(kind.as_str())
+    .bind(user_agent)
+    .bind(ip)
+    .bind(Utc::now() + Duration::days(SESSION_DAYS))
+    .execute(db)
+    .await?;
+    Ok(token)
+}
+
+/// Ends what authenticated this request: the session is deleted; an API token is left alone
+/// (revoke it explicitly).
+pub async fn end_authentication(db: &PgPool, auth: &Authenticated) -> AppResult<()> {
+    if let AuthVia::Session { token_hash } = &auth.via {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(db).await?;
+    }
+    Ok(())
+}
+
+/// Resolves a bearer or cookie token to its user. Expired sessions, revoked tokens and
+/// suspended users resolve to nothing.
+pub async fn authenticate(db: &PgPool, token: &str) -> AppResult<Option<Authenticated>> {
+    let token_hash = crypto::hash_token(token);
+    if token.starts_with(API_TOKEN_PREFIX) {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            token_id: Uuid,
+            #[sqlx(flatten)]
+            user: UserRow,
+        }
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "UPDATE api_tokens t SET last_used_at = now() FROM users u
+             WHERE t.token_hash = $1 AND u.id = t.user_id AND u.suspended_at IS NULL
+             RETURNING t.id AS token_id, {USER_COLUMNS}"
+        ))
+        .bind(&token_hash)
+        .fetch_optional(db)
+        .await?;
+        Ok(row.map(|r| Authenticated { user: r.user.into(), via: AuthVia::ApiToken { id: r.token_id } }))
+    } else {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE sessions s SET last_seen_at = now() FROM users u
+             WHERE s.token_hash = $1 AND s.expires_at > now() AND u.id = s.user_id AND u.suspended_at IS NULL
+             RETURNING {USER_COLUMNS}"
+        ))
+        .bind(&token_hash)
+        .fetch_optional(db)
+        .await?;
+        Ok(row.map(|r| Authenticated { user: r.into(), via: AuthVia::Session { token_hash } }))
+    }
+}
+
+pub fn session_cookie(config: &Config, token: &str) -> String {
+    let secure = if config.secure_cookies() { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        SESSION_DAYS * 24 * 3600
+    )
+}
+
+pub fn clear_session_cookie(config: &Config) -> String {
+    let secure = if config.secure_cookies() { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+}
+
+/// Reads the session token from a `Cookie` header value.
+pub fn session_token_from_cookie_header(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mail links
+
+async fn issue_email_token(db: &PgPool, user_id: Uuid, purpose: &str, valid_for: Duration) -> AppResult<String> {
+    let token = crypto::new_token("");
+    let mut tx = db.begin().await?;
+    // Only the newest link of a kind works.
+    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2")
+        .bind(user_id)
+        .bind(purpose)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO email_tokens (token_hash, user_id, purpose, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(crypto::hash_token(&token))
+        .bind(user_id)
+        .bind(purpose)
+        .bind(Utc::now() + valid_for)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// Marks a mail link used and returns its user, or explains why it cannot be used.
+async fn consume_email_token(tx: &mut sqlx::PgConnection, token: &str, purpose: &str) -> AppResult<Uuid> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        user_id: Uuid,
+        expires_at: DateTime<Utc>,
+        used_at: Option<DateTime<Utc>>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT user_id, expires_at, used_at FROM email_tokens WHERE token_hash = $1 AND purpose = $2 FOR UPDATE",
+    )
+    .bind(crypto::hash_token(token.trim()))
+    .bind(purpose)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row = row.ok_or_else(|| AppError::validation("token", "This link is not valid. Ask for a new one."))?;
+    if row.used_at.is_some() {
+        return Err(AppError::validation("token", "This link has already been used."));
+    }
+    if row.expires_at < Utc::now() {
+        return Err(AppError::validation("token", "This link has expired. Ask for a new one."));
+    }
+    sqlx::query("UPDATE email_tokens SET used_at = now() WHERE token_hash = $1")
+        .bind(crypto::hash_token(token.trim()))
+        .execute(&mut *tx)
+        .await?;
+    Ok(row.user_id)
+}
+
+pub async fn send_verification(state: &AppState, user: &User) -> AppResult<()> {
+    if user.email_verified {
+        return Err(AppError::validation("email", "Your email address is already verified."));
+    }
+    let token = issue_email_token(&state.db, user.id, "verify", Duration::hours(VERIFY_HOURS)).await?;
+    let link = format!("{}/verify?token={token}", state.config.public_url);
+    let body = format!(
+        "Hi {},\n\nConfirm your email address for Roundhouse by opening this link:\n\n{link}\n\nThe link works for {VERIFY_HOURS} hours. If you did not create an account, ignore this mail.\n",
+        user.name
+    );
+    mail::send(&state.db, state.mail.as_ref(), mail::Mail { to: user.email.clone(), subject: "Confirm your email address".into(), body })
+        .await?;
+    Ok(())
+}
+
+pub async fn verify_email(db: &PgPool, token: &str) -> AppResult<User> {
+    let mut tx = db.begin().await?;
+    let user_id = consume_email_token(&mut tx, token, "verify").await?;
+    sqlx::query("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    find_user(db, user_id).await
+}
+
+/// Always succeeds for a well-formed address, so the form does not tell who has an account.
+pub async fn request_password_reset(state: &AppState, email: &str) -> AppResult<()> {
+    let email = Email::parse(email)?;
+    let user: Option<UserRow> = sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users u WHERE lower(u.email) = $1 AND u.suspended_at IS NULL"
+    ))
+    .bind(email.as_str())
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(user) = user.map(User::from) else {
+        tracing::info!("password reset asked for an unknown address");
+        return Ok(());
+    };
+    let token = issue_email_token(&state.db, user.id, "reset", Duration::minutes(RESET_MINUTES)).await?;
+    let link = format!("{}/reset?token={token}", state.config.public_url);
+    let body = format!(
+        "Hi {},\n\nSomeone asked to reset the password of your Roundhouse account. To choose a new password, open:\n\n{link}\n\nThe link works for {RESET_MINUTES} minutes. If it was not you, ignore this mail; your password stays as it is.\n",
+        user.name
+    );
+    mail::send(&state.db, state.mail.as_ref(), mail::Mail { to: user.email, subject: "Reset your password".into(), body })
+        .await?;
+    Ok(())
+}
+
+/// Sets the new password and ends every session of the account.
+pub async fn reset_password(db: &PgPool, token: &str, password: &str) -> AppResult<()> {
+    let password = Password::parse(password)?;
+    let hash = hash_password_off_thread(password).await?;
+    let mut tx = db.begin().await?;
+    let user_id = consume_email_token(&mut tx, token, "reset").await?;
+    // Following a mailed link proves the address too.
+    sqlx::query(
+        "UPDATE users SET password_hash = $2, email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1",
+    )
+    .bind(user_id)
+    .bind(hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user_id, "password reset");
+    Ok(())
+}
+
+pub async fn change_password(db: &PgPool, auth: &Authenticated, current: &str, new: &str) -> AppResult<()> {
+    let new = Password::parse(new).map_err(|e| match e {
+        AppError::Validation { message, .. } => AppError::validation("new_password", message),
+        other => other,
+    })?;
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(auth.user.id)
+        .fetch_one(db)
+        .await?;
+    let current = current.to_string();
+    let ok = tokio::task::spawn_blocking(move || crypto::verify_password(&current, &hash))
+        .await
+        .context("password verification task")?;
+    if !ok {
+        return Err(AppError::validation("current_password", "Your current password is not correct."));
+    }
+    let new_hash = hash_password_off_thread(new).await?;
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
+        .bind(auth.user.id)
+        .bind(new_hash)
+        .execute(&mut *tx)
+        .await?;
+    // Sign out everywhere else.
+    let keep: Vec<u8> = match &auth.via {
+        AuthVia::Session { token_hash } => token_hash.clone(),
+        AuthVia::ApiToken { .. } => Vec::new(),
+    };
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+        .bind(auth.user.id)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn update_profile(db: &PgPool, user_id: Uuid, name: &str) -> AppResult<User> {
+    let name = DisplayName::parse(name)?;
+    let row: UserRow = sqlx::query_as(&format!(
+        "UPDATE users u SET name = $2, updated_at = now() WHERE u.id = $1 RETURNING {USER_COLUMNS}"
+    ))
+    .bind(user_id)
+    .bind(name.as_str())
+    .fetch_one(db)
+    .await?;
+    Ok(row.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Personal API tokens
+
+pub async fn list_tokens(db: &PgPool, user_id: Uuid) -> AppResult<Vec<ApiToken>> {
+    Ok(sqlx::query_as(
+        "SELECT id, name, prefix, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?)
+}
+
+pub const MAX_TOKENS_PER_USER: i64 = 50;
+
+pub async fn create_token(db: &PgPool, user_id: Uuid, name: &str) -> AppResult<CreatedApiToken> {
+    let name = TokenName::parse(name)?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db)
+        .await?;
+    if count >= MAX_TOKENS_PER_USER {
+        return Err(AppError::validation("name", format!("You have {count} tokens; revoke one you no longer use first.")));
+    }
+    let secret = crypto::new_token(API_TOKEN_PREFIX);
+    let prefix: String = secret.chars().take(API_TOKEN_PREFIX.len() + 6).collect();
+    let token: ApiToken = sqlx::query_as(
+        "INSERT INTO api_tokens (user_id, name, token_hash, prefix) VALUES ($1, $2, $3, $4)
+         RETURNING id, name, prefix, created_at, last_used_at",
+    )
+    .bind(user_id)
+    .bind(name.as_str())
+    .bind(crypto::hash_token(&secret))
+    .bind(prefix)
+    .fetch_one(db)
+    .await?;
+    Ok(CreatedApiToken { token, secret })
+}
+
+pub async fn revoke_token(db: &PgPool, user_id: Uuid, id: Uuid) -> AppResult<()> {
+    let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(AppError::not_found("Token"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_token_is_read_from_among_other_cookies() {
+        assert_eq!(session_token_from_cookie_header("a=1; rh_session=rhs_abc; b=2"), Some("rhs_abc"));
+        assert_eq!(session_token_from_cookie_header("rh_session="), None);
+        assert_eq!(session_token_from_cookie_header("other=1"), None);
+    }
+
+    #[test]
+    fn session_cookies_are_http_only_lax_and_secure_behind_https() {
+        let mut config = Config::for_tests("postgres://x");
+        let c = session_cookie(&config, "rhs_t");
+        assert!(c.starts_with("rh_session=rhs_t;"));
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"));
+        config.public_url = "https://roundhouse.example".into();
+        assert!(session_cookie(&config, "rhs_t").ends_with("; Secure"));
+    }
+}

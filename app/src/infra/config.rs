@@ -1,0 +1,126 @@
+use anyhow::{bail, Context};
+use secrecy::SecretString;
+use std::{net::SocketAddr, path::PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    Dev,
+    Production,
+}
+
+/// Configuration, read once from the environment at start. Every variable is documented in
+/// README.md; anything secret is a `SecretString` so it cannot be printed by accident.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: RunMode,
+    pub addr: SocketAddr,
+    /// The URL users reach Roundhouse at; used in mails, for the Secure cookie flag and for
+    /// the same-origin check.
+    pub public_url: String,
+    pub database_url: SecretString,
+    pub data_dir: PathBuf,
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: String,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy: bool,
+    pub login_per_ip_per_minute: u32,
+    pub login_per_account_per_minute: u32,
+    pub dev_admin_email: String,
+    pub json_logs: bool,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse_bool(name: &str, default: bool) -> anyhow::Result<bool> {
+    match var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => bail!("{name} must be true or false, not {other:?}"),
+    }
+}
+
+fn parse_u32(name: &str, default: u32) -> anyhow::Result<u32> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.parse().with_context(|| format!("{name} must be a whole number, not {v:?}")),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let mode = match var("ROUNDHOUSE_ENV").as_deref() {
+            None | Some("dev" | "development") => RunMode::Dev,
+            Some("prod" | "production") => RunMode::Production,
+            Some(other) => bail!("ROUNDHOUSE_ENV must be dev or production, not {other:?}"),
+        };
+        let addr: SocketAddr = var("ROUNDHOUSE_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:3000".into())
+            .parse()
+            .context("ROUNDHOUSE_ADDR must look like 127.0.0.1:3000")?;
+        let public_url = var("ROUNDHOUSE_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("ROUNDHOUSE_PUBLIC_URL must start with http:// or https://");
+        }
+        let database_url = var("DATABASE_URL").context(
+            "DATABASE_URL is not set: `make run` starts a project-local PostgreSQL and sets it for you",
+        )?;
+        let json_logs = match var("ROUNDHOUSE_LOG_FORMAT").as_deref() {
+            Some("json") => true,
+            Some("pretty") => false,
+            None => mode == RunMode::Production,
+            Some(other) => bail!("ROUNDHOUSE_LOG_FORMAT must be json or pretty, not {other:?}"),
+        };
+        Ok(Config {
+            mode,
+            addr,
+            public_url,
+            database_url: SecretString::from(database_url),
+            data_dir: PathBuf::from(var("ROUNDHOUSE_DATA_DIR").unwrap_or_else(|| ".data".into())),
+            smtp_url: var("SMTP_URL").map(SecretString::from),
+            mail_from: var("MAIL_FROM").unwrap_or_else(|| "Roundhouse <no-reply@roundhouse.localhost>".into()),
+            trust_proxy: parse_bool("ROUNDHOUSE_TRUST_PROXY", false)?,
+            login_per_ip_per_minute: parse_u32("ROUNDHOUSE_LOGIN_PER_IP_PER_MINUTE", 20)?,
+            login_per_account_per_minute: parse_u32("ROUNDHOUSE_LOGIN_PER_ACCOUNT_PER_MINUTE", 5)?,
+            dev_admin_email: var("ROUNDHOUSE_DEV_ADMIN_EMAIL").unwrap_or_else(|| "admin@roundhouse.localhost".into()),
+            json_logs,
+        })
+    }
+
+    /// A configuration for tests: dev mode, outbox mail, generous limits.
+    pub fn for_tests(database_url: &str) -> Self {
+        Config {
+            mode: RunMode::Dev,
+            addr: "127.0.0.1:3000".parse().expect("static address"),
+            public_url: "http://127.0.0.1:3000".into(),
+            database_url: SecretString::from(database_url.to_string()),
+            data_dir: std::env::temp_dir().join("roundhouse-tests"),
+            smtp_url: None,
+            mail_from: "Roundhouse <no-reply@roundhouse.localhost>".into(),
+            trust_proxy: false,
+            login_per_ip_per_minute: 20,
+            login_per_account_per_minute: 5,
+            dev_admin_email: "admin@roundhouse.localhost".into(),
+            json_logs: false,
+        }
+    }
+
+    pub fn is_dev(&self) -> bool {
+        self.mode == RunMode::Dev
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// `host[:port]` of the public URL, for the same-origin check.
+    pub fn public_host(&self) -> &str {
+        let rest = self.public_url.split_once("://").map(|(_, r)| r).unwrap_or(&self.public_url);
+        rest.split('/').next().unwrap_or(rest)
+    }
+}

@@ -1,0 +1,12 @@
+//! Server-only infrastructure: configuration, application state, crypto helpers, mail and
+//! rate limiting. Nothing here is compiled into the WebAssembly bundle.
+
+pub mod config;
+pub mod crypto;
+pub mod mail;
+pub mod ratelimit;
+pub mod request;
+pub mod state;
+
+pub use config::Config;
+pub use state::AppState;

@@ -1,0 +1,32 @@
+use super::{mail::MailTransport, ratelimit::LoginLimiter, Config};
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+/// Everything a request handler or server function needs, cheap to clone. Infrastructure
+/// sits behind traits so tests and other deployments swap implementations, not code paths.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub mail: Arc<dyn MailTransport>,
+    pub login_limiter: Arc<LoginLimiter>,
+}
+
+impl AppState {
+    pub fn new(leptos_options: LeptosOptions, db: PgPool, config: Config, mail: Arc<dyn MailTransport>) -> Self {
+        let login_limiter = Arc::new(LoginLimiter::new(
+            config.login_per_ip_per_minute,
+            config.login_per_account_per_minute,
+        ));
+        AppState { leptos_options, db, config: Arc::new(config), mail, login_limiter }
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}

@@ -1,0 +1,191 @@
+//! Roundhouse: the Leptos application shared by the server (SSR, server functions) and the
+//! browser (hydration). Grouped by domain; server-only code sits behind the `ssr` feature.
+
+#![recursion_limit = "256"]
+
+pub mod admin;
+#[cfg(feature = "ssr")]
+pub mod audit;
+pub mod auth;
+pub mod catalogue;
+pub mod devtools;
+pub mod domain;
+pub mod error;
+pub mod home;
+#[cfg(feature = "ssr")]
+pub mod infra;
+pub mod projects;
+pub mod ui;
+
+use auth::{Login, Logout, Register, User};
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The HTML document. On the server it also sets the Content-Security-Policy with a fresh
+/// nonce for the hydration script.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        leptos::nonce::provide_nonce();
+        if let (Some(nonce), Some(res)) =
+            (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
+        {
+            let csp = format!(
+                "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+                 style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+                 font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+            );
+            if let Ok(value) = http::HeaderValue::from_str(&csp) {
+                res.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+            }
+        }
+    }
+    view! {
+        <!DOCTYPE html>
+        <html lang="en" class="dark">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body class="min-h-screen bg-slate-950 text-slate-100 antialiased">
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// Sign-in state shared by the navigation and the auth pages: the actions bump the user
+/// resource when they complete.
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub login: ServerAction<Login>,
+    pub logout: ServerAction<Logout>,
+    pub register: ServerAction<Register>,
+    pub me: Resource<Result<Option<User>, error::AppError>>,
+}
+
+pub fn use_session() -> Session {
+    expect_context::<Session>()
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    ui::Toasts::provide();
+    let login = ServerAction::<Login>::new();
+    let logout = ServerAction::<Logout>::new();
+    let register = ServerAction::<Register>::new();
+    let me = Resource::new(
+        move || (login.version().get(), logout.version().get(), register.version().get()),
+        |_| auth::get_me(),
+    );
+    provide_context(Session { login, logout, register, me });
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/roundhouse.css"/>
+        <Title formatter=|t: String| if t.is_empty() { "Roundhouse".to_string() } else { t }/>
+        <Router>
+            <Nav/>
+            <main id="main">
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=home::HomePage/>
+                    <Route path=path!("/docs") view=home::DocsPage/>
+                    <Route path=path!("/pricing") view=catalogue::pages::PricingPage/>
+                    <Route path=path!("/templates") view=catalogue::pages::TemplatesPage/>
+                    <Route path=path!("/templates/:slug") view=catalogue::pages::TemplatePage/>
+                    <Route path=path!("/login") view=auth::pages::LoginPage/>
+                    <Route path=path!("/register") view=auth::pages::RegisterPage/>
+                    <Route path=path!("/verify") view=auth::pages::VerifyPage/>
+                    <Route path=path!("/forgot") view=auth::pages::ForgotPage/>
+                    <Route path=path!("/reset") view=auth::pages::ResetPage/>
+                    <Route path=path!("/account") view=auth::pages::AccountPage/>
+                    <Route path=path!("/dashboard") view=projects::pages::DashboardPage/>
+                    <Route path=path!("/projects/:id") view=projects::pages::ProjectPage/>
+                    <Route path=path!("/admin") view=admin::pages::AdminPage/>
+                    <Route path=path!("/dev/mail") view=devtools::OutboxPage/>
+                </Routes>
+            </main>
+            <ui::ToastRegion/>
+        </Router>
+    }
+}
+
+#[component]
+fn Nav() -> impl IntoView {
+    let session = use_session();
+    let (open, set_open) = signal(false);
+    view! {
+        <header class="border-b border-slate-800 bg-slate-950/80 backdrop-blur">
+            <nav class="mx-auto flex max-w-6xl flex-wrap items-center gap-x-6 gap-y-2 px-4 py-3" aria-label="Main">
+                <a href="/" class="flex items-center gap-2 font-semibold tracking-tight">
+                    <span class="inline-block h-6 w-6 rounded-full border-4 border-indigo-500"></span>
+                    "Roundhouse"
+                </a>
+                <button
+                    class="ml-auto rounded p-2 text-slate-300 sm:hidden"
+                    aria-label="Menu"
+                    on:click=move |_| set_open.update(|o| *o = !*o)
+                >"☰"</button>
+                <div class=move || format!(
+                    "w-full flex-col gap-3 sm:flex sm:w-auto sm:flex-1 sm:flex-row sm:items-center {}",
+                    if open.get() { "flex" } else { "hidden" }
+                )>
+                    <a class="nav-link" href="/templates">"Templates"</a>
+                    <a class="nav-link" href="/pricing">"Pricing"</a>
+                    <a class="nav-link" href="/docs">"Docs"</a>
+                    <div class="flex flex-col gap-3 sm:ml-auto sm:flex-row sm:items-center">
+                        <Transition fallback=|| ()>
+                            {move || Suspend::new(async move {
+                                match session.me.await {
+                                    Ok(Some(user)) => view! { <UserMenu user/> }.into_any(),
+                                    _ => view! {
+                                        <a class="nav-link" href="/login">"Sign in"</a>
+                                        <a class="btn btn-primary" href="/register">"Get started"</a>
+                                    }.into_any(),
+                                }
+                            })}
+                        </Transition>
+                    </div>
+                </div>
+            </nav>
+        </header>
+    }
+}
+
+#[component]
+fn UserMenu(user: User) -> impl IntoView {
+    let session = use_session();
+    view! {
+        <a class="nav-link" href="/dashboard">"Dashboard"</a>
+        {user.is_admin().then(|| view! { <a class="nav-link" href="/admin">"Admin"</a> })}
+        <a class="nav-link" href="/account" title=user.email.clone()>{user.name.clone()}</a>
+        <ActionForm action=session.logout>
+            <button type="submit" class="btn btn-ghost" data-testid="sign-out">"Sign out"</button>
+        </ActionForm>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Not found · Roundhouse"/>
+        <section class="mx-auto max-w-xl px-4 py-24 text-center">
+            <p class="text-sm font-semibold text-indigo-400">"404"</p>
+            <h1 class="mt-2 text-3xl font-semibold">"This page does not exist"</h1>
+            <p class="mt-2 text-slate-400">"The address may be mistyped, or the page may have moved."</p>
+            <a href="/" class="btn btn-primary mt-6">"Back home"</a>
+        </section>
+    }
+}

@@ -1,0 +1,184 @@
+//! The small UI kit every page uses: form fields with errors, buttons (CSS classes in
+//! style/tailwind.css), badges, empty states, confirm dialogs, toasts and error notes.
+
+use crate::error::AppError;
+use leptos::prelude::*;
+
+/// The error of a field from an action's last result.
+pub fn field_error<T, S>(value: S, field: &'static str) -> Signal<Option<String>>
+where
+    T: Send + Sync + 'static,
+    S: With<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
+{
+    Signal::derive(move || {
+        value.with(|v| match v {
+            Some(Err(e)) if e.field() == Some(field) => Some(e.to_string()),
+            _ => None,
+        })
+    })
+}
+
+/// The error of an action's last result that is not about one of `fields`.
+pub fn form_error<T, S>(value: S, fields: &'static [&'static str]) -> Signal<Option<String>>
+where
+    T: Send + Sync + 'static,
+    S: With<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
+{
+    Signal::derive(move || {
+        value.with(|v| match v {
+            Some(Err(e)) if !e.field().is_some_and(|f| fields.contains(&f)) => Some(e.to_string()),
+            _ => None,
+        })
+    })
+}
+
+#[component]
+pub fn Field(
+    #[prop(into)] label: String,
+    #[prop(into)] name: String,
+    #[prop(into, default = "text".to_string())] input_type: String,
+    #[prop(into, optional)] value: Option<String>,
+    #[prop(into, optional)] placeholder: Option<String>,
+    #[prop(into, optional)] autocomplete: Option<String>,
+    #[prop(into, optional)] hint: Option<String>,
+    #[prop(optional)] required: bool,
+    #[prop(into, optional)] error: Option<Signal<Option<String>>>,
+) -> impl IntoView {
+    let id = format!("field-{name}");
+    let error_id = format!("{id}-error");
+    let error = error.unwrap_or_else(|| Signal::derive(|| None));
+    view! {
+        <div class="space-y-1">
+            <label for=id.clone() class="block text-sm font-medium text-slate-300">{label}</label>
+            <input
+                id=id
+                name=name
+                type=input_type
+                value=value
+                placeholder=placeholder
+                autocomplete=autocomplete
+                required=required
+                aria-invalid=move || if error.get().is_some() { "true" } else { "false" }
+                aria-describedby=error_id.clone()
+                class="input"
+            />
+            {hint.map(|h| view! { <p class="text-xs text-slate-500">{h}</p> })}
+            <p id=error_id class="text-sm text-rose-400" role="alert">{move || error.get()}</p>
+        </div>
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Neutral,
+    Good,
+    Warn,
+    Bad,
+    Accent,
+}
+
+#[component]
+pub fn Badge(tone: Tone, children: Children) -> impl IntoView {
+    let class = match tone {
+        Tone::Neutral => "badge bg-slate-800 text-slate-300",
+        Tone::Good => "badge bg-emerald-950 text-emerald-300 ring-emerald-800",
+        Tone::Warn => "badge bg-amber-950 text-amber-300 ring-amber-800",
+        Tone::Bad => "badge bg-rose-950 text-rose-300 ring-rose-800",
+        Tone::Accent => "badge bg-indigo-950 text-indigo-300 ring-indigo-800",
+    };
+    view! { <span class=class>{children()}</span> }
+}
+
+#[component]
+pub fn EmptyState(
+    #[prop(into)] title: String,
+    #[prop(into)] body: String,
+    #[prop(optional)] children: Option<Children>,
+) -> impl IntoView {
+    view! {
+        <div class="mt-6 rounded-xl border border-dashed border-slate-700 px-6 py-12 text-center">
+            <h3 class="text-lg font-medium text-slate-200">{title}</h3>
+            <p class="mt-1 text-sm text-slate-400">{body}</p>
+            {children.map(|c| view! { <div class="mt-4">{c()}</div> })}
+        </div>
+    }
+}
+
+/// Shows an error: a sign-in prompt for 401, the message otherwise.
+#[component]
+pub fn ErrorNote(error: AppError) -> impl IntoView {
+    match error {
+        AppError::Unauthorized => view! {
+            <div class="mt-6 rounded-lg border border-slate-700 bg-slate-900 p-4 text-slate-300" role="alert">
+                "Please " <a class="text-indigo-400 underline" href="/login">"sign in"</a> " to continue."
+            </div>
+        }
+        .into_any(),
+        other => view! {
+            <div class="mt-6 rounded-lg border border-rose-900 bg-rose-950/50 p-4 text-rose-200" role="alert">
+                {other.to_string()}
+            </div>
+        }
+        .into_any(),
+    }
+}
+
+/// A confirmation step that works without JavaScript: the destructive form is inside a
+/// disclosure the user opens first.
+#[component]
+pub fn ConfirmDialog(
+    #[prop(into)] label: String,
+    #[prop(into)] question: String,
+    children: Children,
+) -> impl IntoView {
+    view! {
+        <details class="group relative inline-block">
+            <summary class="btn btn-danger list-none cursor-pointer">{label}</summary>
+            <div role="dialog" aria-modal="false" class="absolute right-0 z-20 mt-2 w-72 rounded-lg border border-slate-700 bg-slate-900 p-4 shadow-xl">
+                <p class="text-sm text-slate-300">{question}</p>
+                <div class="mt-3 flex justify-end gap-2">{children()}</div>
+            </div>
+        </details>
+    }
+}
+
+/// Toasts: short confirmations after an action, announced to screen readers.
+#[derive(Clone, Copy)]
+pub struct Toasts(RwSignal<Vec<(u64, String)>>);
+
+impl Toasts {
+    pub fn provide() -> Self {
+        let t = Toasts(RwSignal::new(Vec::new()));
+        provide_context(t);
+        t
+    }
+
+    pub fn show(&self, message: impl Into<String>) {
+        let list = self.0;
+        let id = list.with_untracked(|l| l.last().map(|(i, _)| i + 1).unwrap_or(0));
+        list.update(|l| l.push((id, message.into())));
+        set_timeout(move || list.update(|l| l.retain(|(i, _)| *i != id)), std::time::Duration::from_secs(4));
+    }
+}
+
+pub fn use_toasts() -> Toasts {
+    use_context::<Toasts>().unwrap_or_else(Toasts::provide)
+}
+
+#[component]
+pub fn ToastRegion() -> impl IntoView {
+    let toasts = use_toasts();
+    view! {
+        <div class="pointer-events-none fixed bottom-4 right-4 z-50 space-y-2" aria-live="polite">
+            <For each=move || toasts.0.get() key=|(id, _)| *id let:toast>
+                <div class="pointer-events-auto rounded-lg border border-emerald-800 bg-emerald-950 px-4 py-2 text-sm text-emerald-200 shadow-lg" role="status">
+                    {toast.1}
+                </div>
+            </For>
+        </div>
+    }
+}
+
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}

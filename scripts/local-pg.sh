@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Ensures a PostgreSQL server for Roundhouse and prints its DATABASE_URL on stdout.
+#
+# - DATABASE_URL already set: printed as is, nothing else happens.
+# - Otherwise a project-local cluster under $ROUNDHOUSE_DATA_DIR/postgres (default .data/postgres)
+#   listens on 127.0.0.1:$ROUNDHOUSE_PG_PORT (default 5433). It is created on first use, started
+#   when stopped and reused afterwards. Missing server binaries are installed with apt when root.
+set -euo pipefail
+
+DB_NAME="${1:-roundhouse}"
+if [ -n "${DATABASE_URL:-}" ]; then
+  echo "$DATABASE_URL"
+  exit 0
+fi
+
+log() { echo "local-pg: $*" >&2; }
+DATA_ROOT="$(mkdir -p "${ROUNDHOUSE_DATA_DIR:-.data}" && cd "${ROUNDHOUSE_DATA_DIR:-.data}" && pwd)"
+PGDATA="$DATA_ROOT/postgres"
+SOCKDIR="$DATA_ROOT/pg-socket"
+PORT="${ROUNDHOUSE_PG_PORT:-5433}"
+
+find_bindir() {
+  if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+    pg_config --bindir; return
+  fi
+  local d
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+    [ -x "$d/initdb" ] && { echo "$d"; return; }
+  done
+  if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
+  return 1
+}
+
+BINDIR="$(find_bindir || true)"
+if [ -z "$BINDIR" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "PostgreSQL server binaries not found; installing the postgresql package with apt"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >&2
+    BINDIR="$(find_bindir)"
+  else
+    log "PostgreSQL server binaries (initdb, pg_ctl) are missing: install the 'postgresql' package, or set DATABASE_URL"
+    exit 1
+  fi
+fi
+
+# initdb and postgres refuse to run as root: run them as the postgres system user then.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+mkdir -p "$PGDATA" "$SOCKDIR"
+if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$PGDATA" "$SOCKDIR"; chmod 700 "$PGDATA"; fi
+
+if [ ! -f "$PGDATA/PG_VERSION" ]; then
+  log "creating a project-local cluster in $PGDATA"
+  as_pg "$BINDIR/initdb" -D "$PGDATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null 2>&1 \
+    || as_pg "$BINDIR/initdb" -D "$PGDATA" -U postgres --auth=trust --encoding=UTF8 >&2
+fi
+
+if ! as_pg "$BINDIR/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+  log "starting PostgreSQL on 127.0.0.1:$PORT"
+  as_pg "$BINDIR/pg_ctl" -D "$PGDATA" -w -t 60 -l "$PGDATA/server.log" \
+    -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c full_page_writes=off" start >&2
+fi
+
+for _ in $(seq 1 60); do
+  as_pg "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT" && break
+  sleep 0.5
+done
+
+if ! as_pg "$BINDIR/psql" -h 127.0.0.1 -p "$PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" postgres | grep -q 1; then
+  as_pg "$BINDIR/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DB_NAME"
+fi
+
+echo "postgres://postgres@127.0.0.1:$PORT/$DB_NAME"

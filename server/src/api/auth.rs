@@ -1,0 +1,114 @@
+use super::{ApiJson, ApiPath, Caller, ErrorBody};
+use app::{
+    auth::{service, ApiToken, CreatedApiToken, User},
+    error::AppError,
+    infra::{request::ClientIp, AppState},
+};
+use axum::{extract::State, http::{HeaderMap, StatusCode}, Extension, Json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserResponse {
+    pub user: User,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// A session token (rhs_…) for the Authorization header; it lasts 30 days or until logout.
+    pub token: String,
+    pub user: User,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateTokenRequest {
+    pub name: String,
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers.get(axum::http::header::USER_AGENT)?.to_str().ok().map(|s| s.chars().take(200).collect())
+}
+
+/// Create an account. A verification mail is sent; projects can be created once it is confirmed.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = UserResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<UserResponse>), AppError> {
+    let input = service::RegisterInput::parse(&body.name, &body.email, &body.password)?;
+    let user = service::register(&state, input).await?;
+    Ok((StatusCode::CREATED, Json(UserResponse { user })))
+}
+
+/// Sign in and get a session token. Rate-limited per client address and per account.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
+pub async fn login(
+    State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, AppError> {
+    let (user, token) =
+        service::login(&state, &ip.0, &body.email, &body.password, service::SessionKind::Api, user_agent(&headers)).await?;
+    Ok(Json(LoginResponse { token, user }))
+}
+
+/// End the session whose token authenticated this request.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, Caller(auth): Caller) -> Result<StatusCode, AppError> {
+    service::end_authentication(&state.db, &auth).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
+pub async fn me(Caller(auth): Caller) -> Json<User> {
+    Json(auth.user)
+}
+
+#[utoipa::path(get, path = "/tokens", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ApiToken>), (status = 401, body = ErrorBody)))]
+pub async fn list_tokens(State(state): State<AppState>, Caller(auth): Caller) -> Result<Json<Vec<ApiToken>>, AppError> {
+    Ok(Json(service::list_tokens(&state.db, auth.user.id).await?))
+}
+
+/// Create a personal token. Its secret is in this answer only; it is stored hashed.
+#[utoipa::path(post, path = "/tokens", tag = "auth", security(("bearer" = [])), request_body = CreateTokenRequest,
+    responses((status = 201, body = CreatedApiToken), (status = 422, body = ErrorBody)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    Caller(auth): Caller,
+    ApiJson(body): ApiJson<CreateTokenRequest>,
+) -> Result<(StatusCode, Json<CreatedApiToken>), AppError> {
+    Ok((StatusCode::CREATED, Json(service::create_token(&state.db, auth.user.id, &body.name).await?)))
+}
+
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Token id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Caller(auth): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, AppError> {
+    service::revoke_token(&state.db, auth.user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,123 @@
+//! The REST API under `/api/v1`, for the CLI and automation. Handlers are thin: they
+//! authenticate, parse, and call the same domain services the server functions use.
+
+pub mod auth;
+pub mod catalogue;
+pub mod health;
+pub mod projects;
+
+use app::{auth::service::Authenticated, error::AppError, infra::AppState};
+use axum::{
+    extract::{FromRequest, FromRequestParts},
+    http::request::Parts,
+    routing::{delete, get, post},
+    Json, Router,
+};
+use serde::Serialize;
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi, ToSchema,
+};
+
+/// A JSON body whose rejection is an `AppError` (422 with our error shape).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct ApiJson<T>(pub T);
+
+/// A path whose rejection is a 404 in our error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct ApiPath<T>(pub T);
+
+/// A query string whose rejection is a 422 in our error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The signed-in caller; 401 when there is none.
+pub struct Caller(pub Authenticated);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Authenticated>().cloned().map(Caller).ok_or(AppError::Unauthorized)
+    }
+}
+
+/// The error shape of every non-2xx answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// validation_failed, conflict, unauthorized, forbidden, not_found, rate_limited, plan_limit, internal, bad_request
+    pub code: String,
+    pub message: String,
+    /// The input field the error is about, when there is one.
+    pub field: Option<String>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(
+                "A personal API token (rhp_…) from the account page, or a session token (rhs_…) from POST /auth/login.",
+            )).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Roundhouse API", version = "1", description = "Projects, environments, tokens and the public catalogue of a Roundhouse platform."),
+    servers((url = "/api/v1")),
+    modifiers(&BearerAuth),
+    paths(
+        auth::register, auth::login, auth::logout, auth::me,
+        auth::list_tokens, auth::create_token, auth::revoke_token,
+        projects::list, projects::create, projects::get, projects::update, projects::delete,
+        projects::create_environment, projects::delete_environment,
+        catalogue::list_templates, catalogue::get_template, catalogue::list_plans,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "auth", description = "Accounts, sessions and personal tokens"),
+        (name = "projects", description = "Projects and environments (owner only)"),
+        (name = "catalogue", description = "Public templates and plans"),
+    )
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found("API route")
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/tokens", get(auth::list_tokens).post(auth::create_token))
+        .route("/tokens/{id}", delete(auth::revoke_token))
+        .route("/projects", get(projects::list).post(projects::create))
+        .route("/projects/{id}", get(projects::get).patch(projects::update).delete(projects::delete))
+        .route("/projects/{id}/environments", post(projects::create_environment))
+        .route("/projects/{id}/environments/{environment_id}", delete(projects::delete_environment))
+        .route("/templates", get(catalogue::list_templates))
+        .route("/templates/{slug}", get(catalogue::get_template))
+        .route("/plans", get(catalogue::list_plans))
+        .fallback(not_found)
+}

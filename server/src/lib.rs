@@ -1,0 +1,64 @@
+//! The Roundhouse server: wires the Leptos application, the REST API and the middleware into
+//! one axum router. `main.rs` adds configuration, the database and the listener.
+
+pub mod api;
+pub mod middleware;
+pub mod seed;
+pub mod telemetry;
+
+use app::{infra::AppState, shell, App};
+use axum::{routing::get, Router};
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::{
+    compression::CompressionLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+};
+
+/// The whole application: pages, server functions, `/api/v1`, health checks, static files.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let context_state = state.clone();
+    Router::new()
+        .route("/healthz", get(api::health::healthz))
+        .route("/readyz", get(api::health::readyz))
+        .nest("/api/v1", api::routes())
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || leptos::prelude::provide_context(context_state.clone()),
+            {
+                let options = state.leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn(middleware::guard_pages))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::same_origin))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(CompressionLayer::new())
+        .layer(telemetry::trace_layer())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Periodic housekeeping: expired sessions and mail links, idle rate-limit keys. Every step
+/// is idempotent, so several replicas may run it.
+pub fn spawn_maintenance(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            state.login_limiter.shrink();
+            for sql in [
+                "DELETE FROM sessions WHERE expires_at < now()",
+                "DELETE FROM email_tokens WHERE expires_at < now() - interval '1 day'",
+            ] {
+                if let Err(e) = sqlx::query(sql).execute(&state.db).await {
+                    tracing::warn!(error = %e, "maintenance step failed");
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,205 @@
+//! Request middleware: who is asking (session cookie or bearer token), where from, whether a
+//! state-changing request comes from our own pages, which pages need a signed-in user, and
+//! the security headers every response carries.
+
+use app::{
+    auth::service::{self as auth, Authenticated},
+    error::AppError,
+    infra::{request::ClientIp, AppState},
+};
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Redirect, Response},
+};
+use std::net::SocketAddr;
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(auth::session_token_from_cookie_header)
+}
+
+fn client_ip(state: &AppState, req: &Request) -> String {
+    if state.config.trust_proxy {
+        if let Some(ip) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            return ip.to_string();
+        }
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Resolves the caller once per request and stores it in the request extensions, where the
+/// REST handlers and the server functions read it. A bearer token wins over a cookie. A bad
+/// bearer token is refused outright; a stale cookie is just ignored (and cleared).
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let ip = client_ip(&state, &req);
+    req.extensions_mut().insert(ClientIp(ip));
+    let bearer = bearer_token(req.headers()).map(str::to_string);
+    let cookie = cookie_token(req.headers()).map(str::to_string);
+    let mut clear_cookie = false;
+    if let Some(token) = bearer {
+        match auth::authenticate(&state.db, &token).await {
+            Ok(Some(a)) => {
+                req.extensions_mut().insert(a);
+            }
+            Ok(None) => return AppError::Unauthorized.into_response(),
+            Err(e) => return e.into_response(),
+        }
+    } else if let Some(token) = cookie {
+        match auth::authenticate(&state.db, &token).await {
+            Ok(Some(a)) => {
+                req.extensions_mut().insert(a);
+            }
+            Ok(None) => clear_cookie = true,
+            Err(e) => return e.into_response(),
+        }
+    }
+    let mut response = next.run(req).await;
+    if clear_cookie && !response.headers().contains_key(header::SET_COOKIE) {
+        if let Ok(v) = HeaderValue::from_str(&auth::clear_session_cookie(&state.config)) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+fn host_of_origin(origin: &str) -> Option<&str> {
+    let rest = origin.split_once("://")?.1;
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
+/// CSRF protection by origin checking (the OWASP "verify origin with standard headers"
+/// defence, with SameSite=Lax cookies as a second layer). A state-changing request from a
+/// browser must come from our own origin; requests authenticated by a bearer token carry no
+/// ambient credentials and are exempt.
+pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || bearer_token(req.headers()).is_some() {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let allowed = |h: &str| Some(h) == host || h == state.config.public_host();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let verdict = match origin {
+        Some("null") => false,
+        Some(origin) => host_of_origin(origin).is_some_and(allowed),
+        None => {
+            let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+            let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
+            match (fetch_site, referer) {
+                (Some("same-origin" | "none"), _) => true,
+                (Some(_), _) => false,
+                (None, Some(r)) => host_of_origin(r).is_some_and(allowed),
+                // No browser headers at all: a non-browser client. Without a cookie it has no
+                // ambient authority to abuse.
+                (None, None) => cookie_token(headers).is_none(),
+            }
+        }
+    };
+    if verdict {
+        next.run(req).await
+    } else {
+        tracing::warn!(origin = origin.unwrap_or("-"), "cross-site request refused");
+        AppError::forbidden("Cross-site request refused. Submit the form from Roundhouse itself.").into_response()
+    }
+}
+
+fn needs_sign_in(path: &str) -> bool {
+    path == "/dashboard" || path == "/account" || path == "/admin" || path.starts_with("/projects/") || path.starts_with("/admin/")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Dashboard pages need a signed-in user: a visitor is sent to sign in and brought back
+/// after. The admin panel answers 403 to a signed-in non-admin (the page explains).
+pub async fn guard_pages(req: Request, next: Next) -> Response {
+    if req.method() != Method::GET || !needs_sign_in(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let auth = req.extensions().get::<Authenticated>().cloned();
+    match auth {
+        None => {
+            let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/dashboard");
+            Redirect::to(&format!("/login?next={}", percent_encode(target))).into_response()
+        }
+        Some(a) if req.uri().path().starts_with("/admin") && !a.user.is_admin() => {
+            let mut response = next.run(req).await;
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            response
+        }
+        Some(_) => next.run(req).await,
+    }
+}
+
+/// Headers every response carries. HTML pages set their own Content-Security-Policy (with a
+/// per-response nonce for the hydration script); everything else gets a locked-down one.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_targets_are_percent_encoded() {
+        assert_eq!(percent_encode("/projects/1?tab=a&b=c"), "/projects/1%3Ftab%3Da%26b%3Dc");
+    }
+
+    #[test]
+    fn origins_reduce_to_their_host() {
+        assert_eq!(host_of_origin("http://127.0.0.1:3000"), Some("127.0.0.1:3000"));
+        assert_eq!(host_of_origin("https://evil.example/path"), Some("evil.example"));
+        assert_eq!(host_of_origin("garbage"), None);
+    }
+
+    #[test]
+    fn dashboard_pages_need_sign_in_and_public_ones_do_not() {
+        for p in ["/dashboard", "/account", "/admin", "/projects/abc"] {
+            assert!(needs_sign_in(p), "{p}");
+        }
+        for p in ["/", "/pricing", "/templates", "/login", "/projectsx", "/administrator"] {
+            assert!(!needs_sign_in(p), "{p}");
+        }
+    }
+}
