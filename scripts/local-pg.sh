@@ -2,13 +2,16 @@
 # Ensures a PostgreSQL server for Roundhouse and prints its DATABASE_URL on stdout.
 #
 # - DATABASE_URL already set: printed as is, nothing else happens.
+# - `local-pg.sh --stop` stops the project-local cluster.
 # - Otherwise a project-local cluster under $ROUNDHOUSE_DATA_DIR/postgres (default .data/postgres)
 #   listens on 127.0.0.1:$ROUNDHOUSE_PG_PORT (default 5433). It is created on first use, started
 #   when stopped and reused afterwards. Missing server binaries are installed with apt when root.
 set -euo pipefail
 
 DB_NAME="${1:-roundhouse}"
-if [ -n "${DATABASE_URL:-}" ]; then
+if [ "$DB_NAME" = "--stop" ]; then
+  DB_NAME=""
+elif [ -n "${DATABASE_URL:-}" ]; then
   echo "$DATABASE_URL"
   exit 0
 fi
@@ -53,6 +56,13 @@ as_pg() {
   fi
 }
 
+if [ -z "$DB_NAME" ]; then
+  if [ -f "$PGDATA/postmaster.pid" ] && [ -n "$BINDIR" ]; then
+    as_pg "$BINDIR/pg_ctl" -D "$PGDATA" -m fast -w stop >&2 || true
+  fi
+  exit 0
+fi
+
 mkdir -p "$PGDATA" "$SOCKDIR"
 if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$PGDATA" "$SOCKDIR"; chmod 700 "$PGDATA"; fi
 
@@ -63,6 +73,10 @@ if [ ! -f "$PGDATA/PG_VERSION" ]; then
 fi
 
 if ! as_pg "$BINDIR/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    log "port $PORT is taken by another server: set ROUNDHOUSE_PG_PORT to a free port, or DATABASE_URL"
+    exit 1
+  fi
   log "starting PostgreSQL on 127.0.0.1:$PORT"
   as_pg "$BINDIR/pg_ctl" -D "$PGDATA" -w -t 60 -l "$PGDATA/server.log" \
     -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c full_page_writes=off" start >&2

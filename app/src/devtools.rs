@@ -17,19 +17,22 @@ pub struct OutboxMail {
     pub created_at: DateTime<Utc>,
 }
 
-#[server]
+#[server(endpoint = "list_outbox")]
 pub async fn list_outbox(to: Option<String>) -> Result<Vec<OutboxMail>, AppError> {
-    let state = crate::infra::request::state()?;
-    if !state.config.is_dev() {
-        return Err(AppError::not_found("Page"));
-    }
-    Ok(sqlx::query_as(
-        "SELECT id, to_address, subject, body, created_at FROM mail_outbox
-         WHERE ($1::text IS NULL OR lower(to_address) = lower($1)) ORDER BY created_at DESC LIMIT 100",
-    )
-    .bind(to.filter(|t| !t.trim().is_empty()))
-    .fetch_all(&state.db)
-    .await?)
+    crate::infra::request::with_status(async move {
+        let state = crate::infra::request::state()?;
+        if !state.config.is_dev() {
+            return Err(AppError::not_found("Page"));
+        }
+        Ok(sqlx::query_as(
+            "SELECT id, to_address, subject, body, created_at FROM mail_outbox
+             WHERE ($1::text IS NULL OR lower(to_address) = lower($1)) ORDER BY created_at DESC LIMIT 100",
+        )
+        .bind(to.filter(|t| !t.trim().is_empty()))
+        .fetch_all(&state.db)
+        .await?)
+    })
+    .await
 }
 
 /// Splits a mail body into text and links, so links are clickable.

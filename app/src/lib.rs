@@ -22,11 +22,12 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 /// The HTML document. On the server it also sets the Content-Security-Policy with a fresh
-/// nonce for the hydration script.
+/// nonce for the hydration script. Detail pages render in `SsrMode::Async` so their
+/// status (404 for a missing template or someone else's project) is known before headers go out.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     {
@@ -88,6 +89,13 @@ pub fn App() -> impl IntoView {
         |_| auth::get_me(),
     );
     provide_context(Session { login, logout, register, me });
+    // Effects run only in the browser, after hydration: mark the page interactive (browser
+    // tests wait for it; CSS could use it too).
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
 
     view! {
         <Stylesheet id="leptos" href="/pkg/roundhouse.css"/>
@@ -100,7 +108,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/docs") view=home::DocsPage/>
                     <Route path=path!("/pricing") view=catalogue::pages::PricingPage/>
                     <Route path=path!("/templates") view=catalogue::pages::TemplatesPage/>
-                    <Route path=path!("/templates/:slug") view=catalogue::pages::TemplatePage/>
+                    <Route path=path!("/templates/:slug") view=catalogue::pages::TemplatePage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=auth::pages::LoginPage/>
                     <Route path=path!("/register") view=auth::pages::RegisterPage/>
                     <Route path=path!("/verify") view=auth::pages::VerifyPage/>
@@ -108,7 +116,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/reset") view=auth::pages::ResetPage/>
                     <Route path=path!("/account") view=auth::pages::AccountPage/>
                     <Route path=path!("/dashboard") view=projects::pages::DashboardPage/>
-                    <Route path=path!("/projects/:id") view=projects::pages::ProjectPage/>
+                    <Route path=path!("/projects/:id") view=projects::pages::ProjectPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=admin::pages::AdminPage/>
                     <Route path=path!("/dev/mail") view=devtools::OutboxPage/>
                 </Routes>

@@ -86,7 +86,7 @@ pub fn Badge(tone: Tone, children: Children) -> impl IntoView {
         Tone::Bad => "badge bg-rose-950 text-rose-300 ring-rose-800",
         Tone::Accent => "badge bg-indigo-950 text-indigo-300 ring-indigo-800",
     };
-    view! { <span class=class>{children()}</span> }
+    view! { <span class=class.to_string()>{children()}</span> }
 }
 
 #[component]

@@ -16,6 +16,12 @@ async fn main() {
 }
 
 async fn run() -> anyhow::Result<()> {
+    // `roundhouse openapi` prints the API description (committed as docs/openapi.json).
+    if std::env::args().nth(1).as_deref() == Some("openapi") {
+        use utoipa::OpenApi;
+        println!("{}", server::api::ApiDoc::openapi().to_pretty_json()?);
+        return Ok(());
+    }
     let config = Config::from_env()?;
     server::telemetry::init(config.json_logs);
 

@@ -23,24 +23,33 @@ pub struct UserPage {
     pub total: i64,
 }
 
-#[server]
+#[server(endpoint = "admin_list_users")]
 pub async fn admin_list_users(q: Option<String>, offset: Option<i64>) -> Result<UserPage, AppError> {
-    use crate::infra::request;
-    request::require_admin()?;
-    service::list_users(&request::state()?.db, q.as_deref(), offset.unwrap_or(0)).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        request::require_admin()?;
+        service::list_users(&request::state()?.db, q.as_deref(), offset.unwrap_or(0)).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "admin_set_role")]
 pub async fn admin_set_role(user_id: Uuid, role: String) -> Result<(), AppError> {
-    use crate::infra::request;
-    let auth = request::require_admin()?;
-    let role = crate::auth::Role::parse(&role)?;
-    service::set_role(&request::state()?.db, &auth.user, user_id, role, &request::client_ip()).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_admin()?;
+        let role = crate::auth::Role::parse(&role)?;
+        service::set_role(&request::state()?.db, &auth.user, user_id, role, &request::client_ip()).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "admin_set_suspended")]
 pub async fn admin_set_suspended(user_id: Uuid, suspended: bool) -> Result<(), AppError> {
-    use crate::infra::request;
-    let auth = request::require_admin()?;
-    service::set_suspended(&request::state()?.db, &auth.user, user_id, suspended, &request::client_ip()).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_admin()?;
+        service::set_suspended(&request::state()?.db, &auth.user, user_id, suspended, &request::client_ip()).await
+    })
+    .await
 }

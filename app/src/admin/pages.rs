@@ -67,7 +67,7 @@ pub fn AdminPage() -> impl IntoView {
                                                         <ActionForm action=set_suspended>
                                                             <input type="hidden" name="user_id" value=id/>
                                                             <input type="hidden" name="suspended" value=if suspended { "false" } else { "true" }/>
-                                                            <button type="submit" class=if suspended { "btn btn-secondary" } else { "btn btn-danger" }>
+                                                            <button type="submit" class=(if suspended { "btn btn-secondary" } else { "btn btn-danger" }).to_string()>
                                                                 {if suspended { "Unsuspend" } else { "Suspend" }}
                                                             </button>
                                                         </ActionForm>

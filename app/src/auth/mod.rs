@@ -78,109 +78,148 @@ pub struct CreatedApiToken {
 // ---------------------------------------------------------------------------------------------
 // Server functions: authenticate, take state, call the service, map the result.
 
-#[server]
+#[server(endpoint = "get_me")]
 pub async fn get_me() -> Result<Option<User>, AppError> {
-    Ok(crate::infra::request::current().map(|a| a.user))
+    crate::infra::request::with_status(async move {
+        Ok(crate::infra::request::current().map(|a| a.user))
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "register")]
 pub async fn register(
     name: String,
     email: String,
     password: String,
     next: Option<String>,
 ) -> Result<(), AppError> {
-    use crate::infra::request;
-    let state = request::state()?;
-    let input = service::RegisterInput::parse(&name, &email, &password)?;
-    let user = service::register(&state, input).await?;
-    let token = service::create_session(&state.db, user.id, service::SessionKind::Browser, request::user_agent(), &request::client_ip()).await?;
-    request::set_cookie(service::session_cookie(&state.config, &token));
-    leptos_axum::redirect(&crate::domain::safe_next_path(next.as_deref()));
-    Ok(())
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let state = request::state()?;
+        let input = service::RegisterInput::parse(&name, &email, &password)?;
+        let user = service::register(&state, input).await?;
+        let token = service::create_session(&state.db, user.id, service::SessionKind::Browser, request::user_agent(), &request::client_ip()).await?;
+        request::set_cookie(service::session_cookie(&state.config, &token));
+        leptos_axum::redirect(&crate::domain::safe_next_path(next.as_deref()));
+        Ok(())
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "login")]
 pub async fn login(email: String, password: String, next: Option<String>) -> Result<(), AppError> {
-    use crate::infra::request;
-    let state = request::state()?;
-    let (_, token) = service::login(&state, &request::client_ip(), &email, &password, service::SessionKind::Browser, request::user_agent()).await?;
-    request::set_cookie(service::session_cookie(&state.config, &token));
-    leptos_axum::redirect(&crate::domain::safe_next_path(next.as_deref()));
-    Ok(())
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let state = request::state()?;
+        let (_, token) = service::login(&state, &request::client_ip(), &email, &password, service::SessionKind::Browser, request::user_agent()).await?;
+        request::set_cookie(service::session_cookie(&state.config, &token));
+        leptos_axum::redirect(&crate::domain::safe_next_path(next.as_deref()));
+        Ok(())
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
-    use crate::infra::request;
-    let state = request::state()?;
-    if let Some(auth) = request::current() {
-        service::end_authentication(&state.db, &auth).await?;
-    }
-    request::set_cookie(service::clear_session_cookie(&state.config));
-    leptos_axum::redirect("/");
-    Ok(())
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let state = request::state()?;
+        if let Some(auth) = request::current() {
+            service::end_authentication(&state.db, &auth).await?;
+        }
+        request::set_cookie(service::clear_session_cookie(&state.config));
+        leptos_axum::redirect("/");
+        Ok(())
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "verify_email")]
 pub async fn verify_email(token: String) -> Result<User, AppError> {
-    let state = crate::infra::request::state()?;
-    service::verify_email(&state.db, &token).await
+    crate::infra::request::with_status(async move {
+        let state = crate::infra::request::state()?;
+        service::verify_email(&state.db, &token).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "resend_verification")]
 pub async fn resend_verification() -> Result<(), AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    let state = request::state()?;
-    service::send_verification(&state, &auth.user).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        service::send_verification(&state, &auth.user).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "request_password_reset")]
 pub async fn request_password_reset(email: String) -> Result<(), AppError> {
-    let state = crate::infra::request::state()?;
-    service::request_password_reset(&state, &email).await
+    crate::infra::request::with_status(async move {
+        let state = crate::infra::request::state()?;
+        service::request_password_reset(&state, &email).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "reset_password")]
 pub async fn reset_password(token: String, password: String) -> Result<(), AppError> {
-    let state = crate::infra::request::state()?;
-    service::reset_password(&state.db, &token, &password).await
+    crate::infra::request::with_status(async move {
+        let state = crate::infra::request::state()?;
+        service::reset_password(&state.db, &token, &password).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "update_profile")]
 pub async fn update_profile(name: String) -> Result<User, AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    let state = request::state()?;
-    service::update_profile(&state.db, auth.user.id, &name).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        service::update_profile(&state.db, auth.user.id, &name).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "change_password")]
 pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    let state = request::state()?;
-    service::change_password(&state.db, &auth, &current_password, &new_password).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        service::change_password(&state.db, &auth, &current_password, &new_password).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "list_tokens")]
 pub async fn list_tokens() -> Result<Vec<ApiToken>, AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::list_tokens(&request::state()?.db, auth.user.id).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::list_tokens(&request::state()?.db, auth.user.id).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "create_token")]
 pub async fn create_token(name: String) -> Result<CreatedApiToken, AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::create_token(&request::state()?.db, auth.user.id, &name).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::create_token(&request::state()?.db, auth.user.id, &name).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "revoke_token")]
 pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::revoke_token(&request::state()?.db, auth.user.id, id).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::revoke_token(&request::state()?.db, auth.user.id, id).await
+    })
+    .await
 }

@@ -99,24 +99,36 @@ pub struct TemplateQuery {
     pub sort: Option<String>,
 }
 
-#[server]
+#[server(endpoint = "list_plans")]
 pub async fn list_plans() -> Result<Vec<Plan>, AppError> {
-    service::list_plans(&crate::infra::request::state()?.db).await
+    crate::infra::request::with_status(async move {
+        service::list_plans(&crate::infra::request::state()?.db).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "list_templates")]
 pub async fn list_templates(query: TemplateQuery) -> Result<Vec<TemplateSummary>, AppError> {
-    service::list_templates(&crate::infra::request::state()?.db, &query).await
+    crate::infra::request::with_status(async move {
+        service::list_templates(&crate::infra::request::state()?.db, &query).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "list_categories")]
 pub async fn list_categories() -> Result<Vec<String>, AppError> {
-    service::list_categories(&crate::infra::request::state()?.db).await
+    crate::infra::request::with_status(async move {
+        service::list_categories(&crate::infra::request::state()?.db).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "get_template")]
 pub async fn get_template(slug: String) -> Result<Template, AppError> {
-    service::get_template(&crate::infra::request::state()?.db, &slug).await
+    crate::infra::request::with_status(async move {
+        service::get_template(&crate::infra::request::state()?.db, &slug).await
+    })
+    .await
 }
 
 /// `1234` cents → `$12.34`; whole dollars drop the cents.

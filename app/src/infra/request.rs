@@ -56,3 +56,23 @@ pub fn set_cookie(cookie: String) {
         res.append_header(header::SET_COOKIE, value);
     }
 }
+
+/// Gives a server function's error its own HTTP status (422, 404, 409, …) instead of the
+/// blanket 500 server_fn uses, so logs, metrics and the browser see what happened. A plain
+/// HTML form post keeps the redirect back to its page that leptos_axum sets.
+pub async fn with_status<T>(work: impl std::future::Future<Output = Result<T, AppError>>) -> Result<T, AppError> {
+    let result = work.await;
+    if let Err(e) = &result {
+        let accepts_html = use_context::<Parts>()
+            .and_then(|p| p.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(|v| v.contains("text/html")))
+            .unwrap_or(false);
+        if !accepts_html {
+            if let (Some(res), Ok(status)) =
+                (use_context::<leptos_axum::ResponseOptions>(), http::StatusCode::from_u16(e.status()))
+            {
+                res.set_status(status);
+            }
+        }
+    }
+    result
+}

@@ -41,55 +41,76 @@ pub struct Project {
     pub updated_at: DateTime<Utc>,
 }
 
-#[server]
+#[server(endpoint = "list_projects")]
 pub async fn list_projects() -> Result<Vec<ProjectSummary>, AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::list(&request::state()?.db, auth.user.id).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::list(&request::state()?.db, auth.user.id).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "get_project")]
 pub async fn get_project(id: Uuid) -> Result<Project, AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::get(&request::state()?.db, auth.user.id, id).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::get(&request::state()?.db, auth.user.id, id).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "create_project")]
 pub async fn create_project(name: String, description: Option<String>) -> Result<Project, AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    let project = service::create(&request::state()?.db, &auth.user, &name, description.as_deref().unwrap_or("")).await?;
-    leptos_axum::redirect(&format!("/projects/{}", project.id));
-    Ok(project)
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let project = service::create(&request::state()?.db, &auth.user, &name, description.as_deref().unwrap_or("")).await?;
+        leptos_axum::redirect(&format!("/projects/{}", project.id));
+        Ok(project)
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "update_project")]
 pub async fn update_project(id: Uuid, name: String, description: Option<String>) -> Result<Project, AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::update(&request::state()?.db, auth.user.id, id, Some(&name), description.as_deref()).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::update(&request::state()?.db, auth.user.id, id, Some(&name), description.as_deref()).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "delete_project")]
 pub async fn delete_project(id: Uuid) -> Result<(), AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::delete(&request::state()?.db, auth.user.id, id, &request::client_ip()).await?;
-    leptos_axum::redirect("/dashboard");
-    Ok(())
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::delete(&request::state()?.db, auth.user.id, id, &request::client_ip()).await?;
+        leptos_axum::redirect("/dashboard");
+        Ok(())
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "create_environment")]
 pub async fn create_environment(project_id: Uuid, name: String) -> Result<Environment, AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::create_environment(&request::state()?.db, auth.user.id, project_id, &name).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::create_environment(&request::state()?.db, auth.user.id, project_id, &name).await
+    })
+    .await
 }
 
-#[server]
+#[server(endpoint = "delete_environment")]
 pub async fn delete_environment(project_id: Uuid, environment_id: Uuid) -> Result<(), AppError> {
-    use crate::infra::request;
-    let auth = request::require_user()?;
-    service::delete_environment(&request::state()?.db, auth.user.id, project_id, environment_id, &request::client_ip()).await
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::delete_environment(&request::state()?.db, auth.user.id, project_id, environment_id, &request::client_ip()).await
+    })
+    .await
 }

@@ -112,3 +112,52 @@ pub async fn revoke_token(
     service::revoke_token(&state.db, auth.user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyRequest {
+    /// The token from the verification link.
+    pub token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ForgotPasswordRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResetPasswordRequest {
+    /// The token from the reset link.
+    pub token: String,
+    pub password: String,
+}
+
+/// Confirm an email address with the token from the verification mail.
+#[utoipa::path(post, path = "/auth/verify", tag = "auth", request_body = VerifyRequest,
+    responses((status = 200, body = UserResponse), (status = 422, body = ErrorBody)))]
+pub async fn verify(State(state): State<AppState>, ApiJson(body): ApiJson<VerifyRequest>) -> Result<Json<UserResponse>, AppError> {
+    Ok(Json(UserResponse { user: service::verify_email(&state.db, &body.token).await? }))
+}
+
+/// Send the verification mail again.
+#[utoipa::path(post, path = "/auth/verify/resend", tag = "auth", security(("bearer" = [])),
+    responses((status = 202), (status = 422, body = ErrorBody)))]
+pub async fn resend_verification(State(state): State<AppState>, Caller(auth): Caller) -> Result<StatusCode, AppError> {
+    service::send_verification(&state, &auth.user).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Mail a password reset link. Answers 202 whether or not the address has an account.
+#[utoipa::path(post, path = "/auth/password/forgot", tag = "auth", request_body = ForgotPasswordRequest,
+    responses((status = 202), (status = 422, body = ErrorBody)))]
+pub async fn forgot_password(State(state): State<AppState>, ApiJson(body): ApiJson<ForgotPasswordRequest>) -> Result<StatusCode, AppError> {
+    service::request_password_reset(&state, &body.email).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Set a new password with the token from the reset mail. Every session of the account ends.
+#[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetPasswordRequest,
+    responses((status = 204), (status = 422, body = ErrorBody)))]
+pub async fn reset_password(State(state): State<AppState>, ApiJson(body): ApiJson<ResetPasswordRequest>) -> Result<StatusCode, AppError> {
+    service::reset_password(&state.db, &body.token, &body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

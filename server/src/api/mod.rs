@@ -81,6 +81,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     paths(
         auth::register, auth::login, auth::logout, auth::me,
+        auth::verify, auth::resend_verification, auth::forgot_password, auth::reset_password,
         auth::list_tokens, auth::create_token, auth::revoke_token,
         projects::list, projects::create, projects::get, projects::update, projects::delete,
         projects::create_environment, projects::delete_environment,
@@ -109,6 +110,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/verify", post(auth::verify))
+        .route("/auth/verify/resend", post(auth::resend_verification))
+        .route("/auth/password/forgot", post(auth::forgot_password))
+        .route("/auth/password/reset", post(auth::reset_password))
         .route("/me", get(auth::me))
         .route("/tokens", get(auth::list_tokens).post(auth::create_token))
         .route("/tokens/{id}", delete(auth::revoke_token))

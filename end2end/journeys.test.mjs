@@ -1,0 +1,193 @@
+// Browser journeys in headless Chromium against the real server and a fresh database.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { startServer } from './support/server.mjs';
+import { launch } from './support/browser.mjs';
+
+const SHOTS = new URL('./screenshots/', import.meta.url).pathname;
+let server;
+let browser;
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  server = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A fresh page (own cookies) that fails the test on any browser-side error. */
+async function newPage() {
+  const page = await browser.context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  // Chromium logs every 4xx answer as a console error; those are expected (a refused form).
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) page.errors.push(m.text());
+  });
+  return page;
+}
+
+async function goto(page, path) {
+  const res = await page.goto(server.url + path);
+  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 15_000 });
+  return res;
+}
+
+async function signOutEverywhere() {
+  await browser.context.clearCookies();
+}
+
+async function register(page, { name, email, password }) {
+  await goto(page, '/register');
+  await page.fill('input[name=name]', name);
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]:has-text("Create account")');
+  await page.waitForURL('**/dashboard');
+}
+
+async function signIn(page, email, password) {
+  await goto(page, '/login');
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]:has-text("Sign in")');
+}
+
+async function verifyFromOutbox(page, email) {
+  await goto(page, '/dev/mail');
+  const link = page.locator(`[data-testid=mail]:has-text("${email}") a[href*="/verify?token="]`).first();
+  const href = await link.getAttribute('href');
+  assert.ok(href, 'the verification mail has a link');
+  await goto(page, new URL(href).pathname + new URL(href).search);
+  await page.click('button:has-text("Confirm my email address")');
+  await page.waitForSelector('[data-testid=verified]');
+}
+
+test('register, verify, create a project, see it, sign out and back in', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  const email = `ada-${Date.now()}@example.com`;
+  const password = 'correct horse battery';
+  await register(page, { name: 'Ada', email, password });
+
+  // Unverified: the dashboard says so, and creating a project is refused with that reason.
+  await page.waitForSelector('text=Confirm your email address to create projects');
+  await verifyFromOutbox(page, email);
+
+  await goto(page, '/dashboard');
+  await page.fill('input[name=name]', 'shop');
+  await page.fill('input[name=description]', 'The web shop');
+  await page.click('button:has-text("Create project")');
+  await page.waitForURL(/\/projects\/[0-9a-f-]{36}$/);
+  assert.equal(await page.textContent('[data-testid=project-name]'), 'shop');
+  assert.match(await page.textContent('[data-testid=environments]'), /production/);
+  await page.screenshot({ path: `${SHOTS}project.png`, fullPage: true });
+
+  // A duplicate name gets a specific error next to the field.
+  await goto(page, '/dashboard');
+  await page.fill('input[name=name]', 'SHOP');
+  await page.click('button:has-text("Create project")');
+  await page.waitForSelector('text=You already have a project named "SHOP".');
+  assert.equal(await page.locator('[data-testid=project-list] li').count(), 1);
+  await page.screenshot({ path: `${SHOTS}dashboard.png`, fullPage: true });
+
+  await page.click('[data-testid=sign-out]');
+  await page.waitForURL(server.url + '/');
+  await page.waitForSelector('a:has-text("Sign in")');
+  const res = await page.goto(server.url + '/dashboard');
+  assert.match(page.url(), /\/login\?next=\/dashboard$/, 'signed out, the dashboard asks to sign in');
+  assert.equal(res.status(), 200);
+
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]:has-text("Sign in")');
+  await page.waitForURL('**/dashboard');
+  await page.waitForSelector('[data-testid=project-list] >> text=shop');
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
+test('a wrong password is refused with a message and no session', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  await signIn(page, server.admin.email, 'definitely-not-it');
+  await page.waitForSelector('text=That email and password do not match an account.');
+  assert.match(page.url(), /\/login/);
+  await page.screenshot({ path: `${SHOTS}login-error.png` });
+  await page.close();
+});
+
+test('an admin suspends a user, who then cannot sign in', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  const email = `bob-${Date.now()}@example.com`;
+  const password = 'bobs password 123';
+  await register(page, { name: 'Bob', email, password });
+  await signOutEverywhere();
+
+  assert.ok(server.admin.email && server.admin.password, 'the server printed the dev admin credentials');
+  await signIn(page, server.admin.email, server.admin.password);
+  await page.waitForURL('**/dashboard');
+  await goto(page, `/admin?q=${encodeURIComponent(email)}`);
+  const row = page.locator(`tr[data-email="${email}"]`);
+  await row.locator('button:has-text("Suspend")').click();
+  await row.locator('text=suspended').waitFor();
+  await page.screenshot({ path: `${SHOTS}admin.png`, fullPage: true });
+  await signOutEverywhere();
+
+  await signIn(page, email, password);
+  await page.waitForSelector('text=This account is suspended');
+  assert.match(page.url(), /\/login/);
+  await page.close();
+});
+
+test('a signed-in non-admin gets 403 on /admin', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  await register(page, { name: 'Cy', email: `cy-${Date.now()}@example.com`, password: 'cys password 123' });
+  const res = await page.goto(server.url + '/admin');
+  assert.equal(res.status(), 403);
+  await page.waitForSelector('text=This page is for administrators.');
+  await page.close();
+});
+
+test('sign-in works without JavaScript (the form posts)', async () => {
+  await signOutEverywhere();
+  // Blocking the bundle keeps the page as the server rendered it: the form posts natively.
+  const page = await newPage();
+  await page.route('**/pkg/roundhouse.js', (route) => route.abort());
+  await page.goto(server.url + '/login?next=/account');
+  await page.fill('input[name=email]', server.admin.email);
+  await page.fill('input[name=password]', server.admin.password);
+  await page.click('button[type=submit]:has-text("Sign in")');
+  await page.waitForURL('**/account');
+  await page.waitForSelector(`text=${server.admin.email}`);
+  assert.equal(await page.getAttribute('body', 'data-hydrated'), null, 'the page never hydrated');
+  await page.close();
+});
+
+test('visitors browse templates and pricing, and Deploy asks them to sign in', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  await goto(page, '/templates');
+  await page.fill('input[name=q]', 'redis');
+  await page.click('button:has-text("Apply")');
+  await page.waitForURL(/q=redis/);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=template-list] li').length === 1);
+  await page.click('text=Redis');
+  await page.waitForURL('**/templates/redis');
+  await page.waitForSelector('text=REDIS_PASSWORD');
+  await page.click('text=Sign in to deploy');
+  await page.waitForURL(/\/login\?next=\/templates\/redis/);
+  await goto(page, '/pricing');
+  assert.equal(await page.locator('[data-testid=plan]').count(), 3);
+  await page.screenshot({ path: `${SHOTS}pricing.png`, fullPage: true });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});

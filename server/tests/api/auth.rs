@@ -1,0 +1,320 @@
+use crate::helpers::*;
+use axum::http::{header, Method, StatusCode};
+use serde_json::json;
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn registering_answers_201_with_the_user_and_mails_a_verification_link(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let r = app
+        .api(Method::POST, "/auth/register", None, Some(json!({ "name": "Ada", "email": " Ada@Example.com ", "password": PASSWORD })))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["user"]["email"], "ada@example.com");
+    assert_eq!(r.body["user"]["name"], "Ada");
+    assert_eq!(r.body["user"]["role"], "user");
+    assert_eq!(r.body["user"]["email_verified"], false);
+    assert!(r.body["user"].get("password_hash").is_none());
+    let subject: String = sqlx::query_scalar("SELECT subject FROM mail_outbox WHERE to_address = 'ada@example.com'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(subject, "Confirm your email address");
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users").fetch_one(&app.db).await.unwrap();
+    assert!(hash.starts_with("$argon2id$"), "stored as argon2id, not {hash}");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn registering_an_email_twice_in_any_case_is_a_409_on_the_email_field(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let r = app
+        .api(Method::POST, "/auth/register", None, Some(json!({ "name": "Other", "email": "ADA@example.com", "password": PASSWORD })))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.error_code(), "conflict");
+    assert_eq!(r.error_field(), "email");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.db).await.unwrap();
+    assert_eq!(n, 1);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn bad_registration_input_is_a_422_naming_the_field_and_creates_nothing(db: PgPool) {
+    let app = TestApp::new(db).await;
+    for (body, field) in [
+        (json!({ "name": "", "email": "a@example.com", "password": PASSWORD }), "name"),
+        (json!({ "name": "A", "email": "not-an-email", "password": PASSWORD }), "email"),
+        (json!({ "name": "A", "email": "a@example.com", "password": "short" }), "password"),
+    ] {
+        let r = app.api(Method::POST, "/auth/register", None, Some(body)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert_eq!(r.error_code(), "validation_failed");
+        assert_eq!(r.error_field(), field);
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.db).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn malformed_json_is_a_422_in_the_error_shape_not_a_500(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let req = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/auth/register")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from("{\"name\": 42"))
+        .unwrap();
+    let r = app.send(req).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_code(), "validation_failed");
+    assert!(r.error_message().starts_with("The request body is not valid"), "{}", r.text);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn a_login_token_authenticates_until_logout(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let token = app.login("ADA@example.com").await;
+    assert!(token.starts_with("rhs_"));
+    let me = app.get("/me", &token).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["email"], "ada@example.com");
+    let out = app.post("/auth/logout", &token, json!({})).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let after = app.get("/me", &token).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(after.error_code(), "unauthorized");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn a_wrong_password_and_an_unknown_email_get_the_same_answer(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let wrong = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": "not the password" }))).await;
+    let unknown = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "bob@example.com", "password": "not the password" }))).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong.status, unknown.status);
+    assert_eq!(wrong.body, unknown.body);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn sign_in_is_rate_limited_per_account_with_retry_after(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    for _ in 0..5 {
+        let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": "wrong password" }))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // Even the right password is refused while the account is over its limit.
+    let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": PASSWORD }))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.error_code(), "rate_limited");
+    let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn sign_in_is_rate_limited_per_client_address_across_accounts(db: PgPool) {
+    let app = TestApp::with_config(db, |c| c.login_per_ip_per_minute = 3).await;
+    for i in 0..3 {
+        let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": format!("u{i}@example.com"), "password": "whatever123" }))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "u9@example.com", "password": "whatever123" }))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn a_verification_link_verifies_once(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let token = app.mailed_token("ada@example.com", "verify").await;
+    let r = app.api(Method::POST, "/auth/verify", None, Some(json!({ "token": token }))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["user"]["email_verified"], true);
+    let again = app.api(Method::POST, "/auth/verify", None, Some(json!({ "token": token }))).await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(again.error_message(), "This link has already been used.");
+    let bogus = app.api(Method::POST, "/auth/verify", None, Some(json!({ "token": "nope" }))).await;
+    assert_eq!(bogus.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bogus.error_field(), "token");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn an_expired_verification_link_is_refused(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let token = app.mailed_token("ada@example.com", "verify").await;
+    sqlx::query("UPDATE email_tokens SET expires_at = now() - interval '1 minute'").execute(&app.db).await.unwrap();
+    let r = app.api(Method::POST, "/auth/verify", None, Some(json!({ "token": token }))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.error_message().contains("expired"), "{}", r.text);
+    let verified: bool = sqlx::query_scalar("SELECT email_verified_at IS NOT NULL FROM users").fetch_one(&app.db).await.unwrap();
+    assert!(!verified);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn a_password_reset_sets_the_new_password_and_ends_every_session(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let old_session = app.login("ada@example.com").await;
+    let r = app.api(Method::POST, "/auth/password/forgot", None, Some(json!({ "email": "ada@example.com" }))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let token = app.mailed_token("ada@example.com", "reset").await;
+    let r = app
+        .api(Method::POST, "/auth/password/reset", None, Some(json!({ "token": token, "password": "a brand new password" })))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(app.get("/me", &old_session).await.status, StatusCode::UNAUTHORIZED);
+    let old = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": PASSWORD }))).await;
+    assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let new = app
+        .api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": "a brand new password" })))
+        .await;
+    assert_eq!(new.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn a_reset_for_an_unknown_address_answers_the_same_and_sends_nothing(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let r = app.api(Method::POST, "/auth/password/forgot", None, Some(json!({ "email": "nobody@example.com" }))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox").fetch_one(&app.db).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn personal_tokens_are_shown_once_stored_hashed_and_revocable(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let session = app.login("ada@example.com").await;
+    let created = app.post("/tokens", &session, json!({ "name": "laptop CLI" })).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let secret = created.body["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("rhp_"));
+    assert_eq!(created.body["prefix"], secret[..10]);
+
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored.len(), 32);
+    assert_ne!(stored, secret.as_bytes());
+
+    let me = app.get("/me", &secret).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let list = app.get("/tokens", &secret).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert!(list.body[0].get("secret").is_none(), "secrets are never listed");
+    assert!(list.body[0]["last_used_at"].is_string(), "use is recorded");
+
+    let id = created.body["id"].as_str().unwrap();
+    let revoked = app.api(Method::DELETE, &format!("/tokens/{id}"), Some(&session), None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/me", &secret).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn a_token_name_is_required(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let session = app.login("ada@example.com").await;
+    let r = app.post("/tokens", &session, json!({ "name": "  " })).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_field(), "name");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn a_user_cannot_list_or_revoke_another_users_token(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    app.register("Bob", "bob@example.com").await;
+    let ada = app.login("ada@example.com").await;
+    let bob = app.login("bob@example.com").await;
+    let created = app.post("/tokens", &ada, json!({ "name": "ci" })).await;
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(app.get("/tokens", &bob).await.body, json!([]));
+    let r = app.api(Method::DELETE, &format!("/tokens/{id}"), Some(&bob), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens").fetch_one(&app.db).await.unwrap();
+    assert_eq!(n, 1);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn an_unknown_bearer_token_is_a_401(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let r = app.get("/projects", "rhp_not-a-real-token").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.error_code(), "unauthorized");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn the_browser_sign_in_sets_an_http_only_lax_session_cookie(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let r = app
+        .server_fn("login", None, &[("email", "ada@example.com"), ("password", PASSWORD), ("next", "/projects/x")])
+        .await;
+    let set_cookie = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert_eq!(r.headers.get(header::LOCATION).unwrap(), "/projects/x");
+    let cookie = r.session_cookie().unwrap();
+    let me = app.server_fn("get_me", Some(&cookie), &[]).await;
+    assert_eq!(me.body["email"], "ada@example.com", "{}", me.text);
+
+    // Sign-out ends the session server-side: the old cookie no longer works.
+    app.server_fn("logout", Some(&cookie), &[]).await;
+    let me = app.server_fn("get_me", Some(&cookie), &[]).await;
+    assert_eq!(me.body, serde_json::Value::Null, "{}", me.text);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn the_next_parameter_cannot_send_a_user_to_another_site(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let r = app
+        .server_fn("login", None, &[("email", "ada@example.com"), ("password", PASSWORD), ("next", "//evil.example/x")])
+        .await;
+    assert_eq!(r.headers.get(header::LOCATION).unwrap(), "/dashboard");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn a_cross_site_form_post_with_a_session_cookie_is_refused(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.verified_user("Ada", "ada@example.com").await;
+    let cookie = app.browser_login("ada@example.com").await;
+    let r = app
+        .server_fn_from("create_project", Some(&cookie), &[("name", "evil")], Some("https://evil.example"))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.error_code(), "forbidden");
+    // Without Origin, a foreign Referer is refused too.
+    let req = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/create_project")
+        .header(header::HOST, "127.0.0.1:3000")
+        .header(header::COOKIE, &cookie)
+        .header(header::REFERER, "https://evil.example/page")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from("name=evil2"))
+        .unwrap();
+    assert_eq!(app.send(req).await.status, StatusCode::FORBIDDEN);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM projects").fetch_one(&app.db).await.unwrap();
+    assert_eq!(n, 0);
+    // The same request from our own origin goes through.
+    let ok = app.server_fn("create_project", Some(&cookie), &[("name", "mine")]).await;
+    assert!(ok.status.is_success() || ok.status.is_redirection(), "{} {}", ok.status, ok.text);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM projects").fetch_one(&app.db).await.unwrap();
+    assert_eq!(n, 1);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn the_profile_name_can_be_changed_but_not_emptied(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    let cookie = app.browser_login("ada@example.com").await;
+    let r = app.server_fn("update_profile", Some(&cookie), &[("name", "Ada Lovelace")]).await;
+    assert_eq!(r.body["name"], "Ada Lovelace", "{}", r.text);
+    let r = app.server_fn("update_profile", Some(&cookie), &[("name", "   ")]).await;
+    assert_eq!(r.body["code"], "validation", "{}", r.text);
+    let name: String = sqlx::query_scalar("SELECT name FROM users").fetch_one(&app.db).await.unwrap();
+    assert_eq!(name, "Ada Lovelace");
+}

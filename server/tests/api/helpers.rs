@@ -1,0 +1,187 @@
+use app::infra::{mail::OutboxOnly, AppState, Config};
+use axum::{
+    body::Body,
+    extract::connect_info::MockConnectInfo,
+    http::{header, HeaderMap, Method, Request, StatusCode},
+    Router,
+};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::{net::SocketAddr, sync::Arc};
+use tower::ServiceExt;
+
+pub const ORIGIN: &str = "http://127.0.0.1:3000";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub router: Router,
+    pub db: PgPool,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+    pub fn error_field(&self) -> &str {
+        self.body["error"]["field"].as_str().unwrap_or_default()
+    }
+    pub fn error_message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
+    /// The session cookie a server function set, as `name=value`.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("rh_session=") && !c.starts_with("rh_session=;"))
+            .map(|c| c.split(';').next().unwrap_or_default().to_string())
+    }
+}
+
+impl TestApp {
+    pub async fn new(db: PgPool) -> Self {
+        Self::with_config(db, |_| {}).await
+    }
+
+    pub async fn with_config(db: PgPool, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::for_tests("postgres://unused");
+        tweak(&mut config);
+        let options = leptos::config::LeptosOptions::builder().output_name("roundhouse").build();
+        let state = AppState::new(options, db.clone(), config, Arc::new(OutboxOnly));
+        let router = server::router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        TestApp { router, db }
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(req).await.expect("router never fails");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, body, text }
+    }
+
+    /// A JSON API call, optionally with a bearer token.
+    pub async fn api(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut req = Request::builder().method(method).uri(format!("/api/v1{path}"));
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        };
+        self.send(req.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.api(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.api(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// A browser page load, optionally with a session cookie.
+    pub async fn page(&self, path: &str, cookie: Option<&str>) -> Reply {
+        let mut req = Request::builder().uri(path).header(header::ACCEPT, "text/html").header(header::HOST, "127.0.0.1:3000");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).expect("request")).await
+    }
+
+    /// A server function called the way the hydrated page calls it (same origin, form body).
+    pub async fn server_fn(&self, name: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Reply {
+        self.server_fn_from(name, cookie, form, Some(ORIGIN)).await
+    }
+
+    pub async fn server_fn_from(&self, name: &str, cookie: Option<&str>, form: &[(&str, &str)], origin: Option<&str>) -> Reply {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/{name}"))
+            .header(header::HOST, "127.0.0.1:3000")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json");
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::from(body)).expect("request")).await
+    }
+
+    /// Registers through the API and returns the user's id.
+    pub async fn register(&self, name: &str, email: &str) -> String {
+        let r = self
+            .api(Method::POST, "/auth/register", None, Some(json!({ "name": name, "email": email, "password": PASSWORD })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["user"]["id"].as_str().expect("user id").to_string()
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        let r = self.api(Method::POST, "/auth/login", None, Some(json!({ "email": email, "password": PASSWORD }))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["token"].as_str().expect("token").to_string()
+    }
+
+    /// The token of the newest mailed link of a kind (`verify` or `reset`) sent to `email`.
+    pub async fn mailed_token(&self, email: &str, kind: &str) -> String {
+        let body: String = sqlx::query_scalar(
+            "SELECT body FROM mail_outbox WHERE to_address = $1 AND body LIKE '%/' || $2 || '?token=%' ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(email)
+        .bind(kind)
+        .fetch_one(&self.db)
+        .await
+        .expect("a mail with a link");
+        let start = body.find("?token=").expect("token in link") + "?token=".len();
+        body[start..].split_whitespace().next().expect("token").to_string()
+    }
+
+    /// A verified, signed-in user: returns a bearer token.
+    pub async fn verified_user(&self, name: &str, email: &str) -> String {
+        self.register(name, email).await;
+        let token = self.mailed_token(email, "verify").await;
+        let r = self.api(Method::POST, "/auth/verify", None, Some(json!({ "token": token }))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        self.login(email).await
+    }
+
+    /// A signed-in browser session (cookie) for an existing user.
+    pub async fn browser_login(&self, email: &str) -> String {
+        let r = self.server_fn("login", None, &[("email", email), ("password", PASSWORD)]).await;
+        assert!(r.status.is_success() || r.status.is_redirection(), "{} {}", r.status, r.text);
+        r.session_cookie().expect("a session cookie")
+    }
+
+    pub async fn make_admin(&self, email: &str) {
+        sqlx::query("UPDATE users SET role = 'admin' WHERE email = $1").bind(email).execute(&self.db).await.expect("promote");
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

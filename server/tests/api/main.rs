@@ -1,0 +1,10 @@
+//! Integration tests: the real router against a real PostgreSQL, one fresh database per test
+//! (`#[sqlx::test]`), with migrations applied.
+
+mod helpers;
+
+mod admin;
+mod auth;
+mod catalogue;
+mod pages;
+mod projects;

@@ -1,0 +1,137 @@
+//! Server-rendered pages: public pages render for visitors, dashboard pages redirect them to
+//! sign in, the admin panel is 403 for non-admins; every response carries security headers.
+
+use crate::helpers::*;
+use axum::http::{header, StatusCode};
+use serde_json::json;
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn public_pages_render_on_the_server(db: PgPool) {
+    let app = TestApp::new(db).await;
+    for (path, text) in [
+        ("/", "Push your code"),
+        ("/pricing", "Hobby"),
+        ("/templates", "PostgreSQL"),
+        ("/templates/redis", "REDIS_PASSWORD"),
+        ("/login", "Sign in"),
+        ("/register", "Create your account"),
+        ("/docs", "Getting started"),
+    ] {
+        let r = app.page(path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(r.text.contains(text), "{path} should contain {text:?}");
+        assert!(r.text.contains("/pkg/roundhouse.js"), "{path} hydrates");
+    }
+    let pricing = app.page("/pricing", None).await;
+    assert!(pricing.text.contains("$20"), "the Pro fee comes from the plans table");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn unknown_pages_and_templates_are_404(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let r = app.page("/no-such-page", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text.contains("This page does not exist"));
+    assert_eq!(app.page("/templates/no-such-template", None).await.status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn dashboard_pages_send_a_visitor_to_sign_in_and_back(db: PgPool) {
+    let app = TestApp::new(db).await;
+    for (path, next) in [
+        ("/dashboard", "%2Fdashboard"),
+        ("/account", "%2Faccount"),
+        ("/admin?q=x", "%2Fadmin%3Fq%3Dx"),
+        ("/projects/0c9a3d4e-0000-0000-0000-000000000000", "%2Fprojects%2F0c9a3d4e-0000-0000-0000-000000000000"),
+    ] {
+        let r = app.page(path, None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+        // `/` stays unencoded in the query, which is valid there.
+        let expected = format!("/login?next={}", next.replace("%2F", "/"));
+        assert_eq!(r.headers[header::LOCATION], expected.as_str(), "{path}");
+    }
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn the_admin_panel_is_403_for_users_and_200_for_admins(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.register("Ada", "ada@example.com").await;
+    app.register("Root", "root@example.com").await;
+    app.make_admin("root@example.com").await;
+    let user = app.browser_login("ada@example.com").await;
+    let admin = app.browser_login("root@example.com").await;
+    let r = app.page("/admin", Some(&user)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text.contains("This page is for administrators."));
+    let r = app.page("/admin", Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("ada@example.com"), "the user list renders on the server");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn the_dashboard_renders_the_users_own_projects_only(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let ada = app.verified_user("Ada", "ada@example.com").await;
+    let bob = app.verified_user("Bob", "bob@example.com").await;
+    let ada_project = app.post("/projects", &ada, json!({ "name": "adas-shop" })).await.body["id"].as_str().unwrap().to_string();
+    app.post("/projects", &bob, json!({ "name": "bobs-blog" })).await;
+    let ada_cookie = app.browser_login("ada@example.com").await;
+    let bob_cookie = app.browser_login("bob@example.com").await;
+
+    let dash = app.page("/dashboard", Some(&ada_cookie)).await;
+    assert_eq!(dash.status, StatusCode::OK);
+    assert!(dash.text.contains("adas-shop") && !dash.text.contains("bobs-blog"));
+
+    let own = app.page(&format!("/projects/{ada_project}"), Some(&ada_cookie)).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(own.text.contains("production"));
+    let other = app.page(&format!("/projects/{ada_project}"), Some(&bob_cookie)).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert!(!other.text.contains("adas-shop"));
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn every_response_carries_security_headers(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let html = app.page("/", None).await;
+    let csp = html.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("script-src 'self' 'nonce-") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
+    assert!(html.text.contains(&format!("nonce=\"{nonce}\"")), "the hydration script carries the nonce");
+    let json = app.api(axum::http::Method::GET, "/plans", None, None).await;
+    for r in [&html, &json] {
+        assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(r.headers[header::REFERRER_POLICY], "strict-origin-when-cross-origin");
+        assert_eq!(r.headers[header::X_FRAME_OPTIONS], "DENY");
+        assert!(r.headers.contains_key("x-request-id"));
+    }
+    assert_eq!(json.headers[header::CONTENT_SECURITY_POLICY], "default-src 'none'; frame-ancestors 'none'");
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn health_and_readiness_report_the_database_and_migrations(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let req = |p: &str| axum::http::Request::builder().uri(p).body(axum::body::Body::empty()).unwrap();
+    let h = app.send(req("/healthz")).await;
+    assert_eq!((h.status, h.body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let r = app.send(req("/readyz")).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let r = app.send(req("/readyz")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[sqlx::test(migrator = "server::seed::MIGRATOR")]
+async fn the_dev_outbox_page_lists_mail_in_dev_and_is_hidden_in_production(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    app.register("Ada", "ada@example.com").await;
+    let r = app.page("/dev/mail", None).await;
+    assert!(r.text.contains("Confirm your email address") && r.text.contains("/verify?token="));
+    let prod = TestApp::with_config(db, |c| c.mode = app::infra::config::RunMode::Production).await;
+    let r = prod.server_fn("list_outbox", None, &[]).await;
+    assert_eq!(r.body["code"], "not_found", "{}", r.text);
+}
