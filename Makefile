@@ -65,7 +65,7 @@ test: build chromium
 	@$(MAKE) --no-print-directory test-e2e
 
 test-unit:
-	DATABASE_URL="$$(./scripts/local-pg.sh roundhouse_tests)" cargo test --workspace --exclude frontend 2>&1 | tee $(TARGET)/cargo-test.log | grep -vE '^test .* \.\.\. ok$$'
+	DATABASE_URL="$$(./scripts/local-pg.sh roundhouse_tests)" cargo test --workspace --exclude frontend -- --test-threads=8 2>&1 | tee $(TARGET)/cargo-test.log | grep -vE '^test .* \.\.\. ok$$'
 
 test-e2e:
 	DATABASE_URL_BASE="$$(./scripts/local-pg.sh postgres | sed 's#/postgres$$##')" BIN=$(BIN) node --test --test-concurrency=1 end2end/
@@ -78,7 +78,7 @@ release: tools site
 	cargo build -p server --bin roundhouse --release
 
 ## bench: request throughput and latency of key pages (see docs/benchmarks.md)
-bench: build
+bench: tools release
 	./scripts/bench.sh
 
 clean-data:

@@ -16,6 +16,7 @@ pub mod home;
 pub mod infra;
 pub mod projects;
 pub mod ui;
+pub mod variables;
 
 use auth::{Login, Logout, Register, User};
 use leptos::prelude::*;

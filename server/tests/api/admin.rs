@@ -1,7 +1,6 @@
 use crate::helpers::*;
 use axum::http::StatusCode;
 use serde_json::json;
-use sqlx::PgPool;
 
 async fn user_id(app: &TestApp, email: &str) -> String {
     sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM users WHERE email = $1")
@@ -12,9 +11,9 @@ async fn user_id(app: &TestApp, email: &str) -> String {
         .to_string()
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_suspended_user_is_signed_out_everywhere_and_cannot_sign_in(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_user_is_signed_out_everywhere_and_cannot_sign_in() {
+    let app = TestApp::new().await;
     app.register("Root", "root@example.com").await;
     app.make_admin("root@example.com").await;
     let admin = app.browser_login("root@example.com").await;
@@ -41,9 +40,9 @@ async fn a_suspended_user_is_signed_out_everywhere_and_cannot_sign_in(db: PgPool
     assert_eq!(actions, ["user.suspend", "user.unsuspend"]);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn admins_search_users_and_change_roles(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_search_users_and_change_roles() {
+    let app = TestApp::new().await;
     app.register("Root", "root@example.com").await;
     app.make_admin("root@example.com").await;
     app.register("Ada Lovelace", "ada@example.com").await;
@@ -65,9 +64,9 @@ async fn admins_search_users_and_change_roles(db: PgPool) {
     assert_eq!(bad.body["code"], "validation");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn an_admin_cannot_suspend_or_demote_themselves(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cannot_suspend_or_demote_themselves() {
+    let app = TestApp::new().await;
     app.register("Root", "root@example.com").await;
     app.make_admin("root@example.com").await;
     let admin = app.browser_login("root@example.com").await;
@@ -83,9 +82,9 @@ async fn an_admin_cannot_suspend_or_demote_themselves(db: PgPool) {
     assert_eq!((role.as_str(), suspended), ("admin", false));
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_non_admin_cannot_use_the_admin_functions(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_admin_cannot_use_the_admin_functions() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     app.register("Bob", "bob@example.com").await;
     let ada = app.browser_login("ada@example.com").await;

@@ -1,11 +1,10 @@
 use crate::helpers::*;
 use axum::http::{header, Method, StatusCode};
 use serde_json::json;
-use sqlx::PgPool;
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn registering_answers_201_with_the_user_and_mails_a_verification_link(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_answers_201_with_the_user_and_mails_a_verification_link() {
+    let app = TestApp::new().await;
     let r = app
         .api(Method::POST, "/auth/register", None, Some(json!({ "name": "Ada", "email": " Ada@Example.com ", "password": PASSWORD })))
         .await;
@@ -24,9 +23,9 @@ async fn registering_answers_201_with_the_user_and_mails_a_verification_link(db:
     assert!(hash.starts_with("$argon2id$"), "stored as argon2id, not {hash}");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn registering_an_email_twice_in_any_case_is_a_409_on_the_email_field(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_an_email_twice_in_any_case_is_a_409_on_the_email_field() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let r = app
         .api(Method::POST, "/auth/register", None, Some(json!({ "name": "Other", "email": "ADA@example.com", "password": PASSWORD })))
@@ -38,9 +37,9 @@ async fn registering_an_email_twice_in_any_case_is_a_409_on_the_email_field(db: 
     assert_eq!(n, 1);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn bad_registration_input_is_a_422_naming_the_field_and_creates_nothing(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_registration_input_is_a_422_naming_the_field_and_creates_nothing() {
+    let app = TestApp::new().await;
     for (body, field) in [
         (json!({ "name": "", "email": "a@example.com", "password": PASSWORD }), "name"),
         (json!({ "name": "A", "email": "not-an-email", "password": PASSWORD }), "email"),
@@ -55,9 +54,9 @@ async fn bad_registration_input_is_a_422_naming_the_field_and_creates_nothing(db
     assert_eq!(n, 0);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn malformed_json_is_a_422_in_the_error_shape_not_a_500(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_a_422_in_the_error_shape_not_a_500() {
+    let app = TestApp::new().await;
     let req = axum::http::Request::builder()
         .method(Method::POST)
         .uri("/api/v1/auth/register")
@@ -70,9 +69,9 @@ async fn malformed_json_is_a_422_in_the_error_shape_not_a_500(db: PgPool) {
     assert!(r.error_message().starts_with("The request body is not valid"), "{}", r.text);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_login_token_authenticates_until_logout(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_token_authenticates_until_logout() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let token = app.login("ADA@example.com").await;
     assert!(token.starts_with("rhs_"));
@@ -86,9 +85,9 @@ async fn a_login_token_authenticates_until_logout(db: PgPool) {
     assert_eq!(after.error_code(), "unauthorized");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_wrong_password_and_an_unknown_email_get_the_same_answer(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let wrong = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": "not the password" }))).await;
     let unknown = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "bob@example.com", "password": "not the password" }))).await;
@@ -97,9 +96,9 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_answer(db: PgPool) {
     assert_eq!(wrong.body, unknown.body);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn sign_in_is_rate_limited_per_account_with_retry_after(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_rate_limited_per_account_with_retry_after() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     for _ in 0..5 {
         let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": "wrong password" }))).await;
@@ -113,9 +112,9 @@ async fn sign_in_is_rate_limited_per_account_with_retry_after(db: PgPool) {
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn sign_in_is_rate_limited_per_client_address_across_accounts(db: PgPool) {
-    let app = TestApp::with_config(db, |c| c.login_per_ip_per_minute = 3).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_rate_limited_per_client_address_across_accounts() {
+    let app = TestApp::with_config(|c| c.login_per_ip_per_minute = 3).await;
     for i in 0..3 {
         let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": format!("u{i}@example.com"), "password": "whatever123" }))).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -125,9 +124,9 @@ async fn sign_in_is_rate_limited_per_client_address_across_accounts(db: PgPool) 
     assert!(r.headers.contains_key(header::RETRY_AFTER));
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_verification_link_verifies_once(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_link_verifies_once() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let token = app.mailed_token("ada@example.com", "verify").await;
     let r = app.api(Method::POST, "/auth/verify", None, Some(json!({ "token": token }))).await;
@@ -141,9 +140,9 @@ async fn a_verification_link_verifies_once(db: PgPool) {
     assert_eq!(bogus.error_field(), "token");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn an_expired_verification_link_is_refused(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_verification_link_is_refused() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let token = app.mailed_token("ada@example.com", "verify").await;
     sqlx::query("UPDATE email_tokens SET expires_at = now() - interval '1 minute'").execute(&app.db).await.unwrap();
@@ -154,9 +153,9 @@ async fn an_expired_verification_link_is_refused(db: PgPool) {
     assert!(!verified);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_password_reset_sets_the_new_password_and_ends_every_session(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_sets_the_new_password_and_ends_every_session() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let old_session = app.login("ada@example.com").await;
     let r = app.api(Method::POST, "/auth/password/forgot", None, Some(json!({ "email": "ada@example.com" }))).await;
@@ -175,18 +174,18 @@ async fn a_password_reset_sets_the_new_password_and_ends_every_session(db: PgPoo
     assert_eq!(new.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_reset_for_an_unknown_address_answers_the_same_and_sends_nothing(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_for_an_unknown_address_answers_the_same_and_sends_nothing() {
+    let app = TestApp::new().await;
     let r = app.api(Method::POST, "/auth/password/forgot", None, Some(json!({ "email": "nobody@example.com" }))).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox").fetch_one(&app.db).await.unwrap();
     assert_eq!(n, 0);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn personal_tokens_are_shown_once_stored_hashed_and_revocable(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_tokens_are_shown_once_stored_hashed_and_revocable() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let session = app.login("ada@example.com").await;
     let created = app.post("/tokens", &session, json!({ "name": "laptop CLI" })).await;
@@ -212,9 +211,9 @@ async fn personal_tokens_are_shown_once_stored_hashed_and_revocable(db: PgPool) 
     assert_eq!(app.get("/me", &secret).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_token_name_is_required(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_name_is_required() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let session = app.login("ada@example.com").await;
     let r = app.post("/tokens", &session, json!({ "name": "  " })).await;
@@ -222,9 +221,9 @@ async fn a_token_name_is_required(db: PgPool) {
     assert_eq!(r.error_field(), "name");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_user_cannot_list_or_revoke_another_users_token(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cannot_list_or_revoke_another_users_token() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     app.register("Bob", "bob@example.com").await;
     let ada = app.login("ada@example.com").await;
@@ -238,17 +237,17 @@ async fn a_user_cannot_list_or_revoke_another_users_token(db: PgPool) {
     assert_eq!(n, 1);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn an_unknown_bearer_token_is_a_401(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_bearer_token_is_a_401() {
+    let app = TestApp::new().await;
     let r = app.get("/projects", "rhp_not-a-real-token").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.error_code(), "unauthorized");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn the_browser_sign_in_sets_an_http_only_lax_session_cookie(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_sign_in_sets_an_http_only_lax_session_cookie() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let r = app
         .server_fn("login", None, &[("email", "ada@example.com"), ("password", PASSWORD), ("next", "/projects/x")])
@@ -266,9 +265,9 @@ async fn the_browser_sign_in_sets_an_http_only_lax_session_cookie(db: PgPool) {
     assert_eq!(me.body, serde_json::Value::Null, "{}", me.text);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn the_next_parameter_cannot_send_a_user_to_another_site(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_parameter_cannot_send_a_user_to_another_site() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let r = app
         .server_fn("login", None, &[("email", "ada@example.com"), ("password", PASSWORD), ("next", "//evil.example/x")])
@@ -276,9 +275,9 @@ async fn the_next_parameter_cannot_send_a_user_to_another_site(db: PgPool) {
     assert_eq!(r.headers.get(header::LOCATION).unwrap(), "/dashboard");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_cross_site_form_post_with_a_session_cookie_is_refused(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_site_form_post_with_a_session_cookie_is_refused() {
+    let app = TestApp::new().await;
     app.verified_user("Ada", "ada@example.com").await;
     let cookie = app.browser_login("ada@example.com").await;
     let r = app
@@ -306,9 +305,9 @@ async fn a_cross_site_form_post_with_a_session_cookie_is_refused(db: PgPool) {
     assert_eq!(n, 1);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn the_profile_name_can_be_changed_but_not_emptied(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_profile_name_can_be_changed_but_not_emptied() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let cookie = app.browser_login("ada@example.com").await;
     let r = app.server_fn("update_profile", Some(&cookie), &[("name", "Ada Lovelace")]).await;

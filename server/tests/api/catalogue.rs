@@ -1,10 +1,9 @@
 use crate::helpers::*;
 use axum::http::{Method, StatusCode};
-use sqlx::PgPool;
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn plans_are_public_and_ordered_free_hobby_pro(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_are_public_and_ordered_free_hobby_pro() {
+    let app = TestApp::new().await;
     let r = app.api(Method::GET, "/plans", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let ids: Vec<&str> = r.body.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
@@ -14,9 +13,9 @@ async fn plans_are_public_and_ordered_free_hobby_pro(db: PgPool) {
     assert_eq!(r.body[2]["cpu_vcpu_month_cents"], 2000);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn templates_can_be_searched_filtered_and_sorted(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_can_be_searched_filtered_and_sorted() {
+    let app = TestApp::new().await;
     let all = app.api(Method::GET, "/templates", None, None).await;
     assert_eq!(all.status, StatusCode::OK);
     let names = |r: &Reply| r.body.as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap().to_string()).collect::<Vec<_>>();
@@ -38,9 +37,9 @@ async fn templates_can_be_searched_filtered_and_sorted(db: PgPool) {
     assert_eq!(bad.error_field(), "sort");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_template_page_lists_its_services_and_variables(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_page_lists_its_services_and_variables() {
+    let app = TestApp::new().await;
     let r = app.api(Method::GET, "/templates/postgres", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["services"][0]["engine"], "postgres");
@@ -50,18 +49,18 @@ async fn a_template_page_lists_its_services_and_variables(db: PgPool) {
     assert_eq!(missing.error_message(), "Template not found.");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn unpublished_templates_are_not_in_the_catalogue(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpublished_templates_are_not_in_the_catalogue() {
+    let app = TestApp::new().await;
     sqlx::query("UPDATE templates SET published = false WHERE slug = 'minio'").execute(&app.db).await.unwrap();
     let all = app.api(Method::GET, "/templates", None, None).await;
     assert!(all.body.as_array().unwrap().iter().all(|t| t["slug"] != "minio"));
     assert_eq!(app.api(Method::GET, "/templates/minio", None, None).await.status, StatusCode::NOT_FOUND);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn the_openapi_document_describes_every_route(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let app = TestApp::new().await;
     let r = app.api(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body["openapi"].as_str().unwrap().starts_with("3."));

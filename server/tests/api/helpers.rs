@@ -7,16 +7,115 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sqlx::PgPool;
-use std::{net::SocketAddr, sync::Arc};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    ConnectOptions, Connection, Executor, PgConnection, PgPool,
+};
+use std::{net::SocketAddr, str::FromStr, sync::Arc};
 use tower::ServiceExt;
 
 pub const ORIGIN: &str = "http://127.0.0.1:3000";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// A database of its own for one test, cloned from a template that has every migration applied
+/// (built once per migration set, under an advisory lock so parallel test processes agree),
+/// and dropped when the test ends.
+pub struct TestDb {
+    pub pool: PgPool,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+fn admin_options() -> PgConnectOptions {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a PostgreSQL server (make test sets it)");
+    PgConnectOptions::from_str(&url).expect("DATABASE_URL is not a valid PostgreSQL URL")
+}
+
+async fn ensure_template(admin: &PgConnectOptions) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for m in server::seed::MIGRATOR.iter() {
+        std::hash::Hash::hash(&(m.version, &*m.checksum), &mut hasher);
+    }
+    let name = format!("roundhouse_template_{:016x}", std::hash::Hasher::finish(&hasher));
+    let mut conn = admin.connect().await.expect("connecting to DATABASE_URL");
+    conn.execute("SELECT pg_advisory_lock(7283746501)").await.expect("template lock");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    if !exists {
+        let building = format!("{name}_building");
+        conn.execute(&*format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).await.unwrap();
+        conn.execute(&*format!("CREATE DATABASE \"{building}\"")).await.unwrap();
+        let mut tconn = admin.clone().database(&building).connect().await.unwrap();
+        server::seed::MIGRATOR.run(&mut tconn).await.expect("migrating the template database");
+        tconn.close().await.unwrap();
+        conn.execute(&*format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).await.unwrap();
+    }
+    // Databases of test processes that have ended (their drop may not have finished).
+    let stale: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'roundhouse\\_t\\_%'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for db in stale {
+        let pid = db.split('_').nth(2).unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = conn.execute(&*format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).await;
+        }
+    }
+    conn.execute("SELECT pg_advisory_unlock(7283746501)").await.unwrap();
+    conn.close().await.unwrap();
+    name
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin = admin_options();
+        let template = ensure_template(&admin).await;
+        let name = format!(
+            "roundhouse_t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut conn = admin.connect().await.unwrap();
+        conn.execute(&*format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
+        conn.execute(&*format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\" STRATEGY = FILE_COPY")).await.unwrap();
+        conn.close().await.unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(std::time::Duration::from_secs(20))
+            .connect_with(admin.clone().database(&name))
+            .await
+            .unwrap();
+        TestDb { pool, name, admin }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // The test's runtime is going away: drop the database from a thread and runtime of our
+        // own, without making the next test wait (a database left by an exiting process is swept
+        // by the next run).
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect_with(&admin).await {
+                    let _ = conn.execute(&*format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+    }
+}
+
 pub struct TestApp {
     pub router: Router,
     pub db: PgPool,
+    /// Keeps the database alive until the test ends.
+    pub _database: Arc<TestDb>,
 }
 
 pub struct Reply {
@@ -48,17 +147,23 @@ impl Reply {
 }
 
 impl TestApp {
-    pub async fn new(db: PgPool) -> Self {
-        Self::with_config(db, |_| {}).await
+    pub async fn new() -> Self {
+        Self::with_config(|_| {}).await
     }
 
-    pub async fn with_config(db: PgPool, tweak: impl FnOnce(&mut Config)) -> Self {
+    pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::on(Arc::new(TestDb::new().await), tweak, Arc::new(OutboxOnly))
+    }
+
+    /// An app on an existing test database, with its own configuration and mail transport.
+    pub fn on(database: Arc<TestDb>, tweak: impl FnOnce(&mut Config), mail: Arc<dyn app::infra::mail::MailTransport>) -> Self {
         let mut config = Config::for_tests("postgres://unused");
         tweak(&mut config);
         let options = leptos::config::LeptosOptions::builder().output_name("roundhouse").build();
-        let state = AppState::new(options, db.clone(), config, Arc::new(OutboxOnly));
+        let db = database.pool.clone();
+        let state = AppState::new(options, db.clone(), config, mail);
         let router = server::router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        TestApp { router, db }
+        TestApp { router, db, _database: database }
     }
 
     pub async fn send(&self, req: Request<Body>) -> Reply {

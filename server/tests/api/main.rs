@@ -6,5 +6,6 @@ mod helpers;
 mod admin;
 mod auth;
 mod catalogue;
+mod mail;
 mod pages;
 mod projects;

@@ -4,11 +4,10 @@
 use crate::helpers::*;
 use axum::http::{header, StatusCode};
 use serde_json::json;
-use sqlx::PgPool;
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn public_pages_render_on_the_server(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_pages_render_on_the_server() {
+    let app = TestApp::new().await;
     for (path, text) in [
         ("/", "Push your code"),
         ("/pricing", "Hobby"),
@@ -27,18 +26,18 @@ async fn public_pages_render_on_the_server(db: PgPool) {
     assert!(pricing.text.contains("$20"), "the Pro fee comes from the plans table");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn unknown_pages_and_templates_are_404(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pages_and_templates_are_404() {
+    let app = TestApp::new().await;
     let r = app.page("/no-such-page", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.text.contains("This page does not exist"));
     assert_eq!(app.page("/templates/no-such-template", None).await.status, StatusCode::NOT_FOUND);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn dashboard_pages_send_a_visitor_to_sign_in_and_back(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_pages_send_a_visitor_to_sign_in_and_back() {
+    let app = TestApp::new().await;
     for (path, next) in [
         ("/dashboard", "%2Fdashboard"),
         ("/account", "%2Faccount"),
@@ -53,9 +52,9 @@ async fn dashboard_pages_send_a_visitor_to_sign_in_and_back(db: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn the_admin_panel_is_403_for_users_and_200_for_admins(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_panel_is_403_for_users_and_200_for_admins() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     app.register("Root", "root@example.com").await;
     app.make_admin("root@example.com").await;
@@ -69,9 +68,9 @@ async fn the_admin_panel_is_403_for_users_and_200_for_admins(db: PgPool) {
     assert!(r.text.contains("ada@example.com"), "the user list renders on the server");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn the_dashboard_renders_the_users_own_projects_only(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_renders_the_users_own_projects_only() {
+    let app = TestApp::new().await;
     let ada = app.verified_user("Ada", "ada@example.com").await;
     let bob = app.verified_user("Bob", "bob@example.com").await;
     let ada_project = app.post("/projects", &ada, json!({ "name": "adas-shop" })).await.body["id"].as_str().unwrap().to_string();
@@ -91,9 +90,9 @@ async fn the_dashboard_renders_the_users_own_projects_only(db: PgPool) {
     assert!(!other.text.contains("adas-shop"));
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn every_response_carries_security_headers(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_security_headers() {
+    let app = TestApp::new().await;
     let html = app.page("/", None).await;
     let csp = html.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
     assert!(csp.contains("script-src 'self' 'nonce-") && csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -109,9 +108,9 @@ async fn every_response_carries_security_headers(db: PgPool) {
     assert_eq!(json.headers[header::CONTENT_SECURITY_POLICY], "default-src 'none'; frame-ancestors 'none'");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn health_and_readiness_report_the_database_and_migrations(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_report_the_database_and_migrations() {
+    let app = TestApp::new().await;
     let req = |p: &str| axum::http::Request::builder().uri(p).body(axum::body::Body::empty()).unwrap();
     let h = app.send(req("/healthz")).await;
     assert_eq!((h.status, h.body["status"].as_str()), (StatusCode::OK, Some("ok")));
@@ -125,13 +124,13 @@ async fn health_and_readiness_report_the_database_and_migrations(db: PgPool) {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn the_dev_outbox_page_lists_mail_in_dev_and_is_hidden_in_production(db: PgPool) {
-    let app = TestApp::new(db.clone()).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_outbox_page_lists_mail_in_dev_and_is_hidden_in_production() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let r = app.page("/dev/mail", None).await;
     assert!(r.text.contains("Confirm your email address") && r.text.contains("/verify?token="));
-    let prod = TestApp::with_config(db, |c| c.mode = app::infra::config::RunMode::Production).await;
+    let prod = TestApp::with_config(|c| c.mode = app::infra::config::RunMode::Production).await;
     let r = prod.server_fn("list_outbox", None, &[]).await;
     assert_eq!(r.body["code"], "not_found", "{}", r.text);
 }

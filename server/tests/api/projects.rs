@@ -1,11 +1,10 @@
 use crate::helpers::*;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use sqlx::PgPool;
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_project_is_created_with_a_production_environment(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_is_created_with_a_production_environment() {
+    let app = TestApp::new().await;
     let token = app.verified_user("Ada", "ada@example.com").await;
     let r = app.post("/projects", &token, json!({ "name": "  shop  ", "description": "The web shop" })).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -20,9 +19,9 @@ async fn a_project_is_created_with_a_production_environment(db: PgPool) {
     assert_eq!(list.body[0]["environment_count"], 1);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn an_unverified_user_is_asked_to_verify_before_creating_a_project(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unverified_user_is_asked_to_verify_before_creating_a_project() {
+    let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let token = app.login("ada@example.com").await;
     let r = app.post("/projects", &token, json!({ "name": "shop" })).await;
@@ -31,9 +30,9 @@ async fn an_unverified_user_is_asked_to_verify_before_creating_a_project(db: PgP
     assert_eq!(app.get("/projects", &token).await.body, json!([]));
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn project_names_are_unique_per_owner_whatever_the_case(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_names_are_unique_per_owner_whatever_the_case() {
+    let app = TestApp::new().await;
     let ada = app.verified_user("Ada", "ada@example.com").await;
     let bob = app.verified_user("Bob", "bob@example.com").await;
     assert_eq!(app.post("/projects", &ada, json!({ "name": "shop" })).await.status, StatusCode::CREATED);
@@ -45,9 +44,9 @@ async fn project_names_are_unique_per_owner_whatever_the_case(db: PgPool) {
     assert_eq!(app.post("/projects", &bob, json!({ "name": "shop" })).await.status, StatusCode::CREATED);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn empty_or_too_long_project_names_are_refused(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_or_too_long_project_names_are_refused() {
+    let app = TestApp::new().await;
     let token = app.verified_user("Ada", "ada@example.com").await;
     for name in ["", "   ", &"x".repeat(65)] {
         let r = app.post("/projects", &token, json!({ "name": name })).await;
@@ -59,9 +58,9 @@ async fn empty_or_too_long_project_names_are_refused(db: PgPool) {
     assert_eq!(app.get("/projects", &token).await.body, json!([]));
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn the_free_plan_limit_stops_the_third_project_with_an_upgrade_message(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_free_plan_limit_stops_the_third_project_with_an_upgrade_message() {
+    let app = TestApp::new().await;
     let token = app.verified_user("Ada", "ada@example.com").await;
     for name in ["one", "two"] {
         assert_eq!(app.post("/projects", &token, json!({ "name": name })).await.status, StatusCode::CREATED);
@@ -72,9 +71,9 @@ async fn the_free_plan_limit_stops_the_third_project_with_an_upgrade_message(db:
     assert_eq!(r.error_message(), "Your Free plan allows 2 projects and you have 2. Upgrade your plan or delete a project.");
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_project_can_be_renamed_and_deleted(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_can_be_renamed_and_deleted() {
+    let app = TestApp::new().await;
     let token = app.verified_user("Ada", "ada@example.com").await;
     let id = app.post("/projects", &token, json!({ "name": "shop" })).await.body["id"].as_str().unwrap().to_string();
     app.post("/projects", &token, json!({ "name": "blog" })).await;
@@ -97,9 +96,9 @@ async fn a_project_can_be_renamed_and_deleted(db: PgPool) {
     assert_eq!(audited, 1);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn environments_can_be_added_and_removed_but_not_production(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environments_can_be_added_and_removed_but_not_production() {
+    let app = TestApp::new().await;
     let token = app.verified_user("Ada", "ada@example.com").await;
     let project = app.post("/projects", &token, json!({ "name": "shop" })).await.body;
     let id = project["id"].as_str().unwrap();
@@ -122,9 +121,9 @@ async fn environments_can_be_added_and_removed_but_not_production(db: PgPool) {
     assert_eq!(envs, 1);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_user_cannot_see_or_change_another_users_project_by_any_route(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cannot_see_or_change_another_users_project_by_any_route() {
+    let app = TestApp::new().await;
     let ada = app.verified_user("Ada", "ada@example.com").await;
     let bob = app.verified_user("Bob", "bob@example.com").await;
     let project = app.post("/projects", &ada, json!({ "name": "secret-shop" })).await.body;
@@ -166,9 +165,9 @@ async fn a_user_cannot_see_or_change_another_users_project_by_any_route(db: PgPo
     assert_eq!(after.body["environments"].as_array().unwrap().len(), 2);
 }
 
-#[sqlx::test(migrator = "server::seed::MIGRATOR")]
-async fn a_malformed_project_id_is_a_404_and_signed_out_calls_are_401(db: PgPool) {
-    let app = TestApp::new(db).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_project_id_is_a_404_and_signed_out_calls_are_401() {
+    let app = TestApp::new().await;
     let token = app.verified_user("Ada", "ada@example.com").await;
     let r = app.get("/projects/not-a-uuid", &token).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);

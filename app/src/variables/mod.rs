@@ -1,0 +1,4 @@
+//! Variables: the `${{…}}` template language and deploy-time resolution.
+
+pub mod resolve;
+pub mod template;
