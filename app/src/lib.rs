@@ -15,6 +15,7 @@ pub mod home;
 #[cfg(feature = "ssr")]
 pub mod infra;
 pub mod projects;
+pub mod services;
 pub mod ui;
 pub mod variables;
 

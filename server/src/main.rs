@@ -43,7 +43,12 @@ async fn run() -> anyhow::Result<()> {
     leptos_options.site_addr = config.addr;
     let addr = config.addr;
     let dev = config.is_dev();
-    let state = AppState::new(leptos_options, db.clone(), config, mail.clone());
+    let secrets = app::infra::secretbox::SecretBox::load(
+        config.secret_key.as_ref().map(|k| k.expose_secret()),
+        &config.data_dir,
+        dev,
+    )?;
+    let state = AppState::new(leptos_options, db.clone(), config, mail.clone(), secrets);
 
     if let Some((email, password)) = server::seed::dev_admin(&state).await? {
         println!("\n  Dev admin created. Sign in at http://{addr}/login with\n    email:    {email}\n    password: {password}\n  (kept in {}/dev-admin.txt)\n", state.config.data_dir.display());

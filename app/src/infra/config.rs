@@ -27,6 +27,8 @@ pub struct Config {
     pub login_per_account_per_minute: u32,
     pub dev_admin_email: String,
     pub json_logs: bool,
+    /// 32 bytes, base64: the key variable values are encrypted with.
+    pub secret_key: Option<SecretString>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -89,6 +91,7 @@ impl Config {
             login_per_account_per_minute: parse_u32("ROUNDHOUSE_LOGIN_PER_ACCOUNT_PER_MINUTE", 5)?,
             dev_admin_email: var("ROUNDHOUSE_DEV_ADMIN_EMAIL").unwrap_or_else(|| "admin@roundhouse.localhost".into()),
             json_logs,
+            secret_key: var("ROUNDHOUSE_SECRET_KEY").map(SecretString::from),
         })
     }
 
@@ -107,6 +110,7 @@ impl Config {
             login_per_account_per_minute: 5,
             dev_admin_email: "admin@roundhouse.localhost".into(),
             json_logs: false,
+            secret_key: None,
         }
     }
 

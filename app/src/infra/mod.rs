@@ -5,6 +5,7 @@ pub mod config;
 pub mod crypto;
 pub mod mail;
 pub mod ratelimit;
+pub mod secretbox;
 pub mod request;
 pub mod state;
 

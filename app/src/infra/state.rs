@@ -1,4 +1,4 @@
-use super::{mail::MailTransport, ratelimit::LoginLimiter, Config};
+use super::{mail::MailTransport, ratelimit::LoginLimiter, secretbox::SecretBox, Config};
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
@@ -13,15 +13,23 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub mail: Arc<dyn MailTransport>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Encrypts variable values at rest.
+    pub secrets: Arc<SecretBox>,
 }
 
 impl AppState {
-    pub fn new(leptos_options: LeptosOptions, db: PgPool, config: Config, mail: Arc<dyn MailTransport>) -> Self {
+    pub fn new(
+        leptos_options: LeptosOptions,
+        db: PgPool,
+        config: Config,
+        mail: Arc<dyn MailTransport>,
+        secrets: SecretBox,
+    ) -> Self {
         let login_limiter = Arc::new(LoginLimiter::new(
             config.login_per_ip_per_minute,
             config.login_per_account_per_minute,
         ));
-        AppState { leptos_options, db, config: Arc::new(config), mail, login_limiter }
+        AppState { leptos_options, db, config: Arc::new(config), mail, login_limiter, secrets: Arc::new(secrets) }
     }
 }
 

@@ -5,12 +5,13 @@ pub mod auth;
 pub mod catalogue;
 pub mod health;
 pub mod projects;
+pub mod services;
 
 use app::{auth::service::Authenticated, error::AppError, infra::AppState};
 use axum::{
     extract::{FromRequest, FromRequestParts},
     http::request::Parts,
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
     Json, Router,
 };
 use serde::Serialize;
@@ -85,12 +86,17 @@ impl Modify for BearerAuth {
         auth::list_tokens, auth::create_token, auth::revoke_token,
         projects::list, projects::create, projects::get, projects::update, projects::delete,
         projects::create_environment, projects::delete_environment,
+        services::list, services::create, services::get, services::update, services::delete,
+        services::list_variables, services::set_variable, services::delete_variable, services::reveal_variable,
+        services::list_shared, services::set_shared, services::delete_shared,
         catalogue::list_templates, catalogue::get_template, catalogue::list_plans,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
         (name = "auth", description = "Accounts, sessions and personal tokens"),
         (name = "projects", description = "Projects and environments (owner only)"),
+        (name = "services", description = "Services of an environment (owner only)"),
+        (name = "variables", description = "Service and shared variables, encrypted at rest (owner only)"),
         (name = "catalogue", description = "Public templates and plans"),
     )
 )]
@@ -121,6 +127,13 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}", get(projects::get).patch(projects::update).delete(projects::delete))
         .route("/projects/{id}/environments", post(projects::create_environment))
         .route("/projects/{id}/environments/{environment_id}", delete(projects::delete_environment))
+        .route("/projects/{id}/services", get(services::list).post(services::create))
+        .route("/services/{id}", get(services::get).patch(services::update).delete(services::delete))
+        .route("/services/{id}/variables", get(services::list_variables))
+        .route("/services/{id}/variables/{name}", put(services::set_variable).delete(services::delete_variable))
+        .route("/services/{id}/variables/{name}/reveal", post(services::reveal_variable))
+        .route("/environments/{id}/variables", get(services::list_shared))
+        .route("/environments/{id}/variables/{name}", put(services::set_shared).delete(services::delete_shared))
         .route("/templates", get(catalogue::list_templates))
         .route("/templates/{slug}", get(catalogue::get_template))
         .route("/plans", get(catalogue::list_plans))

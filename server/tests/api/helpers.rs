@@ -161,7 +161,8 @@ impl TestApp {
         tweak(&mut config);
         let options = leptos::config::LeptosOptions::builder().output_name("roundhouse").build();
         let db = database.pool.clone();
-        let state = AppState::new(options, db.clone(), config, mail);
+        let secrets = app::infra::secretbox::SecretBox::new(&rand_key());
+        let state = AppState::new(options, db.clone(), config, mail, secrets);
         let router = server::router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         TestApp { router, db, _database: database }
     }
@@ -280,6 +281,14 @@ impl TestApp {
     pub async fn make_admin(&self, email: &str) {
         sqlx::query("UPDATE users SET role = 'admin' WHERE email = $1").bind(email).execute(&self.db).await.expect("promote");
     }
+}
+
+fn rand_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = (std::process::id() as u8).wrapping_mul(31).wrapping_add(i as u8);
+    }
+    key
 }
 
 pub fn urlencode(s: &str) -> String {

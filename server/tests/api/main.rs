@@ -9,3 +9,4 @@ mod catalogue;
 mod mail;
 mod pages;
 mod projects;
+mod services;

@@ -1,0 +1,454 @@
+use super::{RestartPolicy, Service, ServiceInput, SourceKind};
+use crate::{
+    audit,
+    auth::User,
+    error::{AppError, AppResult},
+    variables::template::is_service_name,
+};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    project_id: Uuid,
+    environment_id: Uuid,
+    environment: String,
+    name: String,
+    source_kind: String,
+    source: String,
+    build_command: Option<String>,
+    start_command: Option<String>,
+    port: Option<i32>,
+    replicas: i32,
+    cpu_millis: i32,
+    memory_mb: i32,
+    healthcheck_path: Option<String>,
+    healthcheck_timeout_secs: i32,
+    restart_policy: String,
+    restart_max: i32,
+    volume_path: Option<String>,
+    cron_schedule: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Row> for Service {
+    fn from(r: Row) -> Self {
+        Service {
+            id: r.id,
+            project_id: r.project_id,
+            environment_id: r.environment_id,
+            environment: r.environment,
+            name: r.name,
+            source_kind: SourceKind::parse(&r.source_kind).unwrap_or(SourceKind::Directory),
+            source: r.source,
+            build_command: r.build_command,
+            start_command: r.start_command,
+            port: r.port.and_then(|p| u16::try_from(p).ok()),
+            replicas: r.replicas,
+            cpu_millis: r.cpu_millis,
+            memory_mb: r.memory_mb,
+            healthcheck_path: r.healthcheck_path,
+            healthcheck_timeout_secs: r.healthcheck_timeout_secs,
+            restart_policy: RestartPolicy::parse(&r.restart_policy).unwrap_or(RestartPolicy::OnFailure),
+            restart_max: r.restart_max,
+            volume_path: r.volume_path,
+            cron_schedule: r.cron_schedule,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Services visible to `owner`, with their environment and project.
+const SELECT: &str = "SELECT s.id, e.project_id, s.environment_id, e.name AS environment, s.name, s.source_kind, s.source,
+        s.build_command, s.start_command, s.port, s.replicas, s.cpu_millis, s.memory_mb, s.healthcheck_path,
+        s.healthcheck_timeout_secs, s.restart_policy, s.restart_max, s.volume_path, s.cron_schedule, s.created_at, s.updated_at
+    FROM services s JOIN environments e ON e.id = s.environment_id JOIN projects p ON p.id = e.project_id";
+
+/// The validated settings of a service, after applying an input to the current settings.
+#[derive(Debug, Clone)]
+struct Settings {
+    name: String,
+    source_kind: SourceKind,
+    source: String,
+    build_command: Option<String>,
+    start_command: Option<String>,
+    port: Option<i32>,
+    replicas: i32,
+    cpu_millis: i32,
+    memory_mb: i32,
+    healthcheck_path: Option<String>,
+    healthcheck_timeout_secs: i32,
+    restart_policy: RestartPolicy,
+    restart_max: i32,
+    volume_path: Option<String>,
+    cron_schedule: Option<String>,
+}
+
+impl Settings {
+    fn defaults(name: String, source_kind: SourceKind, source: String) -> Self {
+        Settings {
+            name,
+            source_kind,
+            source,
+            build_command: None,
+            start_command: None,
+            port: None,
+            replicas: 1,
+            cpu_millis: 1000,
+            memory_mb: 512,
+            healthcheck_path: None,
+            healthcheck_timeout_secs: 60,
+            restart_policy: RestartPolicy::OnFailure,
+            restart_max: 10,
+            volume_path: None,
+            cron_schedule: None,
+        }
+    }
+
+    fn of(s: &Service) -> Self {
+        Settings {
+            name: s.name.clone(),
+            source_kind: s.source_kind,
+            source: s.source.clone(),
+            build_command: s.build_command.clone(),
+            start_command: s.start_command.clone(),
+            port: s.port.map(i32::from),
+            replicas: s.replicas,
+            cpu_millis: s.cpu_millis,
+            memory_mb: s.memory_mb,
+            healthcheck_path: s.healthcheck_path.clone(),
+            healthcheck_timeout_secs: s.healthcheck_timeout_secs,
+            restart_policy: s.restart_policy,
+            restart_max: s.restart_max,
+            volume_path: s.volume_path.clone(),
+            cron_schedule: s.cron_schedule.clone(),
+        }
+    }
+}
+
+fn optional(v: &Option<String>, current: Option<String>) -> Option<String> {
+    match v {
+        None => current,
+        Some(s) if s.trim().is_empty() => None,
+        Some(s) => Some(s.trim().to_string()),
+    }
+}
+
+fn in_range(field: &str, v: i32, min: i32, max: i32, what: &str) -> AppResult<i32> {
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(AppError::validation(field, format!("{what} must be between {min} and {max}.")))
+    }
+}
+
+/// A cron schedule of five fields (minute hour day-of-month month day-of-week), each made of
+/// digits, `*`, `/`, `,` and `-`.
+pub fn valid_cron(s: &str) -> bool {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    fields.len() == 5 && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)))
+}
+
+fn validate_source(kind: SourceKind, source: &str) -> AppResult<String> {
+    let s = source.trim();
+    if s.is_empty() {
+        return Err(AppError::validation("source", "Say where the service comes from."));
+    }
+    if s.len() > 1000 || s.chars().any(char::is_control) {
+        return Err(AppError::validation("source", "That source is not valid."));
+    }
+    match kind {
+        SourceKind::Directory if !s.starts_with('/') => {
+            Err(AppError::validation("source", "Give the directory as an absolute path, e.g. /srv/app."))
+        }
+        SourceKind::Git
+            if !["https://", "http://", "ssh://", "git@", "file://", "/"].iter().any(|p| s.starts_with(p)) =>
+        {
+            Err(AppError::validation("source", "Give a git URL (https://, ssh://, git@…, file://) or an absolute path."))
+        }
+        SourceKind::Image if s.contains(char::is_whitespace) => {
+            Err(AppError::validation("source", "An image reference has no spaces, e.g. nginx:1.27."))
+        }
+        SourceKind::Database if s != "postgres" && s != "redis" => {
+            Err(AppError::validation("source", "Database services are postgres or redis."))
+        }
+        _ => Ok(s.to_string()),
+    }
+}
+
+fn apply(mut cur: Settings, input: &ServiceInput) -> AppResult<Settings> {
+    if let Some(name) = &input.name {
+        let name = name.trim();
+        if !is_service_name(name) {
+            return Err(AppError::validation(
+                "name",
+                "Service names use letters, digits, - and _, start with a letter, at most 63 characters.",
+            ));
+        }
+        cur.name = name.to_string();
+    }
+    if let Some(kind) = input.source_kind {
+        cur.source_kind = kind;
+    }
+    if let Some(source) = &input.source {
+        cur.source = source.clone();
+    }
+    cur.source = validate_source(cur.source_kind, &cur.source)?;
+    cur.build_command = optional(&input.build_command, cur.build_command);
+    cur.start_command = optional(&input.start_command, cur.start_command);
+    for (field, v) in [("build_command", &cur.build_command), ("start_command", &cur.start_command)] {
+        if v.as_ref().is_some_and(|c| c.len() > 2000) {
+            return Err(AppError::validation(field, "Commands are at most 2000 characters."));
+        }
+    }
+    if let Some(port) = input.port {
+        cur.port = match port {
+            0 => None,
+            1..=65535 => Some(port as i32),
+            _ => return Err(AppError::validation("port", "Ports are between 1 and 65535 (0 for none).")),
+        };
+    }
+    if let Some(v) = input.replicas {
+        cur.replicas = in_range("replicas", v, 1, 100, "Replicas")?;
+    }
+    if let Some(v) = input.cpu_millis {
+        cur.cpu_millis = in_range("cpu_millis", v, 100, 64000, "CPU (millicores)")?;
+    }
+    if let Some(v) = input.memory_mb {
+        cur.memory_mb = in_range("memory_mb", v, 64, 262_144, "Memory (MB)")?;
+    }
+    cur.healthcheck_path = optional(&input.healthcheck_path, cur.healthcheck_path);
+    if cur.healthcheck_path.as_ref().is_some_and(|p| !p.starts_with('/') || p.contains(char::is_whitespace)) {
+        return Err(AppError::validation("healthcheck_path", "A health-check path starts with / and has no spaces, e.g. /health."));
+    }
+    if let Some(v) = input.healthcheck_timeout_secs {
+        cur.healthcheck_timeout_secs = in_range("healthcheck_timeout_secs", v, 1, 600, "The health-check timeout (seconds)")?;
+    }
+    if let Some(p) = input.restart_policy {
+        cur.restart_policy = p;
+    }
+    if let Some(v) = input.restart_max {
+        cur.restart_max = in_range("restart_max", v, 0, 1000, "The restart limit")?;
+    }
+    cur.volume_path = optional(&input.volume_path, cur.volume_path);
+    if cur.volume_path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+        return Err(AppError::validation("volume_path", "Mount volumes at an absolute path, e.g. /data."));
+    }
+    cur.cron_schedule = optional(&input.cron_schedule, cur.cron_schedule);
+    if cur.cron_schedule.as_deref().is_some_and(|c| !valid_cron(c)) {
+        return Err(AppError::validation("cron_schedule", "Use five cron fields, e.g. \"*/15 * * * *\"."));
+    }
+    Ok(cur)
+}
+
+async fn check_plan(db: &PgPool, owner: &User, s: &Settings, new_service: bool) -> AppResult<()> {
+    let (plan, max_services, max_replicas, max_memory, count): (String, i32, i32, i32, i64) = sqlx::query_as(
+        "SELECT p.name, p.max_services, p.max_replicas, p.max_memory_mb,
+                (SELECT count(*) FROM services s JOIN environments e ON e.id = s.environment_id
+                   JOIN projects pr ON pr.id = e.project_id WHERE pr.owner_id = u.id)
+         FROM users u JOIN plans p ON p.id = u.plan_id WHERE u.id = $1",
+    )
+    .bind(owner.id)
+    .fetch_one(db)
+    .await?;
+    if new_service && count >= i64::from(max_services) {
+        return Err(AppError::PlanLimit {
+            message: format!("Your {plan} plan allows {max_services} services and you have {count}. Upgrade your plan or remove a service."),
+        });
+    }
+    if s.replicas > max_replicas {
+        return Err(AppError::PlanLimit {
+            message: format!("Your {plan} plan allows up to {max_replicas} replicas per service. Upgrade your plan for more."),
+        });
+    }
+    if s.memory_mb > max_memory {
+        return Err(AppError::PlanLimit {
+            message: format!("Your {plan} plan allows up to {max_memory} MB of memory per service. Upgrade your plan for more."),
+        });
+    }
+    Ok(())
+}
+
+fn duplicate(name: &str) -> AppError {
+    AppError::conflict("name", format!("This environment already has a service named \"{name}\"."))
+}
+
+pub async fn list(db: &PgPool, owner: Uuid, project_id: Uuid) -> AppResult<Vec<Service>> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM projects WHERE id = $1 AND owner_id = $2")
+        .bind(project_id)
+        .bind(owner)
+        .fetch_optional(db)
+        .await?;
+    found.ok_or_else(|| AppError::not_found("Project"))?;
+    let rows: Vec<Row> = sqlx::query_as(&format!("{SELECT} WHERE p.id = $1 AND p.owner_id = $2 ORDER BY e.name = 'production' DESC, e.name, lower(s.name)"))
+        .bind(project_id)
+        .bind(owner)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(Service::from).collect())
+}
+
+pub async fn get(db: &PgPool, owner: Uuid, id: Uuid) -> AppResult<Service> {
+    let row: Option<Row> = sqlx::query_as(&format!("{SELECT} WHERE s.id = $1 AND p.owner_id = $2"))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(db)
+        .await?;
+    row.map(Service::from).ok_or_else(|| AppError::not_found("Service"))
+}
+
+pub async fn create(db: &PgPool, owner: &User, project_id: Uuid, input: &ServiceInput) -> AppResult<Service> {
+    let environment_id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id
+         WHERE p.id = $1 AND p.owner_id = $2 AND (e.id = $3 OR ($3 IS NULL AND e.name = 'production'))",
+    )
+    .bind(project_id)
+    .bind(owner.id)
+    .bind(input.environment_id)
+    .fetch_optional(db)
+    .await?;
+    let environment_id = match environment_id {
+        Some(id) => id,
+        None if input.environment_id.is_some() => {
+            // Either the project or the environment is not the caller's: say which is missing.
+            list(db, owner.id, project_id).await?;
+            return Err(AppError::not_found("Environment"));
+        }
+        None => return Err(AppError::not_found("Project")),
+    };
+    let name = input.name.clone().ok_or_else(|| AppError::validation("name", "Give the service a name."))?;
+    let kind = input.source_kind.ok_or_else(|| AppError::validation("source_kind", "Choose a source: directory, git, image or database."))?;
+    let source = input.source.clone().unwrap_or_default();
+    let mut settings = apply(Settings::defaults(name, kind, source), input)?;
+    if kind == SourceKind::Database && settings.port.is_none() {
+        settings.port = Some(if settings.source == "postgres" { 5432 } else { 6379 });
+    }
+    check_plan(db, owner, &settings, true).await?;
+    let id: Uuid = match sqlx::query_scalar(
+        "INSERT INTO services (environment_id, name, source_kind, source, build_command, start_command, port, replicas,
+            cpu_millis, memory_mb, healthcheck_path, healthcheck_timeout_secs, restart_policy, restart_max, volume_path, cron_schedule)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+    )
+    .bind(environment_id)
+    .bind(&settings.name)
+    .bind(settings.source_kind.as_str())
+    .bind(&settings.source)
+    .bind(&settings.build_command)
+    .bind(&settings.start_command)
+    .bind(settings.port)
+    .bind(settings.replicas)
+    .bind(settings.cpu_millis)
+    .bind(settings.memory_mb)
+    .bind(&settings.healthcheck_path)
+    .bind(settings.healthcheck_timeout_secs)
+    .bind(settings.restart_policy.as_str())
+    .bind(settings.restart_max)
+    .bind(&settings.volume_path)
+    .bind(&settings.cron_schedule)
+    .fetch_one(db)
+    .await
+    {
+        Ok(id) => id,
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("services_environment_name_key") => return Err(duplicate(&settings.name)),
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(service_id = %id, "service created");
+    get(db, owner.id, id).await
+}
+
+pub async fn update(db: &PgPool, owner: &User, id: Uuid, input: &ServiceInput) -> AppResult<Service> {
+    let current = get(db, owner.id, id).await?;
+    if input.environment_id.is_some_and(|e| e != current.environment_id) {
+        return Err(AppError::validation("environment_id", "A service cannot move to another environment."));
+    }
+    let settings = apply(Settings::of(&current), input)?;
+    check_plan(db, owner, &settings, false).await?;
+    let result = sqlx::query(
+        "UPDATE services SET name = $2, source_kind = $3, source = $4, build_command = $5, start_command = $6, port = $7,
+            replicas = $8, cpu_millis = $9, memory_mb = $10, healthcheck_path = $11, healthcheck_timeout_secs = $12,
+            restart_policy = $13, restart_max = $14, volume_path = $15, cron_schedule = $16, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&settings.name)
+    .bind(settings.source_kind.as_str())
+    .bind(&settings.source)
+    .bind(&settings.build_command)
+    .bind(&settings.start_command)
+    .bind(settings.port)
+    .bind(settings.replicas)
+    .bind(settings.cpu_millis)
+    .bind(settings.memory_mb)
+    .bind(&settings.healthcheck_path)
+    .bind(settings.healthcheck_timeout_secs)
+    .bind(settings.restart_policy.as_str())
+    .bind(settings.restart_max)
+    .bind(&settings.volume_path)
+    .bind(&settings.cron_schedule)
+    .execute(db)
+    .await;
+    match result {
+        Ok(_) => get(db, owner.id, id).await,
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("services_environment_name_key") => Err(duplicate(&settings.name)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete(db: &PgPool, owner: Uuid, id: Uuid, ip: &str) -> AppResult<()> {
+    let service = get(db, owner, id).await?;
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM services WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    audit::record(&mut *tx, Some(owner), "service.delete", &format!("service:{id}"), serde_json::json!({ "name": service.name, "project_id": service.project_id }), ip).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Settings {
+        Settings::defaults("web".into(), SourceKind::Directory, "/srv/web".into())
+    }
+
+    #[test]
+    fn settings_are_validated_field_by_field() {
+        let cases: Vec<(ServiceInput, &str)> = vec![
+            (ServiceInput { name: Some("1web".into()), ..Default::default() }, "name"),
+            (ServiceInput { source: Some("relative/dir".into()), ..Default::default() }, "source"),
+            (ServiceInput { port: Some(70000), ..Default::default() }, "port"),
+            (ServiceInput { replicas: Some(0), ..Default::default() }, "replicas"),
+            (ServiceInput { memory_mb: Some(10), ..Default::default() }, "memory_mb"),
+            (ServiceInput { healthcheck_path: Some("health".into()), ..Default::default() }, "healthcheck_path"),
+            (ServiceInput { volume_path: Some("data".into()), ..Default::default() }, "volume_path"),
+            (ServiceInput { cron_schedule: Some("every minute".into()), ..Default::default() }, "cron_schedule"),
+            (ServiceInput { source_kind: Some(SourceKind::Database), source: Some("mysql".into()), ..Default::default() }, "source"),
+            (ServiceInput { source_kind: Some(SourceKind::Git), source: Some("github.com/x/y".into()), ..Default::default() }, "source"),
+        ];
+        for (input, field) in cases {
+            assert_eq!(apply(base(), &input).unwrap_err().field(), Some(field), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn empty_strings_clear_optional_settings_and_absent_fields_keep_them() {
+        let s = apply(base(), &ServiceInput { start_command: Some(" ./run ".into()), port: Some(8080), ..Default::default() }).unwrap();
+        assert_eq!((s.start_command.as_deref(), s.port), (Some("./run"), Some(8080)));
+        let s = apply(s, &ServiceInput { replicas: Some(2), ..Default::default() }).unwrap();
+        assert_eq!((s.start_command.as_deref(), s.replicas), (Some("./run"), 2));
+        let s = apply(s, &ServiceInput { start_command: Some("".into()), port: Some(0), ..Default::default() }).unwrap();
+        assert_eq!((s.start_command, s.port), (None, None));
+    }
+
+    #[test]
+    fn cron_schedules_have_five_fields() {
+        assert!(valid_cron("*/15 * * * *"));
+        assert!(valid_cron("0 3 * * 1-5"));
+        assert!(!valid_cron("* * * *"));
+        assert!(!valid_cron("@daily"));
+    }
+}
