@@ -191,3 +191,47 @@ test('visitors browse templates and pricing, and Deploy asks them to sign in', a
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('add a service, set variables, see secrets masked and reveal one', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  const email = `dee-${Date.now()}@example.com`;
+  await register(page, { name: 'Dee', email, password: 'dees password 123' });
+  await verifyFromOutbox(page, email);
+  await goto(page, '/dashboard');
+  await page.fill('input[name=name]', 'api');
+  await page.click('button:has-text("Create project")');
+  await page.waitForURL(/\/projects\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+
+  await page.fill('form:has(select[name=source_kind]) input[name=name]', 'web');
+  await page.selectOption('select[name=source_kind]', 'image');
+  await page.fill('input[name=source]', 'nginx:1.27');
+  await page.fill('input[name=port]', '8080');
+  await page.click('button:has-text("Add service")');
+  await page.waitForURL(/\/services\/[0-9a-f-]{36}$/);
+  assert.equal(await page.textContent('[data-testid=service-name]'), 'web');
+  await page.waitForSelector('body[data-hydrated="true"]');
+
+  const saveVar = async (name, value, secret = false) => {
+    await page.fill('form:has(input[name=value]) input[name=name]', name);
+    await page.fill('input[name=value]', value);
+    if (secret) await page.check('input[name=secret]');
+    await page.click('button:has-text("Save variable")');
+  };
+  await saveVar('NODE_ENV', 'production');
+  await page.waitForSelector('tr[data-variable=NODE_ENV] >> text=production');
+  await saveVar('SESSION_SECRET', '${{secret(24)}}');
+  const row = page.locator('tr[data-variable=SESSION_SECRET]');
+  await row.locator('text=••••••').waitFor();
+  await row.locator('button:has-text("Reveal")').click();
+  const revealed = await row.locator('[data-testid=revealed]').textContent();
+  assert.match(revealed, /^[A-Za-z0-9]{24}$/, 'the generated secret, revealed');
+
+  await saveVar('BROKEN', '${{oops');
+  await page.waitForSelector('text=is never closed');
+  assert.equal(await page.locator('tr[data-variable=BROKEN]').count(), 0);
+  await page.screenshot({ path: `${SHOTS}service.png`, fullPage: true });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});

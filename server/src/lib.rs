@@ -14,9 +14,18 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
 };
 
+/// The route list of the Leptos app, generated once per process. Generating it runs the app
+/// with a process-global "suppress resource loads" flag set (leptos_server), and a resource
+/// first polled by another thread meanwhile would stay pending forever (leptos issue #4773) —
+/// so it must never run while pages are being rendered.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The whole application: pages, server functions, `/api/v1`, health checks, static files.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let context_state = state.clone();
     Router::new()
         .route("/healthz", get(api::health::healthz))

@@ -129,7 +129,12 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
 }
 
 fn needs_sign_in(path: &str) -> bool {
-    path == "/dashboard" || path == "/account" || path == "/admin" || path.starts_with("/projects/") || path.starts_with("/admin/")
+    path == "/dashboard"
+        || path == "/account"
+        || path == "/admin"
+        || path.starts_with("/projects/")
+        || path.starts_with("/services/")
+        || path.starts_with("/admin/")
 }
 
 fn percent_encode(s: &str) -> String {

@@ -149,11 +149,7 @@ fn ProjectView(
 
         <div class="mt-8 grid gap-6 lg:grid-cols-3">
             <div class="space-y-6 lg:col-span-2">
-                <div class="card">
-                    <h2 class="font-medium">"Services"</h2>
-                    <EmptyState title="No services yet"
-                        body="Services (from templates, images or your source) are added to an environment and deployed from here."/>
-                </div>
+                <crate::services::pages::ServicesCard project_id=project.id environments=project.environments.clone()/>
                 <div class="card">
                     <h2 class="font-medium">"Environments"</h2>
                     <ul class="mt-3 divide-y divide-slate-800" data-testid="environments">

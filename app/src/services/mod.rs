@@ -74,6 +74,7 @@ impl RestartPolicy {
 pub struct Service {
     pub id: Uuid,
     pub project_id: Uuid,
+    pub project: String,
     pub environment_id: Uuid,
     pub environment: String,
     pub name: String,
@@ -117,4 +118,176 @@ pub struct ServiceInput {
     pub restart_max: Option<i32>,
     pub volume_path: Option<String>,
     pub cron_schedule: Option<String>,
+}
+
+pub mod pages;
+
+use crate::{error::AppError, variables::Variable};
+use leptos::prelude::*;
+
+fn parse_number<T: std::str::FromStr>(field: &str, raw: Option<String>, what: &str) -> Result<Option<T>, AppError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| AppError::validation(field, format!("{what} must be a whole number."))),
+    }
+}
+
+#[server(endpoint = "list_services")]
+pub async fn list_services(project_id: Uuid) -> Result<Vec<Service>, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::list(&request::state()?.db, auth.user.id, project_id).await
+    })
+    .await
+}
+
+#[server(endpoint = "create_service")]
+pub async fn create_service(
+    project_id: Uuid,
+    environment_id: Option<Uuid>,
+    name: String,
+    source_kind: String,
+    source: String,
+    port: Option<String>,
+) -> Result<Service, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let kind = SourceKind::parse(&source_kind)
+            .ok_or_else(|| AppError::validation("source_kind", "Choose a source: directory, git, image or database."))?;
+        let input = ServiceInput {
+            name: Some(name),
+            environment_id,
+            source_kind: Some(kind),
+            source: Some(source),
+            port: parse_number("port", port, "The port")?,
+            ..Default::default()
+        };
+        let created = service::create(&request::state()?.db, &auth.user, project_id, &input).await?;
+        leptos_axum::redirect(&format!("/services/{}", created.id));
+        Ok(created)
+    })
+    .await
+}
+
+#[server(endpoint = "get_service")]
+pub async fn get_service(id: Uuid) -> Result<Service, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::get(&request::state()?.db, auth.user.id, id).await
+    })
+    .await
+}
+
+/// The settings form: every field is sent, empty means "none".
+#[allow(clippy::too_many_arguments)]
+#[server(endpoint = "update_service")]
+pub async fn update_service(
+    id: Uuid,
+    name: String,
+    source: String,
+    build_command: String,
+    start_command: String,
+    port: String,
+    replicas: String,
+    cpu_millis: String,
+    memory_mb: String,
+    healthcheck_path: String,
+    healthcheck_timeout_secs: String,
+    restart_policy: String,
+    restart_max: String,
+    volume_path: String,
+    cron_schedule: String,
+) -> Result<Service, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let policy = RestartPolicy::parse(&restart_policy)
+            .ok_or_else(|| AppError::validation("restart_policy", "Restart always, on failure, or never."))?;
+        let input = ServiceInput {
+            name: Some(name),
+            source: Some(source),
+            build_command: Some(build_command),
+            start_command: Some(start_command),
+            port: Some(parse_number("port", Some(port), "The port")?.unwrap_or(0)),
+            replicas: parse_number("replicas", Some(replicas), "Replicas")?,
+            cpu_millis: parse_number("cpu_millis", Some(cpu_millis), "CPU")?,
+            memory_mb: parse_number("memory_mb", Some(memory_mb), "Memory")?,
+            healthcheck_path: Some(healthcheck_path),
+            healthcheck_timeout_secs: parse_number("healthcheck_timeout_secs", Some(healthcheck_timeout_secs), "The timeout")?,
+            restart_policy: Some(policy),
+            restart_max: parse_number("restart_max", Some(restart_max), "The restart limit")?,
+            volume_path: Some(volume_path),
+            cron_schedule: Some(cron_schedule),
+            ..Default::default()
+        };
+        service::update(&request::state()?.db, &auth.user, id, &input).await
+    })
+    .await
+}
+
+#[server(endpoint = "delete_service")]
+pub async fn delete_service(id: Uuid) -> Result<(), AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        let s = service::get(&state.db, auth.user.id, id).await?;
+        service::delete(&state.db, auth.user.id, id, &request::client_ip()).await?;
+        leptos_axum::redirect(&format!("/projects/{}", s.project_id));
+        Ok(())
+    })
+    .await
+}
+
+#[server(endpoint = "list_variables")]
+pub async fn list_variables(service_id: Uuid) -> Result<Vec<Variable>, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::{infra::request, variables::service as vars};
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        let scope = vars::service_scope(&state.db, auth.user.id, service_id).await?;
+        vars::list(&state.db, &state.secrets, scope).await
+    })
+    .await
+}
+
+#[server(endpoint = "set_variable")]
+pub async fn set_variable(service_id: Uuid, name: String, value: String, secret: Option<String>) -> Result<Variable, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::{infra::request, variables::{service as vars, SetVariable}};
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        let scope = vars::service_scope(&state.db, auth.user.id, service_id).await?;
+        let input = SetVariable { value, secret: secret.is_some_and(|s| !s.is_empty() && s != "false") };
+        vars::set(&state.db, &state.secrets, scope, &name, &input).await
+    })
+    .await
+}
+
+#[server(endpoint = "delete_variable")]
+pub async fn delete_variable(service_id: Uuid, name: String) -> Result<(), AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::{infra::request, variables::service as vars};
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        let scope = vars::service_scope(&state.db, auth.user.id, service_id).await?;
+        vars::delete(&state.db, scope, &name).await
+    })
+    .await
+}
+
+/// The value of one variable; for a secret this is audited.
+#[server(endpoint = "reveal_variable")]
+pub async fn reveal_variable(service_id: Uuid, name: String) -> Result<String, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::{infra::request, variables::service as vars};
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        let scope = vars::service_scope(&state.db, auth.user.id, service_id).await?;
+        vars::reveal(&state.db, &state.secrets, scope, &name, auth.user.id, &request::client_ip()).await
+    })
+    .await
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 struct Row {
     id: Uuid,
     project_id: Uuid,
+    project: String,
     environment_id: Uuid,
     environment: String,
     name: String,
@@ -39,6 +40,7 @@ impl From<Row> for Service {
         Service {
             id: r.id,
             project_id: r.project_id,
+            project: r.project,
             environment_id: r.environment_id,
             environment: r.environment,
             name: r.name,
@@ -63,7 +65,7 @@ impl From<Row> for Service {
 }
 
 /// Services visible to `owner`, with their environment and project.
-const SELECT: &str = "SELECT s.id, e.project_id, s.environment_id, e.name AS environment, s.name, s.source_kind, s.source,
+const SELECT: &str = "SELECT s.id, e.project_id, p.name AS project, s.environment_id, e.name AS environment, s.name, s.source_kind, s.source,
         s.build_command, s.start_command, s.port, s.replicas, s.cpu_millis, s.memory_mb, s.healthcheck_path,
         s.healthcheck_timeout_secs, s.restart_policy, s.restart_max, s.volume_path, s.cron_schedule, s.created_at, s.updated_at
     FROM services s JOIN environments e ON e.id = s.environment_id JOIN projects p ON p.id = e.project_id";

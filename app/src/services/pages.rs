@@ -1,0 +1,267 @@
+use super::*;
+use crate::{
+    projects::Environment,
+    ui::{field_error, form_error, Badge, ConfirmDialog, EmptyState, ErrorNote, Field, Tone},
+};
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+fn source_label(s: &Service) -> String {
+    match s.source_kind {
+        SourceKind::Database => format!("{} database", s.source),
+        _ => s.source.clone(),
+    }
+}
+
+/// The services of a project, by environment, with the form to add one.
+#[component]
+pub fn ServicesCard(project_id: Uuid, environments: Vec<Environment>) -> impl IntoView {
+    let create = ServerAction::<CreateService>::new();
+    let services = Resource::new(move || create.version().get(), move |_| list_services(project_id));
+    let value = create.value();
+    view! {
+        <div class="card">
+            <h2 class="font-medium">"Services"</h2>
+            <Transition fallback=|| view! { <p class="mt-3 text-slate-400">"Loading services…"</p> }>
+                {move || Suspend::new(async move {
+                    match services.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(list) if list.is_empty() => view! {
+                            <EmptyState title="No services yet" body="Add one below: a directory or git repository with your code, a container image, or a database."/>
+                        }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="mt-3 divide-y divide-slate-800" data-testid="services">
+                                {list.into_iter().map(|s| view! {
+                                    <li class="flex flex-wrap items-center justify-between gap-2 py-2">
+                                        <a class="font-medium hover:text-indigo-300" href=format!("/services/{}", s.id)>{s.name.clone()}</a>
+                                        <span class="flex items-center gap-2 text-sm text-slate-400">
+                                            <code class="max-w-64 truncate">{source_label(&s)}</code>
+                                            <Badge tone=Tone::Neutral>{s.source_kind.as_str()}</Badge>
+                                            <Badge tone=Tone::Accent>{s.environment.clone()}</Badge>
+                                        </span>
+                                    </li>
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <h3 class="mt-6 text-sm font-medium text-slate-300">"Add a service"</h3>
+            <ActionForm action=create attr:class="mt-2 grid gap-3 sm:grid-cols-2">
+                <input type="hidden" name="project_id" value=project_id.to_string()/>
+                <Field label="Name" name="name" placeholder="web" required=true error=field_error(value, "name")/>
+                <label class="space-y-1">
+                    <span class="block text-sm font-medium text-slate-300">"Environment"</span>
+                    <select class="input" name="environment_id">
+                        {environments.into_iter().map(|e| view! { <option value=e.id.to_string()>{e.name}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="space-y-1">
+                    <span class="block text-sm font-medium text-slate-300">"Source"</span>
+                    <select class="input" name="source_kind">
+                        <option value="directory">"Directory (local runtime)"</option>
+                        <option value="git">"Git repository"</option>
+                        <option value="image">"Container image (Kubernetes)"</option>
+                        <option value="database">"Database (postgres or redis)"</option>
+                    </select>
+                    <p class="text-sm text-rose-400">{field_error(value, "source_kind")}</p>
+                </label>
+                <Field label="Path, URL, image or engine" name="source" placeholder="/srv/app, https://…/repo.git, nginx:1.27, postgres"
+                    required=true error=field_error(value, "source")/>
+                <Field label="Port (optional)" name="port" input_type="number" placeholder="8080" error=field_error(value, "port")/>
+                <div class="flex items-end">
+                    <button type="submit" class="btn btn-primary" disabled=move || create.pending().get()>"Add service"</button>
+                </div>
+            </ActionForm>
+            <p class="mt-2 text-sm text-rose-400" role="alert">{form_error(value, &["name", "source_kind", "source", "port"])}</p>
+        </div>
+    }
+}
+
+#[component]
+pub fn ServicePage() -> impl IntoView {
+    let params = use_params_map();
+    let id = Memo::new(move |_| params.with(|p| p.get("id").and_then(|s| Uuid::parse_str(&s).ok())));
+    let update = ServerAction::<UpdateService>::new();
+    let service = Resource::new(
+        move || (id.get(), update.version().get()),
+        |(id, _)| async move {
+            match id {
+                Some(id) => get_service(id).await,
+                None => Err(AppError::not_found("Service")),
+            }
+        },
+    );
+    let toasts = crate::ui::use_toasts();
+    Effect::new(move |_| {
+        if matches!(update.value().get(), Some(Ok(_))) {
+            toasts.show("Settings saved");
+        }
+    });
+    view! {
+        <section class="mx-auto max-w-6xl px-4 py-10">
+            <Transition fallback=|| view! { <p class="text-slate-400">"Loading service…"</p> }>
+                {move || Suspend::new(async move {
+                    match service.await {
+                        Err(e) => {
+                            #[cfg(feature = "ssr")]
+                            if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+                                res.set_status(http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::NOT_FOUND));
+                            }
+                            view! { <Title text="Service · Roundhouse"/><ErrorNote error=e/> }.into_any()
+                        }
+                        Ok(s) => view! { <ServiceView service=s update/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn ServiceView(service: Service, update: ServerAction<UpdateService>) -> impl IntoView {
+    let delete = ServerAction::<DeleteService>::new();
+    let value = update.value();
+    let id = service.id;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    view! {
+        <Title text=format!("{} · Roundhouse", service.name)/>
+        <nav class="text-sm text-slate-400" aria-label="Breadcrumb">
+            <a href="/dashboard" class="hover:underline">"Projects"</a> " / "
+            <a href=format!("/projects/{}", service.project_id) class="hover:underline">{service.project.clone()}</a> " / "
+            {service.environment.clone()} " / " {service.name.clone()}
+        </nav>
+        <div class="mt-2 flex flex-wrap items-start justify-between gap-4">
+            <div>
+                <h1 class="text-2xl font-semibold" data-testid="service-name">{service.name.clone()}</h1>
+                <p class="mt-1 flex items-center gap-2 text-sm text-slate-400">
+                    <Badge tone=Tone::Neutral>{service.source_kind.as_str()}</Badge>
+                    <code>{source_label(&service)}</code>
+                </p>
+            </div>
+            <ConfirmDialog label="Remove service" question=format!("Remove \"{}\" and its variables?", service.name)>
+                <ActionForm action=delete>
+                    <input type="hidden" name="id" value=id.to_string()/>
+                    <button type="submit" class="btn btn-danger">"Remove for good"</button>
+                </ActionForm>
+            </ConfirmDialog>
+        </div>
+        <div class="mt-8 grid gap-6 lg:grid-cols-5">
+            <div class="lg:col-span-3">
+                <VariablesCard service_id=id/>
+            </div>
+            <div class="card lg:col-span-2">
+                <h2 class="font-medium">"Settings"</h2>
+                <ActionForm action=update attr:class="mt-3 grid gap-3 sm:grid-cols-2">
+                    <input type="hidden" name="id" value=id.to_string()/>
+                    <Field label="Name" name="name" value=service.name.clone() required=true error=field_error(value, "name")/>
+                    <Field label="Source" name="source" value=service.source.clone() required=true error=field_error(value, "source")/>
+                    <Field label="Build command" name="build_command" value=opt(&service.build_command) placeholder="detected from the source" error=field_error(value, "build_command")/>
+                    <Field label="Start command" name="start_command" value=opt(&service.start_command) placeholder="detected from the source" error=field_error(value, "start_command")/>
+                    <Field label="Port" name="port" input_type="number" value=service.port.map(|p| p.to_string()).unwrap_or_default() error=field_error(value, "port")/>
+                    <Field label="Replicas" name="replicas" input_type="number" value=service.replicas.to_string() error=field_error(value, "replicas")/>
+                    <Field label="CPU (millicores)" name="cpu_millis" input_type="number" value=service.cpu_millis.to_string() error=field_error(value, "cpu_millis")/>
+                    <Field label="Memory (MB)" name="memory_mb" input_type="number" value=service.memory_mb.to_string() error=field_error(value, "memory_mb")/>
+                    <Field label="Health-check path" name="healthcheck_path" value=opt(&service.healthcheck_path) placeholder="/health" error=field_error(value, "healthcheck_path")/>
+                    <Field label="Health-check timeout (s)" name="healthcheck_timeout_secs" input_type="number" value=service.healthcheck_timeout_secs.to_string() error=field_error(value, "healthcheck_timeout_secs")/>
+                    <label class="space-y-1">
+                        <span class="block text-sm font-medium text-slate-300">"Restart policy"</span>
+                        <select class="input" name="restart_policy">
+                            {[(RestartPolicy::OnFailure, "On failure"), (RestartPolicy::Always, "Always"), (RestartPolicy::Never, "Never")].into_iter().map(|(p, l)| {
+                                view! { <option value=p.as_str() selected=service.restart_policy == p>{l}</option> }
+                            }).collect_view()}
+                        </select>
+                    </label>
+                    <Field label="Restart limit" name="restart_max" input_type="number" value=service.restart_max.to_string() error=field_error(value, "restart_max")/>
+                    <Field label="Volume mount path" name="volume_path" value=opt(&service.volume_path) placeholder="/data" error=field_error(value, "volume_path")/>
+                    <Field label="Cron schedule" name="cron_schedule" value=opt(&service.cron_schedule) placeholder="*/15 * * * *" error=field_error(value, "cron_schedule")/>
+                    <p class="text-sm text-rose-400 sm:col-span-2" role="alert">{form_error(value, &[
+                        "name", "source", "build_command", "start_command", "port", "replicas", "cpu_millis", "memory_mb",
+                        "healthcheck_path", "healthcheck_timeout_secs", "restart_max", "volume_path", "cron_schedule",
+                    ])}</p>
+                    <div><button type="submit" class="btn btn-primary">"Save settings"</button></div>
+                </ActionForm>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn VariablesCard(service_id: Uuid) -> impl IntoView {
+    let set = ServerAction::<SetVariable>::new();
+    let delete = ServerAction::<DeleteVariable>::new();
+    let variables = Resource::new(move || (set.version().get(), delete.version().get()), move |_| list_variables(service_id));
+    let value = set.value();
+    view! {
+        <div class="card">
+            <h2 class="font-medium">"Variables"</h2>
+            <p class="mt-1 text-sm text-slate-400">
+                "Reference other values with " <code>"${{Service.NAME}}"</code> ", " <code>"${{shared.NAME}}"</code> " or "
+                <code>"${{NAME}}"</code> "; generate with " <code>"${{secret(32)}}"</code> " or " <code>"${{randomInt(1, 100)}}"</code>
+                ". Values are encrypted; secrets stay hidden until you reveal them."
+            </p>
+            <Transition fallback=|| view! { <p class="mt-3 text-slate-400">"Loading variables…"</p> }>
+                {move || Suspend::new(async move {
+                    match variables.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(list) if list.is_empty() => view! { <p class="mt-4 text-sm text-slate-500">"No variables yet."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <table class="table mt-4" data-testid="variables">
+                                <thead><tr><th>"Name"</th><th>"Value"</th><th></th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|v| view! { <VariableRow service_id variable=v delete/> }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <ActionForm action=set attr:class="mt-4 grid gap-3 sm:grid-cols-[1fr_2fr]">
+                <input type="hidden" name="service_id" value=service_id.to_string()/>
+                <Field label="Name" name="name" placeholder="DATABASE_URL" required=true error=field_error(value, "name")/>
+                <Field label="Value" name="value" placeholder="${{Postgres.DATABASE_URL}}" error=field_error(value, "value")/>
+                <label class="flex items-center gap-2 text-sm text-slate-300">
+                    <input type="checkbox" name="secret" value="true"/> "Secret (hide the value)"
+                </label>
+                <div class="sm:text-right"><button type="submit" class="btn btn-primary">"Save variable"</button></div>
+            </ActionForm>
+            <p class="mt-2 text-sm text-rose-400" role="alert">{form_error(value, &["name", "value"])}</p>
+        </div>
+    }
+}
+
+#[component]
+fn VariableRow(service_id: Uuid, variable: Variable, delete: ServerAction<DeleteVariable>) -> impl IntoView {
+    let reveal = ServerAction::<RevealVariable>::new();
+    let name = variable.name.clone();
+    let shown = move || reveal.value().get().and_then(Result::ok);
+    let masked = variable.value.is_none();
+    let plain = variable.value.clone().unwrap_or_default();
+    let (name_reveal, name_delete) = (name.clone(), name.clone());
+    view! {
+        <tr data-variable=name.clone()>
+            <td><code>{name.clone()}</code>{variable.secret.then(|| view! { " " <Badge tone=Tone::Warn>"secret"</Badge> })}</td>
+            <td class="max-w-xs break-all">
+                {move || match (masked, shown()) {
+                    (false, _) => view! { <code>{plain.clone()}</code> }.into_any(),
+                    (true, Some(v)) => view! { <code data-testid="revealed">{v}</code> }.into_any(),
+                    (true, None) => view! { <span class="tracking-widest text-slate-500">"••••••"</span> }.into_any(),
+                }}
+            </td>
+            <td class="whitespace-nowrap text-right">
+                {masked.then(|| view! {
+                    <ActionForm action=reveal attr:class="inline">
+                        <input type="hidden" name="service_id" value=service_id.to_string()/>
+                        <input type="hidden" name="name" value=name_reveal.clone()/>
+                        <button type="submit" class="btn btn-ghost">"Reveal"</button>
+                    </ActionForm>
+                })}
+                <ActionForm action=delete attr:class="inline">
+                    <input type="hidden" name="service_id" value=service_id.to_string()/>
+                    <input type="hidden" name="name" value=name_delete.clone()/>
+                    <button type="submit" class="btn btn-ghost text-rose-300">"Delete"</button>
+                </ActionForm>
+            </td>
+        </tr>
+    }
+}
