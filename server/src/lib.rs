@@ -2,6 +2,7 @@
 //! one axum router. `main.rs` adds configuration, the database and the listener.
 
 pub mod api;
+pub mod metrics;
 pub mod middleware;
 pub mod seed;
 pub mod telemetry;
@@ -26,10 +27,12 @@ fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
 /// The whole application: pages, server functions, `/api/v1`, health checks, static files.
 pub fn router(state: AppState) -> Router {
     let routes = route_list();
+    metrics::handle();
     let context_state = state.clone();
     Router::new()
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
+        .route("/metrics", get(metrics::render))
         .nest("/api/v1", api::routes())
         .leptos_routes_with_context(
             &state,
@@ -41,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(middleware::guard_pages))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::same_origin))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate))
