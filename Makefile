@@ -20,7 +20,7 @@ export LEPTOS_SITE_ROOT := $(SITE)
 export LEPTOS_SITE_PKG_DIR := pkg
 export LEPTOS_ENV ?= DEV
 
-.PHONY: run test tools build server site db test-unit test-e2e bench release clean-data chromium
+.PHONY: run test tools build server site wasm db test-unit test-e2e bench release clean-data chromium
 
 ## tools: the wasm target, wasm-bindgen, node tools (Tailwind, wasm-opt, Playwright) — only when missing
 tools:
@@ -37,18 +37,28 @@ tools:
 server:
 	cargo build -p server --bin roundhouse
 
-## site: the hydration bundle (wasm + js), the stylesheet and public assets in $(SITE)
-site:
+## site: the hydration bundle (wasm + js), the stylesheet and public assets in $(SITE).
+## wasm-bindgen/wasm-opt (~45 s) and Tailwind rerun only when their inputs changed.
+WASM_IN := $(TARGET)/wasm32-unknown-unknown/wasm-release/frontend.wasm
+APP_SOURCES := $(shell find app/src frontend/src -name '*.rs' 2>/dev/null)
+
+site: wasm $(PKG)/roundhouse.wasm $(PKG)/roundhouse.css
+	@cp -r public/. $(SITE)/
+
+wasm:
 	cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
+
+$(PKG)/roundhouse.wasm: $(WASM_IN)
 	@mkdir -p $(PKG)
-	wasm-bindgen --target web --no-typescript --out-name roundhouse --out-dir $(PKG) \
-	  $(TARGET)/wasm32-unknown-unknown/wasm-release/frontend.wasm
+	wasm-bindgen --target web --no-typescript --out-name roundhouse --out-dir $(PKG) $(WASM_IN)
 	node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
 	  --enable-sign-ext --enable-mutable-globals --enable-reference-types \
 	  $(PKG)/roundhouse_bg.wasm -o $(PKG)/roundhouse.wasm
 	@rm -f $(PKG)/roundhouse_bg.wasm
+
+$(PKG)/roundhouse.css: style/tailwind.css $(APP_SOURCES)
+	@mkdir -p $(PKG)
 	node_modules/.bin/tailwindcss -i style/tailwind.css -o $(PKG)/roundhouse.css --minify 2>/dev/null
-	@cp -r public/. $(SITE)/
 
 build: tools server site
 

@@ -125,6 +125,7 @@ pub mod pages;
 use crate::{error::AppError, variables::Variable};
 use leptos::prelude::*;
 
+#[cfg(feature = "ssr")]
 fn parse_number<T: std::str::FromStr>(field: &str, raw: Option<String>, what: &str) -> Result<Option<T>, AppError> {
     match raw.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
