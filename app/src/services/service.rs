@@ -275,6 +275,38 @@ async fn check_plan(db: &PgPool, owner: &User, s: &Settings, new_service: bool) 
     Ok(())
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+type PgScalar<'q, T> = sqlx::query::QueryScalar<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
+
+/// Binds the settings as parameters $2..$16, in the column order the INSERT and the UPDATE share.
+macro_rules! bind_all {
+    ($q:expr, $s:expr) => {
+        $q.bind(&$s.name)
+            .bind($s.source_kind.as_str())
+            .bind(&$s.source)
+            .bind(&$s.build_command)
+            .bind(&$s.start_command)
+            .bind($s.port)
+            .bind($s.replicas)
+            .bind($s.cpu_millis)
+            .bind($s.memory_mb)
+            .bind(&$s.healthcheck_path)
+            .bind($s.healthcheck_timeout_secs)
+            .bind($s.restart_policy.as_str())
+            .bind($s.restart_max)
+            .bind(&$s.volume_path)
+            .bind(&$s.cron_schedule)
+    };
+}
+
+fn bind_settings<'q>(q: PgQuery<'q>, s: &'q Settings) -> PgQuery<'q> {
+    bind_all!(q, s)
+}
+
+fn bind_settings_scalar<'q, T>(q: PgScalar<'q, T>, s: &'q Settings) -> PgScalar<'q, T> {
+    bind_all!(q, s)
+}
+
 fn duplicate(name: &str) -> AppError {
     AppError::conflict("name", format!("This environment already has a service named \"{name}\"."))
 }
@@ -330,30 +362,13 @@ pub async fn create(db: &PgPool, owner: &User, project_id: Uuid, input: &Service
         settings.port = Some(if settings.source == "postgres" { 5432 } else { 6379 });
     }
     check_plan(db, owner, &settings, true).await?;
-    let id: Uuid = match sqlx::query_scalar(
+    let insert = sqlx::query_scalar(
         "INSERT INTO services (environment_id, name, source_kind, source, build_command, start_command, port, replicas,
             cpu_millis, memory_mb, healthcheck_path, healthcheck_timeout_secs, restart_policy, restart_max, volume_path, cron_schedule)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
     )
-    .bind(environment_id)
-    .bind(&settings.name)
-    .bind(settings.source_kind.as_str())
-    .bind(&settings.source)
-    .bind(&settings.build_command)
-    .bind(&settings.start_command)
-    .bind(settings.port)
-    .bind(settings.replicas)
-    .bind(settings.cpu_millis)
-    .bind(settings.memory_mb)
-    .bind(&settings.healthcheck_path)
-    .bind(settings.healthcheck_timeout_secs)
-    .bind(settings.restart_policy.as_str())
-    .bind(settings.restart_max)
-    .bind(&settings.volume_path)
-    .bind(&settings.cron_schedule)
-    .fetch_one(db)
-    .await
-    {
+    .bind(environment_id);
+    let id: Uuid = match bind_settings_scalar(insert, &settings).fetch_one(db).await {
         Ok(id) => id,
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("services_environment_name_key") => return Err(duplicate(&settings.name)),
         Err(e) => return Err(e.into()),
@@ -369,30 +384,14 @@ pub async fn update(db: &PgPool, owner: &User, id: Uuid, input: &ServiceInput) -
     }
     let settings = apply(Settings::of(&current), input)?;
     check_plan(db, owner, &settings, false).await?;
-    let result = sqlx::query(
+    let update = sqlx::query(
         "UPDATE services SET name = $2, source_kind = $3, source = $4, build_command = $5, start_command = $6, port = $7,
             replicas = $8, cpu_millis = $9, memory_mb = $10, healthcheck_path = $11, healthcheck_timeout_secs = $12,
             restart_policy = $13, restart_max = $14, volume_path = $15, cron_schedule = $16, updated_at = now()
          WHERE id = $1",
     )
-    .bind(id)
-    .bind(&settings.name)
-    .bind(settings.source_kind.as_str())
-    .bind(&settings.source)
-    .bind(&settings.build_command)
-    .bind(&settings.start_command)
-    .bind(settings.port)
-    .bind(settings.replicas)
-    .bind(settings.cpu_millis)
-    .bind(settings.memory_mb)
-    .bind(&settings.healthcheck_path)
-    .bind(settings.healthcheck_timeout_secs)
-    .bind(settings.restart_policy.as_str())
-    .bind(settings.restart_max)
-    .bind(&settings.volume_path)
-    .bind(&settings.cron_schedule)
-    .execute(db)
-    .await;
+    .bind(id);
+    let result = bind_settings(update, &settings).execute(db).await;
     match result {
         Ok(_) => get(db, owner.id, id).await,
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("services_environment_name_key") => Err(duplicate(&settings.name)),
