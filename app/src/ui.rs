@@ -179,6 +179,17 @@ pub fn ToastRegion() -> impl IntoView {
     }
 }
 
+/// During server rendering, answers the page with the error's status (a missing or foreign
+/// project is a real 404). Does nothing in the browser.
+pub fn respond_with_status(error: &AppError) {
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.set_status(http::StatusCode::from_u16(error.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR));
+    }
+    #[cfg(not(feature = "ssr"))]
+    let _ = error;
+}
+
 pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }

@@ -152,10 +152,7 @@ pub fn TemplatePage() -> impl IntoView {
                     let signed_in = matches!(session.me.await, Ok(Some(_)));
                     match template.await {
                         Err(e) => {
-                            #[cfg(feature = "ssr")]
-                            if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-                                res.set_status(http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::NOT_FOUND));
-                            }
+                            crate::ui::respond_with_status(&e);
                             view! { <Title text="Template · Roundhouse"/><ErrorNote error=e/> }.into_any()
                         }
                         Ok(t) => view! { <TemplateDetail template=t signed_in/> }.into_any(),

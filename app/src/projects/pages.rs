@@ -102,10 +102,7 @@ pub fn ProjectPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match project.await {
                         Err(e) => {
-                            #[cfg(feature = "ssr")]
-                            if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-                                res.set_status(http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::NOT_FOUND));
-                            }
+                            crate::ui::respond_with_status(&e);
                             view! { <Title text="Project · Roundhouse"/><ErrorNote error=e/> }.into_any()
                         }
                         Ok(p) => view! { <ProjectView project=p update create_env delete_env delete/> }.into_any(),

@@ -104,10 +104,7 @@ pub fn ServicePage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match service.await {
                         Err(e) => {
-                            #[cfg(feature = "ssr")]
-                            if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-                                res.set_status(http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::NOT_FOUND));
-                            }
+                            crate::ui::respond_with_status(&e);
                             view! { <Title text="Service · Roundhouse"/><ErrorNote error=e/> }.into_any()
                         }
                         Ok(s) => view! { <ServiceView service=s update/> }.into_any(),
