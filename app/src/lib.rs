@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod catalogue;
+pub mod deployments;
 pub mod devtools;
 pub mod domain;
 pub mod error;

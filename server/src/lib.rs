@@ -2,8 +2,12 @@
 //! one axum router. `main.rs` adds configuration, the database and the listener.
 
 pub mod api;
+pub mod logs;
 pub mod metrics;
 pub mod middleware;
+pub mod proxy;
+pub mod reconciler;
+pub mod runtime;
 pub mod seed;
 pub mod telemetry;
 
@@ -50,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), proxy::route))
         .layer(telemetry::trace_layer())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -74,4 +79,14 @@ pub fn spawn_maintenance(state: AppState) {
             }
         }
     });
+}
+
+/// Serves the files of `dir` on `$PORT` (127.0.0.1): the start command of a static-site service.
+pub async fn serve_static(dir: String) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).context("PORT is not set")?;
+    let app = Router::new().fallback_service(tower_http::services::ServeDir::new(&dir).append_index_html_on_directories(true));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding port {port}"))?;
+    println!("Serving {dir} on port {port}");
+    axum::serve(listener, app).await.context("serving")
 }

@@ -22,6 +22,10 @@ async fn run() -> anyhow::Result<()> {
         println!("{}", server::api::ApiDoc::openapi().to_pretty_json()?);
         return Ok(());
     }
+    // `roundhouse serve-static DIR`: the built-in static file server of static-site services.
+    if std::env::args().nth(1).as_deref() == Some("serve-static") {
+        return server::serve_static(std::env::args().nth(2).unwrap_or_else(|| ".".into())).await;
+    }
     let config = Config::from_env()?;
     server::telemetry::init(config.json_logs);
 
@@ -56,6 +60,14 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(mail = mail.name(), dev, "configured");
 
     server::spawn_maintenance(state.clone());
+    let runtime = match state.config.runtime {
+        app::infra::RuntimeKind::Local => {
+            let rt: Arc<dyn server::runtime::Runtime> = Arc::new(server::runtime::local::LocalRuntime::new(&state.config.data_dir)?);
+            Some(rt)
+        }
+        app::infra::RuntimeKind::None => None,
+    };
+    let reconciler = server::reconciler::spawn(state.clone(), runtime);
     let app = server::router(state);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!("listening on http://{addr}");
@@ -70,6 +82,10 @@ async fn run() -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving")?;
+    if let Some(r) = reconciler {
+        tracing::info!("stopping the services this replica runs");
+        r.stop_everything().await;
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())

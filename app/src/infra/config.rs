@@ -29,6 +29,30 @@ pub struct Config {
     pub json_logs: bool,
     /// 32 bytes, base64: the key variable values are encrypted with.
     pub secret_key: Option<SecretString>,
+    /// Where deployed services run: `local` (processes on this machine) or `none` (this
+    /// replica serves the UI and API only).
+    pub runtime: RuntimeKind,
+    /// Services answer at `<service>.<project>.<apps_domain>` on Roundhouse's own port.
+    pub apps_domain: String,
+    /// The loopback ports services are reachable at from each other (ROUNDHOUSE_PRIVATE_DOMAIN).
+    pub private_ports: (u16, u16),
+    /// A build that takes longer fails.
+    pub build_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Local,
+    None,
+}
+
+fn parse_port_range(name: &str, default: (u16, u16)) -> anyhow::Result<(u16, u16)> {
+    let Some(v) = var(name) else { return Ok(default) };
+    let parsed = v.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+    match parsed {
+        Some((a, b)) if a >= 1024 && a < b => Ok((a, b)),
+        _ => bail!("{name} must look like 20000-29999 (from 1024 up, low before high), not {v:?}"),
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -92,6 +116,14 @@ impl Config {
             dev_admin_email: var("ROUNDHOUSE_DEV_ADMIN_EMAIL").unwrap_or_else(|| "admin@roundhouse.localhost".into()),
             json_logs,
             secret_key: var("ROUNDHOUSE_SECRET_KEY").map(SecretString::from),
+            runtime: match var("ROUNDHOUSE_RUNTIME").as_deref() {
+                None | Some("local") => RuntimeKind::Local,
+                Some("none") => RuntimeKind::None,
+                Some(other) => bail!("ROUNDHOUSE_RUNTIME must be local or none, not {other:?}"),
+            },
+            apps_domain: var("ROUNDHOUSE_APPS_DOMAIN").unwrap_or_else(|| "localhost".into()).trim_matches('.').to_string(),
+            private_ports: parse_port_range("ROUNDHOUSE_PRIVATE_PORTS", (20000, 29999))?,
+            build_timeout_secs: parse_u32("ROUNDHOUSE_BUILD_TIMEOUT_SECS", 900)? as u64,
         })
     }
 
@@ -111,6 +143,10 @@ impl Config {
             dev_admin_email: "admin@roundhouse.localhost".into(),
             json_logs: false,
             secret_key: None,
+            runtime: RuntimeKind::None,
+            apps_domain: "localhost".into(),
+            private_ports: (20000, 29999),
+            build_timeout_secs: 120,
         }
     }
 
@@ -120,6 +156,20 @@ impl Config {
 
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
+    }
+
+    /// The URL a service answers at through the proxy.
+    pub fn service_url(&self, service: &str, environment: &str, project_slug: &str) -> String {
+        let (scheme, rest) = self.public_url.split_once("://").unwrap_or(("http", &self.public_url));
+        let port = rest.split('/').next().unwrap_or(rest).rsplit_once(':').map(|(_, p)| format!(":{p}")).unwrap_or_default();
+        format!("{scheme}://{}{port}", self.service_host(service, environment, project_slug))
+    }
+
+    /// `web.shop.localhost` for production, `web-staging.shop.localhost` for other environments.
+    pub fn service_host(&self, service: &str, environment: &str, project_slug: &str) -> String {
+        let service = service.to_ascii_lowercase().replace('_', "-");
+        let label = if environment == "production" { service } else { format!("{service}-{}", environment.to_ascii_lowercase()) };
+        format!("{label}.{project_slug}.{}", self.apps_domain)
     }
 
     /// `host[:port]` of the public URL, for the same-origin check.

@@ -3,11 +3,12 @@
 
 pub mod config;
 pub mod crypto;
+pub mod live;
 pub mod mail;
 pub mod ratelimit;
 pub mod secretbox;
 pub mod request;
 pub mod state;
 
-pub use config::Config;
+pub use config::{Config, RuntimeKind};
 pub use state::AppState;

@@ -19,6 +19,9 @@ const NONCE_LEN: usize = 24;
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// A second key, derived from the first, for values made deterministically from an id
+    /// (a database service's password): stable across deploys and never stored.
+    derive_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -29,7 +32,20 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: &[u8; 32]) -> Self {
-        SecretBox { cipher: XChaCha20Poly1305::new(key.into()) }
+        SecretBox { cipher: XChaCha20Poly1305::new(key.into()), derive_key: Self::derive_key(key) }
+    }
+
+    fn derive_key(key: &[u8]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::new().chain_update(b"roundhouse derive v1").chain_update(key).finalize().into()
+    }
+
+    /// A secret made from `context` with the platform key: the same context always gives the
+    /// same value, and nobody without the key can compute it. 32 lowercase hex characters.
+    pub fn derive(&self, context: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new().chain_update(self.derive_key).chain_update(context.as_bytes()).finalize();
+        hex::encode(&digest[..16])
     }
 
     pub fn from_base64(encoded: &str) -> anyhow::Result<Self> {
@@ -66,7 +82,8 @@ impl SecretBox {
             f.write_all(STANDARD.encode(key).as_bytes())?;
         }
         tracing::info!(path = %path.display(), "generated a dev encryption key");
-        Ok(SecretBox { cipher: XChaCha20Poly1305::new(&key) })
+        let key: [u8; 32] = key.as_slice().try_into().expect("a generated key is 32 bytes");
+        Ok(Self::new(&key))
     }
 
     /// `nonce || ciphertext+tag`.
@@ -107,6 +124,15 @@ mod tests {
         assert!(sb.open(&sealed, b"var:2").is_err(), "bound to its row");
         assert!(SecretBox::new(&[8; 32]).open(&sealed, b"var:1").is_err(), "bound to its key");
         assert_ne!(sb.seal("hunter2", b"var:1"), sealed, "a fresh nonce every time");
+    }
+
+    #[test]
+    fn derived_secrets_are_stable_per_context_and_key() {
+        let sb = SecretBox::new(&[7; 32]);
+        assert_eq!(sb.derive("pg:1"), sb.derive("pg:1"));
+        assert_ne!(sb.derive("pg:1"), sb.derive("pg:2"));
+        assert_ne!(SecretBox::new(&[8; 32]).derive("pg:1"), sb.derive("pg:1"));
+        assert_eq!(sb.derive("pg:1").len(), 32);
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Encrypts variable values at rest.
     pub secrets: Arc<SecretBox>,
+    /// Status changes, log notifications and service routes of this replica.
+    pub live: super::live::Live,
 }
 
 impl AppState {
@@ -29,7 +31,7 @@ impl AppState {
             config.login_per_ip_per_minute,
             config.login_per_account_per_minute,
         ));
-        AppState { leptos_options, db, config: Arc::new(config), mail, login_limiter, secrets: Arc::new(secrets) }
+        AppState { leptos_options, db, config: Arc::new(config), mail, login_limiter, secrets: Arc::new(secrets), live: Default::default() }
     }
 }
 

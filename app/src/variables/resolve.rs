@@ -133,7 +133,7 @@ pub fn check(env: &Environment) -> Result<(), ResolveError> {
 }
 
 /// The services each service refers to, directly or through shared variables.
-fn service_dependencies(env: &Environment) -> Result<BTreeMap<String, BTreeSet<String>>, ResolveError> {
+pub fn service_dependencies(env: &Environment) -> Result<BTreeMap<String, BTreeSet<String>>, ResolveError> {
     fn walk(env: &Environment, value: &str, at: &str, own: &str, seen_shared: &mut BTreeSet<String>, deps: &mut BTreeSet<String>) -> Result<(), ResolveError> {
         let refs = template::references(value).map_err(|error| ResolveError::Template { at: at.to_string(), error })?;
         for r in refs {

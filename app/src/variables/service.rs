@@ -103,6 +103,28 @@ pub async fn values(db: &PgPool, sb: &SecretBox, scope: Scope) -> AppResult<std:
     rows.iter().map(|r| Ok((r.name.clone(), open(sb, r)?))).collect()
 }
 
+/// One decrypted variable of an environment, for deploy-time resolution.
+pub struct Clear {
+    pub service_id: Option<Uuid>,
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+/// Every variable of an environment (shared and per service) in the clear. Only the deploy
+/// path calls this; nothing it returns is sent to a browser.
+pub async fn environment_values(db: &PgPool, sb: &SecretBox, environment_id: Uuid) -> AppResult<Vec<Clear>> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, value_sealed, secret, service_id, updated_at FROM variables WHERE environment_id = $1",
+    )
+    .bind(environment_id)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| Ok(Clear { service_id: r.service_id, name: r.name.clone(), value: open(sb, r)?, secret: r.secret }))
+        .collect()
+}
+
 /// Creates or replaces a variable. Generators run now and their result is what is stored.
 pub async fn set(db: &PgPool, sb: &SecretBox, scope: Scope, name: &str, input: &SetVariable) -> AppResult<Variable> {
     let name = name.trim();

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod catalogue;
+pub mod deployments;
 pub mod health;
 pub mod projects;
 pub mod services;
@@ -77,7 +78,7 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Roundhouse API", version = "1", description = "Projects, environments, tokens and the public catalogue of a Roundhouse platform."),
+    info(title = "Roundhouse API", version = "1", description = "Projects, services, variables, deployments, logs, tokens and the public catalogue of a Roundhouse platform."),
     servers((url = "/api/v1")),
     modifiers(&BearerAuth),
     paths(
@@ -89,6 +90,9 @@ impl Modify for BearerAuth {
         services::list, services::create, services::get, services::update, services::delete,
         services::list_variables, services::set_variable, services::delete_variable, services::reveal_variable,
         services::list_shared, services::set_shared, services::delete_shared,
+        deployments::list, deployments::create, deployments::get, deployments::rollback, deployments::redeploy,
+        deployments::restart, deployments::cancel, deployments::stop, deployments::logs, deployments::project_events,
+        deployments::metrics,
         catalogue::list_templates, catalogue::get_template, catalogue::list_plans,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -97,6 +101,7 @@ impl Modify for BearerAuth {
         (name = "projects", description = "Projects and environments (owner only)"),
         (name = "services", description = "Services of an environment (owner only)"),
         (name = "variables", description = "Service and shared variables, encrypted at rest (owner only)"),
+        (name = "deployments", description = "Deployments, their logs and live status (owner only)"),
         (name = "catalogue", description = "Public templates and plans"),
     )
 )]
@@ -134,6 +139,16 @@ pub fn routes() -> Router<AppState> {
         .route("/services/{id}/variables/{name}/reveal", post(services::reveal_variable))
         .route("/environments/{id}/variables", get(services::list_shared))
         .route("/environments/{id}/variables/{name}", put(services::set_shared).delete(services::delete_shared))
+        .route("/services/{id}/deployments", get(deployments::list).post(deployments::create))
+        .route("/services/{id}/metrics", get(deployments::metrics))
+        .route("/deployments/{id}", get(deployments::get))
+        .route("/deployments/{id}/rollback", post(deployments::rollback))
+        .route("/deployments/{id}/redeploy", post(deployments::redeploy))
+        .route("/deployments/{id}/restart", post(deployments::restart))
+        .route("/deployments/{id}/cancel", post(deployments::cancel))
+        .route("/deployments/{id}/stop", post(deployments::stop))
+        .route("/deployments/{id}/logs", get(deployments::logs))
+        .route("/projects/{id}/events", get(deployments::project_events))
         .route("/templates", get(catalogue::list_templates))
         .route("/templates/{slug}", get(catalogue::get_template))
         .route("/plans", get(catalogue::list_plans))

@@ -114,8 +114,40 @@ impl Drop for TestDb {
 pub struct TestApp {
     pub router: Router,
     pub db: PgPool,
+    pub state: AppState,
     /// Keeps the database alive until the test ends.
     pub _database: Arc<TestDb>,
+    pub runtime: Option<RuntimeGuard>,
+}
+
+/// A local runtime and reconciler of a test, in a data folder of its own. Whatever it started
+/// is killed when the test ends, even when the test fails.
+pub struct RuntimeGuard {
+    #[allow(dead_code)]
+    pub reconciler: Arc<server::reconciler::Reconciler>,
+    pub tag: String,
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        use server::runtime::procfs;
+        for pid in procfs::tagged(&self.tag) {
+            procfs::signal(pid, 9);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A data folder and a private port range no other test of this process uses.
+pub fn test_data_dir() -> (std::path::PathBuf, (u16, u16)) {
+    static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("rh-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let low = 21000 + (std::process::id() as u16 % 20) * 400 + n * 20;
+    (dir, (low, low + 19))
 }
 
 pub struct Reply {
@@ -163,8 +195,31 @@ impl TestApp {
         let db = database.pool.clone();
         let secrets = app::infra::secretbox::SecretBox::new(&rand_key());
         let state = AppState::new(options, db.clone(), config, mail, secrets);
-        let router = server::router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        TestApp { router, db, _database: database }
+        let router = server::router(state.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        TestApp { router, db, state, _database: database, runtime: None }
+    }
+
+    /// An app that also runs what is deployed: a local runtime and its reconciler.
+    pub async fn with_runtime() -> Self {
+        let (dir, ports) = test_data_dir();
+        let data = dir.clone();
+        let mut app = Self::with_config(move |c| {
+            c.data_dir = data;
+            c.private_ports = ports;
+            c.runtime = app::infra::RuntimeKind::Local;
+        })
+        .await;
+        let rt = server::runtime::local::LocalRuntime::new(&dir).expect("a local runtime");
+        let tag = rt.tag().to_string();
+        let reconciler = server::reconciler::spawn(app.state.clone(), Some(Arc::new(rt))).expect("a reconciler");
+        app.runtime = Some(RuntimeGuard { reconciler, tag, dir });
+        app
+    }
+
+    /// A request to a deployed service through the proxy (`Host: <host>`).
+    pub async fn via_proxy(&self, host: &str, path: &str) -> Reply {
+        let req = Request::builder().uri(path).header(header::HOST, format!("{host}:3000"));
+        self.send(req.body(Body::empty()).expect("request")).await
     }
 
     pub async fn send(&self, req: Request<Body>) -> Reply {

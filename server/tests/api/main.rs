@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod catalogue;
+mod deploys;
 mod mail;
 mod pages;
 mod projects;

@@ -1,0 +1,1 @@
+//! The deployment page and the deployment history on a service page.

@@ -1,0 +1,77 @@
+//! What changes while a page is open, shared by every request of this replica: deployment
+//! status changes and new log lines (fed from Postgres `LISTEN`, so every replica sees every
+//! change), and the routing table of the service proxy.
+
+use crate::deployments::StatusChange;
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
+};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    Status(StatusChange),
+    /// New log lines of a deployment are stored.
+    Logs(Uuid),
+    /// The listener reconnected: anything may have changed.
+    Resync,
+}
+
+/// The healthy instances of one service, taken in turn.
+#[derive(Debug, Default)]
+pub struct Backends {
+    pub addrs: Vec<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl Backends {
+    pub fn new(addrs: Vec<SocketAddr>) -> Self {
+        Backends { addrs, next: AtomicUsize::new(0) }
+    }
+
+    /// Round robin.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        if self.addrs.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len();
+        Some(self.addrs[i])
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// `web.shop.localhost` → instances. A host that is known but has no healthy instance maps
+    /// to empty backends, so the proxy can say "not running" rather than "no such service".
+    pub by_host: HashMap<String, Arc<Backends>>,
+    /// Service id → instances, for the private port forwarders.
+    pub by_service: HashMap<Uuid, Arc<Backends>>,
+}
+
+#[derive(Clone)]
+pub struct Live {
+    pub events: broadcast::Sender<LiveEvent>,
+    pub routes: Arc<RwLock<Arc<RouteTable>>>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live { events: broadcast::channel(4096).0, routes: Arc::new(RwLock::new(Arc::new(RouteTable::default()))) }
+    }
+}
+
+impl Live {
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_routes(&self, table: RouteTable) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+}

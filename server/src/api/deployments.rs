@@ -1,0 +1,243 @@
+//! Deployments, their logs (stored, searchable, or followed live over SSE) and live status.
+
+use super::{ApiPath, ApiQuery, Caller, ErrorBody};
+use app::{
+    deployments::{service, Deployment, DeploymentDetail, LogLine, MetricPoint, StatusChange},
+    error::AppError,
+    infra::{live::LiveEvent, AppState},
+    projects,
+};
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use serde::Deserialize;
+use std::{convert::Infallible, time::Duration};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+#[utoipa::path(get, path = "/services/{id}/deployments", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Service id")),
+    responses((status = 200, body = Vec<Deployment>), (status = 404, body = ErrorBody)))]
+pub async fn list(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<Vec<Deployment>>, AppError> {
+    Ok(Json(service::list(&state.db, auth.user.id, id).await?))
+}
+
+/// Deploy the service's current source and settings. Variables are resolved first: a
+/// reference cycle or a missing name is refused (422) and nothing starts.
+#[utoipa::path(post, path = "/services/{id}/deployments", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Service id")),
+    responses((status = 201, body = Deployment), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<(StatusCode, Json<Deployment>), AppError> {
+    Ok((StatusCode::CREATED, Json(service::deploy(&state, auth.user.id, id).await?)))
+}
+
+#[utoipa::path(get, path = "/deployments/{id}", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Deployment id")),
+    responses((status = 200, body = DeploymentDetail), (status = 404, body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<DeploymentDetail>, AppError> {
+    Ok(Json(service::detail(&state, auth.user.id, id).await?))
+}
+
+async fn act(state: AppState, auth: Caller, id: Uuid, action: service::Action) -> Result<(StatusCode, Json<Deployment>), AppError> {
+    let d = service::act(&state, auth.0.user.id, id, action).await?;
+    let status = if d.id == id { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(d)))
+}
+
+/// Run an earlier successful deployment's build again (a new deployment).
+#[utoipa::path(post, path = "/deployments/{id}/rollback", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The deployment to roll back to")),
+    responses((status = 201, body = Deployment), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn rollback(State(state): State<AppState>, auth: Caller, ApiPath(id): ApiPath<Uuid>) -> Result<(StatusCode, Json<Deployment>), AppError> {
+    act(state, auth, id, service::Action::Rollback).await
+}
+
+/// Build the same source and settings again (a new deployment).
+#[utoipa::path(post, path = "/deployments/{id}/redeploy", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Deployment id")),
+    responses((status = 201, body = Deployment), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn redeploy(State(state): State<AppState>, auth: Caller, ApiPath(id): ApiPath<Uuid>) -> Result<(StatusCode, Json<Deployment>), AppError> {
+    act(state, auth, id, service::Action::Redeploy).await
+}
+
+/// Start the running deployment's build afresh, with no downtime (a new deployment).
+#[utoipa::path(post, path = "/deployments/{id}/restart", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Deployment id")),
+    responses((status = 201, body = Deployment), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn restart(State(state): State<AppState>, auth: Caller, ApiPath(id): ApiPath<Uuid>) -> Result<(StatusCode, Json<Deployment>), AppError> {
+    act(state, auth, id, service::Action::Restart).await
+}
+
+/// Stop a deployment that is queued, building or deploying.
+#[utoipa::path(post, path = "/deployments/{id}/cancel", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Deployment id")),
+    responses((status = 200, body = Deployment), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(State(state): State<AppState>, auth: Caller, ApiPath(id): ApiPath<Uuid>) -> Result<(StatusCode, Json<Deployment>), AppError> {
+    act(state, auth, id, service::Action::Cancel).await
+}
+
+/// Stop the running deployment: its instances end (SIGTERM, then SIGKILL) and it is removed.
+#[utoipa::path(post, path = "/deployments/{id}/stop", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Deployment id")),
+    responses((status = 200, body = Deployment), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn stop(State(state): State<AppState>, auth: Caller, ApiPath(id): ApiPath<Uuid>) -> Result<(StatusCode, Json<Deployment>), AppError> {
+    act(state, auth, id, service::Action::Stop).await
+}
+
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
+pub struct LogQuery {
+    /// Lines after this line id (default: from the start).
+    pub after: Option<i64>,
+    /// At most this many lines (default 1000, at most 10000). Ignored when following.
+    pub limit: Option<i64>,
+    /// Only lines containing this text (case-insensitive).
+    pub search: Option<String>,
+    /// Stream: stored lines, then new ones as they come, as server-sent events (`event: line`,
+    /// data: a LogLine). `status` events tell the deployment's state changes.
+    pub follow: Option<bool>,
+    /// `text` for a plain-text download.
+    pub format: Option<String>,
+}
+
+/// A deployment's build and runtime logs, secrets redacted.
+#[utoipa::path(get, path = "/deployments/{id}/logs", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Deployment id"), LogQuery),
+    responses((status = 200, body = Vec<LogLine>, description = "JSON lines; text/event-stream with follow=true; text/plain with format=text"),
+        (status = 404, body = ErrorBody)))]
+pub async fn logs(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>, ApiQuery(q): ApiQuery<LogQuery>) -> Result<Response, AppError> {
+    let d = service::get(&state.db, auth.user.id, id).await?;
+    let after = q.after.unwrap_or(0).max(0);
+    if q.follow.unwrap_or(false) {
+        return Ok(follow(state, d, after, q.search));
+    }
+    if q.format.as_deref() == Some("text") {
+        let mut out = String::new();
+        let mut cursor = after;
+        loop {
+            let page = service::logs_after(&state.db, id, cursor, 10_000, q.search.as_deref()).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.id;
+            for l in &page {
+                out.push_str(&format!("{} [{}] {}\n", l.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"), l.stream.as_str(), l.line));
+            }
+        }
+        let name = format!("attachment; filename=\"deployment-{}-logs.txt\"", d.number);
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name)], out).into_response());
+    }
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    Ok(Json(service::logs_after(&state.db, id, after, limit, q.search.as_deref()).await?).into_response())
+}
+
+/// The stored lines after `after`, then every new line as it is stored. Lines are read from
+/// Postgres in id order whenever a notification (or a lag) says there may be more, so a slow
+/// browser or a missed notification never loses a line.
+fn follow(state: AppState, d: Deployment, after: i64, search: Option<String>) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let mut live = state.live.events.subscribe();
+    tokio::spawn(async move {
+        let mut cursor = after;
+        let mut status = d.status;
+        let send_status = |s: app::deployments::Status| Event::default().event("status").data(s.as_str());
+        if tx.send(Ok(send_status(status))).await.is_err() {
+            return;
+        }
+        loop {
+            // Everything stored so far.
+            loop {
+                let page = match service::logs_after(&state.db, d.id, cursor, 2000, search.as_deref()).await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
+                for line in &page {
+                    let Ok(ev) = Event::default().event("line").id(line.id.to_string()).json_data(line) else { continue };
+                    if tx.send(Ok(ev)).await.is_err() {
+                        return;
+                    }
+                }
+                match page.last() {
+                    Some(last) if page.len() == 2000 => cursor = last.id,
+                    Some(last) => {
+                        cursor = last.id;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            // Wait for more.
+            let wake = tokio::time::timeout(Duration::from_secs(15), async {
+                loop {
+                    match live.recv().await {
+                        Ok(LiveEvent::Logs(id)) if id == d.id => return Some(None),
+                        Ok(LiveEvent::Status(StatusChange { deployment_id, status, .. })) if deployment_id == d.id => return Some(Some(status)),
+                        Ok(LiveEvent::Resync) | Err(RecvError::Lagged(_)) => return Some(None),
+                        Ok(_) => continue,
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            })
+            .await;
+            match wake {
+                Ok(None) => return,
+                Ok(Some(Some(s))) if s != status => {
+                    status = s;
+                    if tx.send(Ok(send_status(s))).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// Deployment status changes of a project's services, live (server-sent events, `event: status`,
+/// data: `{deployment_id, service_id, project_id, status}`).
+#[utoipa::path(get, path = "/projects/{id}/events", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")),
+    responses((status = 200, description = "text/event-stream"), (status = 404, body = ErrorBody)))]
+pub async fn project_events(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Response, AppError> {
+    projects::service::get(&state.db, auth.user.id, id).await?;
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let mut live = state.live.events.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                _ = tx.closed() => return,
+            };
+            let event = match received {
+                Ok(LiveEvent::Status(change)) if change.project_id == id => Event::default().event("status").json_data(&change).ok(),
+                Ok(LiveEvent::Resync) | Err(RecvError::Lagged(_)) => Some(Event::default().event("resync").data("")),
+                Ok(_) => None,
+                Err(RecvError::Closed) => return,
+            };
+            if let Some(ev) = event {
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// CPU (percent of one core) and resident memory of the service over the last hour, sampled
+/// every 5 seconds.
+#[utoipa::path(get, path = "/services/{id}/metrics", tag = "deployments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Service id")),
+    responses((status = 200, body = Vec<MetricPoint>), (status = 404, body = ErrorBody)))]
+pub async fn metrics(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<Vec<MetricPoint>>, AppError> {
+    Ok(Json(service::metrics(&state.db, auth.user.id, id).await?))
+}

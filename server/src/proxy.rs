@@ -1,0 +1,162 @@
+//! The service proxy: `http://<service>.<project>.<apps domain>:<Roundhouse's port>` reaches
+//! the healthy instances of the service's running deployment, round robin; and each app
+//! service's private port forwards TCP to the same instances.
+
+use app::infra::{
+    live::{Backends, RouteTable},
+    AppState,
+};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, HeaderValue, StatusCode, Uri},
+    middleware::Next,
+    response::{Html, IntoResponse, Response},
+};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, sync::OnceLock};
+use uuid::Uuid;
+
+/// Rebuilds this replica's routing table from Postgres.
+pub async fn reload_routes(state: &AppState) {
+    let rows: Vec<(Uuid, String, String, String, String, Option<i32>)> = match sqlx::query_as(
+        "SELECT s.id, s.name, e.name, p.slug, s.source_kind, i.port
+         FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
+         JOIN projects p ON p.id = e.project_id
+         LEFT JOIN instances i ON i.deployment_id = d.id AND i.state = 'healthy' AND i.port IS NOT NULL
+         WHERE d.status = 'running'
+         ORDER BY i.replica",
+    )
+    .fetch_all(&state.db)
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "loading routes failed");
+            return;
+        }
+    };
+    let mut hosts: HashMap<String, Vec<SocketAddr>> = HashMap::new();
+    let mut services: HashMap<Uuid, Vec<SocketAddr>> = HashMap::new();
+    for (id, service, env, slug, kind, port) in rows {
+        let addrs = port.map(|p| SocketAddr::from(([127, 0, 0, 1], p as u16)));
+        let by_service = services.entry(id).or_default();
+        by_service.extend(addrs);
+        if kind != "database" {
+            hosts.entry(state.config.service_host(&service, &env, &slug)).or_default().extend(addrs);
+        }
+    }
+    state.live.set_routes(RouteTable {
+        by_host: hosts.into_iter().map(|(k, v)| (k, Arc::new(Backends::new(v)))).collect(),
+        by_service: services.into_iter().map(|(k, v)| (k, Arc::new(Backends::new(v)))).collect(),
+    });
+}
+
+fn client() -> &'static Client<hyper_util::client::legacy::connect::HttpConnector, Body> {
+    static CLIENT: OnceLock<Client<hyper_util::client::legacy::connect::HttpConnector, Body>> = OnceLock::new();
+    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())
+}
+
+/// The host a request is for, if it names a service (`web.shop.localhost`).
+pub fn service_host<'a>(host: &'a str, apps_domain: &str) -> Option<&'a str> {
+    let host = host.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host);
+    let rest = host.strip_suffix(apps_domain)?.strip_suffix('.')?;
+    // <service>.<project>: two labels
+    (rest.split('.').count() == 2 && !rest.split('.').any(str::is_empty)).then_some(host)
+}
+
+/// Middleware: requests for a service host go to the service; the rest to Roundhouse.
+pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let Some(host) = service_host(&host, &state.config.apps_domain).map(str::to_string) else {
+        return next.run(req).await;
+    };
+    let table = state.live.routes();
+    let Some(backends) = table.by_host.get(&host).cloned() else {
+        return page(StatusCode::NOT_FOUND, "No service here", &format!("Nothing is deployed at {host}. Check the address, or deploy the service."));
+    };
+    forward(req, &backends, &host).await
+}
+
+async fn forward(mut req: Request, backends: &Backends, host: &str) -> Response {
+    let Some(addr) = backends.pick() else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service not running",
+            &format!("{host} has no healthy instance right now. It may be starting, restarting or crashed: see its deployment logs."),
+        );
+    };
+    let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let Ok(uri) = format!("http://{addr}{path}").parse::<Uri>() else {
+        return page(StatusCode::BAD_REQUEST, "Bad request", "The request path is not valid.");
+    };
+    *req.uri_mut() = uri;
+    let client_ip = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let headers = req.headers_mut();
+    headers.insert("x-forwarded-host", HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static("")));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(ip) = client_ip.and_then(|ip| HeaderValue::from_str(&ip).ok()) {
+        headers.insert("x-forwarded-for", ip);
+    }
+    match client().request(req).await {
+        Ok(resp) => resp.map(Body::new).into_response(),
+        Err(e) => {
+            tracing::debug!(error = %e, %addr, "proxying failed");
+            page(StatusCode::BAD_GATEWAY, "Service unreachable", &format!("{host} did not answer. It may be restarting: try again in a moment."))
+        }
+    }
+}
+
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Roundhouse</title>\
+         <style>body{{font-family:system-ui,sans-serif;background:#0b0d12;color:#e6e8ee;display:grid;place-items:center;min-height:100vh;margin:0}}\
+         main{{max-width:32rem;padding:2rem}}h1{{font-size:1.4rem}}p{{color:#a4a9b8;line-height:1.5}}code{{color:#c4b5fd}}</style></head>\
+         <body><main><p><code>{}</code></p><h1>{}</h1><p>{}</p><p>Served by Roundhouse.</p></main></body></html>",
+        status.as_u16(),
+        esc(title),
+        esc(message)
+    );
+    (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
+}
+
+/// Accepts on `127.0.0.1:<port>` and pipes each connection to a healthy instance of the service.
+pub async fn forward_private(state: AppState, service_id: Uuid, port: u16) {
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, port, %service_id, "cannot listen on the service's private port");
+            return;
+        }
+    };
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else { continue };
+        let table = state.live.routes();
+        let Some(addr) = table.by_service.get(&service_id).and_then(|b| b.pick()) else {
+            drop(inbound);
+            continue;
+        };
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(addr).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_hosts_have_a_service_and_a_project_label() {
+        assert_eq!(service_host("web.shop.localhost:3000", "localhost"), Some("web.shop.localhost"));
+        assert_eq!(service_host("web.shop.localhost", "localhost"), Some("web.shop.localhost"));
+        assert_eq!(service_host("localhost:3000", "localhost"), None);
+        assert_eq!(service_host("shop.localhost", "localhost"), None);
+        assert_eq!(service_host("a.b.c.localhost", "localhost"), None);
+        assert_eq!(service_host("127.0.0.1:3000", "localhost"), None);
+        assert_eq!(service_host("web.shop.apps.example.com", "apps.example.com"), Some("web.shop.apps.example.com"));
+    }
+}

@@ -1,0 +1,618 @@
+//! The reconciler: converges the runtime to the deployments Postgres asks for.
+//!
+//! One replica at a time leads, holding a Postgres advisory lock on a connection of its own;
+//! if that connection dies another replica takes over. On becoming leader it cleans whatever a
+//! previous run left (the runtime's `recover`), marks old instances stopped, queues in-flight
+//! deployments again and starts the instances of running ones afresh — so after a crash at any
+//! moment there is no orphan process and no duplicate instance.
+//!
+//! Every replica listens for status, log and route notifications and feeds them to its open
+//! pages (`AppState::live`).
+
+use crate::{
+    logs::{self, LogSink, Record, Redactor},
+    proxy,
+    runtime::{BuildJob, InstanceEvent, InstanceSpec, Runtime},
+};
+use app::{
+    deployments::{
+        environment,
+        service::{self as deployments, DEPLOY_CHANNEL, LOGS_CHANNEL, ROUTES_CHANNEL, STATUS_CHANNEL},
+        Status, StatusChange,
+    },
+    infra::{live::LiveEvent, AppState},
+    services::{Service, SourceKind},
+    variables::resolve,
+};
+use chrono::Utc;
+use sqlx::{postgres::PgListener, Connection, PgConnection};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{
+    sync::{mpsc, Notify},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const LEADER_LOCK: i64 = 0x526f_756e_6468; // "Roundh"
+const TICK: Duration = Duration::from_secs(2);
+const METRICS_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy)]
+struct Supervised {
+    instance_id: Uuid,
+    service_id: Uuid,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Deployments a pipeline is working on.
+    in_flight: HashMap<Uuid, CancellationToken>,
+    /// Instances this leader runs, by deployment.
+    supervised: HashMap<Uuid, Vec<Supervised>>,
+    /// Private port listeners, by service.
+    forwarders: HashMap<Uuid, tokio::task::JoinHandle<()>>,
+}
+
+pub struct Reconciler {
+    state: AppState,
+    runtime: Arc<dyn Runtime>,
+    logs: mpsc::Sender<Record>,
+    events: mpsc::UnboundedSender<InstanceEvent>,
+    inner: Mutex<Inner>,
+    wake: Notify,
+    leading: std::sync::atomic::AtomicBool,
+}
+
+enum Mode {
+    Deploy,
+    /// Start the instances of a running deployment again (after a platform restart).
+    Relaunch,
+}
+
+/// Starts the live listener (every replica) and, with a runtime, the reconciler.
+pub fn spawn(state: AppState, runtime: Option<Arc<dyn Runtime>>) -> Option<Arc<Reconciler>> {
+    let reconciler = runtime.map(|runtime| {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let r = Arc::new(Reconciler {
+            logs: logs::spawn_writer(state.db.clone()),
+            state: state.clone(),
+            runtime,
+            events,
+            inner: Mutex::new(Inner::default()),
+            wake: Notify::new(),
+            leading: false.into(),
+        });
+        tokio::spawn(r.clone().handle_instance_events(events_rx));
+        tokio::spawn(r.clone().lead());
+        r
+    });
+    tokio::spawn(listen(state, reconciler.clone()));
+    reconciler
+}
+
+/// Feeds notifications into this replica's live channel; reconnects when Postgres goes away.
+async fn listen(state: AppState, reconciler: Option<Arc<Reconciler>>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut listener = match PgListener::connect_with(&state.db).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "live listener cannot connect; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen_all([STATUS_CHANNEL, LOGS_CHANNEL, ROUTES_CHANNEL, DEPLOY_CHANNEL]).await {
+            tracing::warn!(error = %e, "live listener cannot LISTEN; retrying");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(200);
+        proxy::reload_routes(&state).await;
+        let _ = state.live.events.send(LiveEvent::Resync);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => match n.channel() {
+                    STATUS_CHANNEL => {
+                        if let Ok(change) = serde_json::from_str::<StatusChange>(n.payload()) {
+                            let _ = state.live.events.send(LiveEvent::Status(change));
+                        }
+                    }
+                    LOGS_CHANNEL => {
+                        if let Ok(id) = n.payload().parse() {
+                            let _ = state.live.events.send(LiveEvent::Logs(id));
+                        }
+                    }
+                    ROUTES_CHANNEL => proxy::reload_routes(&state).await,
+                    _ => {
+                        if let Some(r) = &reconciler {
+                            r.wake.notify_one();
+                        }
+                    }
+                },
+                // The connection dropped (and sqlx reconnected): notifications may be lost.
+                Ok(None) => {
+                    proxy::reload_routes(&state).await;
+                    let _ = state.live.events.send(LiveEvent::Resync);
+                    if let Some(r) = &reconciler {
+                        r.wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "live listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Reconciler {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits for the leader lock, then reconciles until the lock's connection is lost.
+    async fn lead(self: Arc<Self>) {
+        loop {
+            let mut conn = match PgConnection::connect_with(&self.state.db.connect_options()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciler cannot connect; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut conn).await.unwrap_or(false);
+            if !got {
+                let _ = conn.close().await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                continue;
+            }
+            tracing::info!(runtime = self.runtime.name(), "this replica leads the reconciler");
+            self.leading.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Err(e) = self.take_over().await {
+                tracing::error!(error = %e, "taking over failed");
+            }
+            let mut last_metrics = Instant::now();
+            loop {
+                if let Err(e) = self.tick().await {
+                    tracing::warn!(error = %e, "reconcile step failed");
+                }
+                if last_metrics.elapsed() >= METRICS_EVERY {
+                    last_metrics = Instant::now();
+                    self.sample_metrics().await;
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                if sqlx::query("SELECT 1").execute(&mut conn).await.is_err() {
+                    tracing::error!("lost the reconciler lock's connection: stopping this replica's instances");
+                    self.leading.store(false, std::sync::atomic::Ordering::SeqCst);
+                    self.stop_everything().await;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Stops every instance this replica runs (shutdown, or leadership lost).
+    pub async fn stop_everything(&self) {
+        let all: Vec<Uuid> = self.inner().supervised.keys().copied().collect();
+        for token in self.inner().in_flight.values() {
+            token.cancel();
+        }
+        futures_util::future::join_all(all.into_iter().map(|d| self.stop_deployment(d))).await;
+    }
+
+    async fn take_over(&self) -> anyhow::Result<()> {
+        let cleaned = self.runtime.recover().await?;
+        if cleaned > 0 {
+            tracing::warn!(processes = cleaned, "stopped processes left by an earlier run");
+        }
+        let db = &self.state.db;
+        sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE state <> 'stopped'").execute(db).await?;
+        let in_flight: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM deployments WHERE status IN ('building', 'deploying')").fetch_all(db).await?;
+        for id in in_flight {
+            deployments::transition(db, id, &[Status::Building, Status::Deploying], Status::Queued, "Roundhouse restarted during this deployment; starting it again", None)
+                .await?;
+        }
+        proxy::reload_routes(&self.state).await;
+        notify_routes(&self.state).await;
+        Ok(())
+    }
+
+    async fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
+        let db = &self.state.db;
+        let (known, in_flight): (Vec<Uuid>, HashSet<Uuid>) = {
+            let inner = self.inner();
+            (inner.supervised.keys().chain(inner.in_flight.keys()).copied().collect(), inner.in_flight.keys().copied().collect())
+        };
+        let rows: Vec<(Uuid, Uuid, Uuid, String, String, Option<chrono::DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT d.id, d.service_id, s.environment_id, s.name, d.status, d.deadline
+             FROM deployments d JOIN services s ON s.id = d.service_id
+             WHERE d.status IN ('queued', 'building', 'deploying', 'running') OR d.id = ANY($1)
+             ORDER BY d.created_at",
+        )
+        .bind(&known)
+        .fetch_all(db)
+        .await?;
+        let status: HashMap<Uuid, Status> = rows.iter().map(|r| (r.0, Status::parse(&r.4).unwrap_or(Status::Failed))).collect();
+
+        // Pipelines of deployments the user cancelled.
+        for (id, token) in self.inner().in_flight.iter() {
+            if status.get(id).is_none_or(|s| s.is_final()) {
+                token.cancel();
+            }
+        }
+        // Instances of deployments that should not run any more.
+        let supervised: Vec<Uuid> = self.inner().supervised.keys().copied().collect();
+        for id in supervised {
+            if !in_flight.contains(&id) && status.get(&id).is_none_or(|s| s.is_final()) {
+                let this = self.clone();
+                tokio::spawn(async move { this.stop_deployment(id).await });
+            }
+        }
+        // Work in progress in other environments' services must not wait for each other, but a
+        // service waits for the services it refers to.
+        let busy: HashSet<(Uuid, String)> =
+            rows.iter().filter(|r| matches!(Status::parse(&r.4), Some(s) if s.in_progress())).map(|r| (r.2, r.3.clone())).collect();
+        let mut deps_cache: HashMap<Uuid, HashMap<String, Vec<String>>> = HashMap::new();
+        for (id, service_id, env_id, name, st, deadline) in &rows {
+            let st = Status::parse(st).unwrap_or(Status::Failed);
+            let running_here = self.inner().supervised.contains_key(id);
+            if in_flight.contains(id) {
+                continue;
+            }
+            match st {
+                Status::Queued => {
+                    if !deps_cache.contains_key(env_id) {
+                        deps_cache.insert(*env_id, self.dependencies(*env_id).await.unwrap_or_default());
+                    }
+                    let waits = deps_cache[env_id].get(name).is_some_and(|deps| deps.iter().any(|d| busy.contains(&(*env_id, d.clone()))));
+                    if !waits {
+                        self.start_pipeline(*id, Mode::Deploy);
+                    }
+                }
+                Status::Running if !running_here => self.start_pipeline(*id, Mode::Relaunch),
+                Status::Building | Status::Deploying if deadline.is_some_and(|d| d < Utc::now()) => {
+                    deployments::transition(db, *id, &[st], Status::Failed, "Its deadline passed with no progress", None).await?;
+                }
+                _ => {}
+            }
+            let _ = service_id;
+        }
+        Ok(())
+    }
+
+    /// Service name → the services it refers to, for one environment.
+    async fn dependencies(&self, env_id: Uuid) -> anyhow::Result<HashMap<String, Vec<String>>> {
+        let env = environment::load(&self.state.db, &self.state.secrets, &self.state.config, env_id).await?;
+        Ok(resolve::service_dependencies(&env.env)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect())
+    }
+
+    fn start_pipeline(self: &Arc<Self>, id: Uuid, mode: Mode) {
+        let token = CancellationToken::new();
+        self.inner().in_flight.insert(id, token.clone());
+        let this = self.clone();
+        tokio::spawn(async move {
+            let relaunch = matches!(mode, Mode::Relaunch);
+            let result = this.clone().pipeline(id, &token, relaunch).await;
+            if let Err(reason) = result {
+                let db = &this.state.db;
+                tracing::info!(deployment_id = %id, %reason, "deployment did not succeed");
+                this.stop_deployment(id).await;
+                let moved = if relaunch {
+                    deployments::transition(db, id, &[Status::Running], Status::Crashed, &reason, None).await
+                } else {
+                    deployments::transition(db, id, &[Status::Queued, Status::Building, Status::Deploying], Status::Failed, &reason, None).await
+                };
+                if moved.unwrap_or(false) {
+                    this.sink(id, Default::default()).system(&format!("Failed: {reason}")).await;
+                }
+            }
+            this.inner().in_flight.remove(&id);
+            this.wake.notify_one();
+        });
+    }
+
+    fn sink(&self, id: Uuid, redactor: Arc<Redactor>) -> LogSink {
+        LogSink::new(self.logs.clone(), id, redactor)
+    }
+
+    async fn pipeline(self: Arc<Self>, id: Uuid, cancel: &CancellationToken, relaunch: bool) -> Result<(), String> {
+        let db = &self.state.db;
+        let internal = |e: &dyn std::fmt::Display| {
+            tracing::error!(deployment_id = %id, error = %e, "pipeline step failed");
+            "An internal error stopped this deployment.".to_string()
+        };
+        let (service_id, spec, artifact, number, env_id): (Uuid, serde_json::Value, Option<String>, i32, Uuid) = sqlx::query_as(
+            "SELECT d.service_id, d.spec, d.artifact, d.number, s.environment_id FROM deployments d
+             JOIN services s ON s.id = d.service_id WHERE d.id = $1",
+        )
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .map_err(|e| internal(&e))?;
+        let spec: Service = serde_json::from_value(spec).map_err(|e| internal(&e))?;
+        let env = environment::load(db, &self.state.secrets, &self.state.config, env_id).await.map_err(|e| internal(&e))?;
+        let sink = self.sink(id, Arc::new(Redactor::new(&env.secrets)));
+        let vars = env.resolve(service_id).map_err(|e| format!("Variables do not resolve: {e}"))?;
+        let private_port = env.service(service_id).map(|s| s.private_port).unwrap_or(0);
+        let build_timeout = Duration::from_secs(self.state.config.build_timeout_secs);
+
+        let artifact = if relaunch {
+            sink.system("Roundhouse restarted: starting this deployment's instances again").await;
+            artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("The build of this deployment is gone: deploy again.")?
+        } else {
+            let deadline = Utc::now() + chrono::Duration::from_std(build_timeout).unwrap_or_default();
+            if !deployments::transition(db, id, &[Status::Queued], Status::Building, "Building", Some(deadline)).await.map_err(|e| internal(&e))? {
+                return Ok(());
+            }
+            let artifact = match artifact.filter(|a| self.runtime.has_artifact(a)) {
+                Some(a) => {
+                    sink.system("Using the build of the deployment this one repeats").await;
+                    a
+                }
+                None => {
+                    let job = BuildJob { deployment_id: id, spec: spec.clone(), env: vars.clone() };
+                    let built = tokio::time::timeout(build_timeout, self.runtime.build(job, sink.clone(), cancel.clone())).await;
+                    let a = match built {
+                        Ok(result) => result?,
+                        Err(_) => {
+                            cancel.cancel();
+                            return Err(format!("The build did not finish within {}s.", build_timeout.as_secs()));
+                        }
+                    };
+                    sqlx::query("UPDATE deployments SET artifact = $2 WHERE id = $1").bind(id).bind(&a).execute(db).await.map_err(|e| internal(&e))?;
+                    a
+                }
+            };
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let deadline = Utc::now() + chrono::Duration::seconds(spec.healthcheck_timeout_secs as i64 + 60);
+            if !deployments::transition(db, id, &[Status::Building], Status::Deploying, "Starting instances", Some(deadline))
+                .await
+                .map_err(|e| internal(&e))?
+            {
+                return Ok(());
+            }
+            artifact
+        };
+
+        // A database owns its data folder and port: the old one stops before the new one starts.
+        if spec.source_kind == SourceKind::Database && !relaunch {
+            for (old, _) in self.running_others(service_id, id).await.map_err(|e| internal(&e))? {
+                deployments::transition(db, old, &[Status::Running], Status::Removed, &format!("Replaced by deployment #{number}"), None)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                self.stop_deployment(old).await;
+            }
+        }
+
+        let replicas = if spec.source_kind == SourceKind::Database { 1 } else { spec.replicas.max(1) };
+        let mut started = Vec::new();
+        for replica in 0..replicas {
+            let instance_id = Uuid::new_v4();
+            sqlx::query("INSERT INTO instances (id, deployment_id, replica, state) VALUES ($1, $2, $3, 'starting')")
+                .bind(instance_id)
+                .bind(id)
+                .bind(replica)
+                .execute(db)
+                .await
+                .map_err(|e| internal(&e))?;
+            self.inner().supervised.entry(id).or_default().push(Supervised { instance_id, service_id });
+            let spec = InstanceSpec {
+                instance_id,
+                deployment_id: id,
+                replica,
+                spec: spec.clone(),
+                artifact: artifact.clone(),
+                env: vars.clone(),
+                private_port,
+            };
+            let addr = self.runtime.start(spec, sink.clone(), self.events.clone()).await?;
+            sqlx::query("UPDATE instances SET port = $2 WHERE id = $1").bind(instance_id).bind(addr.port() as i32).execute(db).await.map_err(|e| internal(&e))?;
+            sink.system(&format!("Instance {replica} started on port {}", addr.port())).await;
+            started.push(instance_id);
+        }
+        let deadline = Instant::now() + Duration::from_secs(spec.healthcheck_timeout_secs.max(1) as u64);
+        for &instance in &started {
+            tokio::select! {
+                r = self.runtime.ready(instance, deadline) => r?,
+                _ = cancel.cancelled() => return Ok(()),
+            }
+        }
+        sqlx::query("UPDATE instances SET state = 'healthy', updated_at = now() WHERE id = ANY($1) AND state = 'starting'")
+            .bind(&started)
+            .execute(db)
+            .await
+            .map_err(|e| internal(&e))?;
+        let what = if spec.healthcheck_path.is_some() { "healthy" } else { "ready" };
+        if relaunch {
+            sink.system(&format!("{} instance(s) {what} again", started.len())).await;
+        } else {
+            let reason = format!("{} instance(s) {what}", started.len());
+            if !deployments::transition(db, id, &[Status::Deploying], Status::Running, &reason, None).await.map_err(|e| internal(&e))? {
+                return Ok(());
+            }
+            sink.system(&format!("Deployment #{number} is live: {reason}")).await;
+        }
+        proxy::reload_routes(&self.state).await;
+        self.ensure_forwarders().await;
+        notify_routes(&self.state).await;
+        if !relaunch {
+            // Traffic now reaches the new instances: the old deployment can go.
+            for (old, _) in self.running_others(service_id, id).await.map_err(|e| internal(&e))? {
+                deployments::transition(db, old, &[Status::Running], Status::Removed, &format!("Replaced by deployment #{number}"), None)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                self.stop_deployment(old).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn running_others(&self, service_id: Uuid, except: Uuid) -> sqlx::Result<Vec<(Uuid, i32)>> {
+        sqlx::query_as("SELECT id, number FROM deployments WHERE service_id = $1 AND status = 'running' AND id <> $2")
+            .bind(service_id)
+            .bind(except)
+            .fetch_all(&self.state.db)
+            .await
+    }
+
+    async fn stop_deployment(&self, id: Uuid) {
+        let instances = self.inner().supervised.remove(&id).unwrap_or_default();
+        if instances.is_empty() {
+            return;
+        }
+        futures_util::future::join_all(instances.iter().map(|i| self.runtime.stop(i.instance_id))).await;
+        let _ = sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE deployment_id = $1").bind(id).execute(&self.state.db).await;
+        proxy::reload_routes(&self.state).await;
+        notify_routes(&self.state).await;
+    }
+
+    async fn handle_instance_events(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<InstanceEvent>) {
+        while let Some(event) = rx.recv().await {
+            let db = &self.state.db;
+            let result: sqlx::Result<()> = async {
+                match event {
+                    InstanceEvent::Started { instance_id, pid } => {
+                        let previous: Option<String> = sqlx::query_scalar(
+                            "UPDATE instances i SET pid = $2, updated_at = now() FROM instances old
+                             WHERE i.id = $1 AND old.id = i.id RETURNING old.state",
+                        )
+                        .bind(instance_id)
+                        .bind(pid as i32)
+                        .fetch_optional(db)
+                        .await?;
+                        if previous.as_deref() == Some("restarting") {
+                            // A restarted instance takes traffic again once it is ready.
+                            let this = self.clone();
+                            tokio::spawn(async move {
+                                if this.runtime.ready(instance_id, Instant::now() + Duration::from_secs(120)).await.is_ok() {
+                                    let _ = sqlx::query("UPDATE instances SET state = 'healthy', updated_at = now() WHERE id = $1 AND state = 'restarting'")
+                                        .bind(instance_id)
+                                        .execute(&this.state.db)
+                                        .await;
+                                    proxy::reload_routes(&this.state).await;
+                                    notify_routes(&this.state).await;
+                                }
+                            });
+                        }
+                    }
+                    InstanceEvent::Restarting { instance_id, exit_code, .. } => {
+                        sqlx::query("UPDATE instances SET state = 'restarting', restarts = restarts + 1, exit_code = $2, updated_at = now() WHERE id = $1")
+                            .bind(instance_id)
+                            .bind(exit_code)
+                            .execute(db)
+                            .await?;
+                        proxy::reload_routes(&self.state).await;
+                        notify_routes(&self.state).await;
+                    }
+                    InstanceEvent::Exited { instance_id, exit_code, reason, stopped } => {
+                        let deployment: Option<Uuid> = sqlx::query_scalar(
+                            "UPDATE instances SET state = 'stopped', exit_code = $2, updated_at = now() WHERE id = $1 RETURNING deployment_id",
+                        )
+                        .bind(instance_id)
+                        .bind(exit_code)
+                        .fetch_optional(db)
+                        .await?;
+                        if let (Some(d), false) = (deployment, stopped) {
+                            let live: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE deployment_id = $1 AND state <> 'stopped'")
+                                .bind(d)
+                                .fetch_one(db)
+                                .await?;
+                            if live == 0 && deployments::transition(db, d, &[Status::Running], Status::Crashed, &reason, None).await.unwrap_or(false) {
+                                self.stop_deployment(d).await;
+                            }
+                        }
+                        proxy::reload_routes(&self.state).await;
+                        notify_routes(&self.state).await;
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "recording an instance event failed");
+            }
+        }
+    }
+
+    async fn sample_metrics(&self) {
+        let usage = self.runtime.usage();
+        if usage.is_empty() {
+            return;
+        }
+        let service_of: HashMap<Uuid, Uuid> =
+            self.inner().supervised.values().flatten().map(|s| (s.instance_id, s.service_id)).collect();
+        let mut per_service: HashMap<Uuid, (f32, i64)> = HashMap::new();
+        for (instance, u) in usage {
+            if let Some(s) = service_of.get(&instance) {
+                let e = per_service.entry(*s).or_default();
+                e.0 += u.cpu_percent;
+                e.1 += u.memory_bytes as i64;
+            }
+        }
+        let ids: Vec<Uuid> = per_service.keys().copied().collect();
+        let cpu: Vec<f32> = ids.iter().map(|i| per_service[i].0).collect();
+        let mem: Vec<i64> = ids.iter().map(|i| per_service[i].1).collect();
+        let r = sqlx::query(
+            "INSERT INTO service_metrics (service_id, cpu_percent, memory_bytes)
+             SELECT * FROM UNNEST($1::uuid[], $2::real[], $3::bigint[]) AS m(s, c, b) WHERE EXISTS (SELECT 1 FROM services WHERE id = m.s)",
+        )
+        .bind(&ids)
+        .bind(&cpu)
+        .bind(&mem)
+        .execute(&self.state.db)
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "storing metrics failed");
+        }
+        let _ = sqlx::query("DELETE FROM service_metrics WHERE at < now() - interval '7 days'").execute(&self.state.db).await;
+    }
+
+    /// Listens on every app service's private port (`ROUNDHOUSE_PRIVATE_DOMAIN`) and forwards
+    /// connections to its healthy instances.
+    async fn ensure_forwarders(&self) {
+        let rows: Vec<(Uuid, i32)> = match sqlx::query_as(
+            "SELECT s.id, s.private_port FROM services s WHERE s.private_port IS NOT NULL AND s.source_kind <> 'database'
+             AND EXISTS (SELECT 1 FROM deployments d WHERE d.service_id = s.id AND d.status = 'running')",
+        )
+        .fetch_all(&self.state.db)
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let mut inner = self.inner();
+        for (service_id, port) in rows {
+            if inner.forwarders.get(&service_id).is_some_and(|h| !h.is_finished()) {
+                continue;
+            }
+            let handle = tokio::spawn(proxy::forward_private(self.state.clone(), service_id, port as u16));
+            inner.forwarders.insert(service_id, handle);
+        }
+    }
+}
+
+pub async fn notify_routes(state: &AppState) {
+    let _ = sqlx::query("SELECT pg_notify($1, '')").bind(ROUTES_CHANNEL).execute(&state.db).await;
+}

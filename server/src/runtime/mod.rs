@@ -1,0 +1,92 @@
+//! Runtimes run what deployments describe. The trait says *what* runs — a build of a source,
+//! instances of a build with their variables, readiness, stopping — and each runtime decides
+//! *how*: `local` runs supervised process groups on this machine; a Kubernetes runtime runs
+//! the same specs as pods.
+
+pub mod local;
+pub mod procfs;
+pub mod stack;
+
+use crate::logs::LogSink;
+use app::services::Service;
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use tokio::{sync::mpsc, time::Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// What to build: a deployment's source, with its resolved variables (builds may read them).
+#[derive(Debug, Clone)]
+pub struct BuildJob {
+    pub deployment_id: Uuid,
+    pub spec: Service,
+    pub env: BTreeMap<String, String>,
+}
+
+/// One instance to run: a replica of a deployment's build.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub instance_id: Uuid,
+    pub deployment_id: Uuid,
+    pub replica: i32,
+    pub spec: Service,
+    /// Where the build is (from `Runtime::build`).
+    pub artifact: String,
+    /// The service's resolved variables; the runtime adds `PORT`.
+    pub env: BTreeMap<String, String>,
+    /// The service's stable private port (a database listens on it itself).
+    pub private_port: u16,
+}
+
+/// What happens to an instance after it was started, reported by the runtime.
+#[derive(Debug, Clone)]
+pub enum InstanceEvent {
+    Started { instance_id: Uuid, pid: u32 },
+    /// It exited and will be started again after `restart_in`.
+    Restarting { instance_id: Uuid, exit_code: Option<i32>, restart_in: Duration },
+    /// It exited for good (restart policy exhausted, or it was stopped).
+    Exited { instance_id: Uuid, exit_code: Option<i32>, reason: String, stopped: bool },
+}
+
+/// CPU and memory of one instance.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu_percent: f32,
+    pub memory_bytes: u64,
+}
+
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Called when this replica starts reconciling: whatever an earlier run of the platform
+    /// left behind is stopped, so the reconciler starts from a clean slate. Answers how many
+    /// processes (or objects) it cleaned.
+    async fn recover(&self) -> anyhow::Result<usize>;
+
+    /// Builds a deployment; answers where the build is. Logs go to `logs`; `cancel` stops it.
+    async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String>;
+
+    /// Whether a build from an earlier deployment can still be run.
+    fn has_artifact(&self, artifact: &str) -> bool;
+
+    /// Starts an instance and keeps it running per its restart policy, reporting on `events`.
+    /// Answers the address it serves at.
+    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<SocketAddr, String>;
+
+    /// Waits until the instance is ready for traffic: its health check answers, or it listens.
+    async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), String>;
+
+    /// Stops an instance (graceful, then forced) and waits until it is gone.
+    async fn stop(&self, instance_id: Uuid);
+
+    /// CPU and memory per running instance.
+    fn usage(&self) -> Vec<(Uuid, Usage)>;
+
+    /// Deletes builds no deployment needs any more.
+    fn forget_artifact(&self, _artifact: &str) {}
+}
+
+/// Data folders of the runtime, for tests and docs.
+pub fn runtime_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("runtime")
+}

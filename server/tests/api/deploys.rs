@@ -1,0 +1,311 @@
+//! The deploy engine end to end: real processes from a fixture directory, the reconciler, the
+//! proxy and the logs, against a real Postgres.
+
+use crate::helpers::*;
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use server::runtime::procfs;
+use std::{path::PathBuf, time::Duration};
+use tower::ServiceExt;
+
+pub fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello")
+}
+
+/// A copy of the fixture app that a test may change (`VERSION` file: what it answers).
+pub fn fixture_copy(version: &str) -> PathBuf {
+    let (dir, _) = test_data_dir();
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(fixture().join("app.py"), src.join("app.py")).unwrap();
+    std::fs::write(src.join("VERSION"), version).unwrap();
+    src
+}
+
+pub struct Setup {
+    pub token: String,
+    pub project: String,
+    pub service: String,
+}
+
+pub async fn setup(app: &TestApp, source: &str, extra: Value) -> Setup {
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let p = app.post("/projects", &token, json!({ "name": "shop" })).await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
+    let project = p.body["id"].as_str().unwrap().to_string();
+    let service = add_service(app, &token, &project, "web", source, extra).await;
+    Setup { token, project, service }
+}
+
+pub async fn add_service(app: &TestApp, token: &str, project: &str, name: &str, source: &str, extra: Value) -> String {
+    let mut body = json!({ "name": name, "source_kind": "directory", "source": source, "start_command": "python3 app.py",
+        "healthcheck_path": "/health", "healthcheck_timeout_secs": 20 });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let s = app.post(&format!("/projects/{project}/services"), token, body).await;
+    assert_eq!(s.status, StatusCode::CREATED, "{}", s.text);
+    s.body["id"].as_str().unwrap().to_string()
+}
+
+pub async fn set_var(app: &TestApp, token: &str, service: &str, name: &str, value: &str, secret: bool) {
+    let r = app
+        .api(axum::http::Method::PUT, &format!("/services/{service}/variables/{name}"), Some(token), Some(json!({ "value": value, "secret": secret })))
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+}
+
+pub async fn deploy(app: &TestApp, token: &str, service: &str) -> String {
+    let r = app.post(&format!("/services/{service}/deployments"), token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["status"], "queued");
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+/// Waits until the deployment reaches one of `statuses`; fails with its events and logs if not.
+pub async fn wait_for(app: &TestApp, token: &str, id: &str, statuses: &[&str]) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let d = app.get(&format!("/deployments/{id}"), token).await;
+        let status = d.body["deployment"]["status"].as_str().unwrap_or_default().to_string();
+        if statuses.contains(&status.as_str()) {
+            return d.body;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs = app.get(&format!("/deployments/{id}/logs?format=text"), token).await;
+            panic!("deployment stayed {status}, wanted {statuses:?}\nevents: {}\nlogs:\n{}", d.body["events"], logs.text);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn logs_text(app: &TestApp, token: &str, id: &str) -> String {
+    app.get(&format!("/deployments/{id}/logs?format=text"), token).await.text
+}
+
+/// Polls until `check` holds on the proxied answer for `path`.
+pub async fn until_proxy(app: &TestApp, path: &str, check: impl Fn(&Reply) -> bool) -> Reply {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = app.via_proxy("web.shop.localhost", path).await;
+        if check(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "the proxy kept answering {} {}", r.status, r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn tag(app: &TestApp) -> String {
+    app.runtime.as_ref().unwrap().tag.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_deploys_answers_through_the_proxy_and_its_logs_hide_secrets() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, fixture().to_str().unwrap(), json!({})).await;
+    set_var(&app, &s.token, &s.service, "API_TOKEN", "tok-5ecret-value-123", true).await;
+    set_var(&app, &s.token, &s.service, "SELF_URL", "${{ROUNDHOUSE_PUBLIC_URL}}/x", false).await;
+    let id = deploy(&app, &s.token, &s.service).await;
+    let d = wait_for(&app, &s.token, &id, &["running"]).await;
+    let events: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(events, ["queued", "building", "deploying", "running"]);
+    assert_eq!(d["public_url"], "http://web.shop.localhost:3000");
+
+    let r = app.via_proxy("web.shop.localhost", "/").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.starts_with("hello v1 from web"), "{}", r.text);
+
+    // The process gets its own variables and built-ins, and nothing of the platform's.
+    let env = app.via_proxy("web.shop.localhost", "/env").await.body;
+    assert_eq!(env["API_TOKEN"], "tok-5ecret-value-123");
+    assert_eq!(env["SELF_URL"], "http://web.shop.localhost:3000/x");
+    assert_eq!(env["ROUNDHOUSE_SERVICE_NAME"], "web");
+    assert_eq!(env["ROUNDHOUSE_PROJECT_NAME"], "shop");
+    assert_eq!(env["ROUNDHOUSE_ENVIRONMENT_NAME"], "production");
+    assert!(env["ROUNDHOUSE_PRIVATE_DOMAIN"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(env.get("DATABASE_URL").is_none() && env.get("CARGO_MANIFEST_DIR").is_none(), "no platform variables leak: {env}");
+
+    // Output is captured per stream, with the secret masked.
+    let logs = app.get(&format!("/deployments/{id}/logs"), &s.token).await.body;
+    let lines = logs.as_array().unwrap();
+    let started = lines.iter().find(|l| l["line"].as_str().unwrap().contains("hello v1 starting")).expect("the app's first line");
+    assert_eq!(started["stream"], "stdout");
+    assert!(started["line"].as_str().unwrap().ends_with("token=••••••"), "{started}");
+    assert!(lines.iter().any(|l| l["stream"] == "stderr" && l["line"] == "a line on stderr"));
+    assert!(!logs_text(&app, &s.token, &id).await.contains("5ecret"));
+    let found = app.get(&format!("/deployments/{id}/logs?search=ON%20STDERR"), &s.token).await.body;
+    assert_eq!(found.as_array().unwrap().len(), 1, "search is case-insensitive");
+
+    // Following streams stored lines and then new ones.
+    let req = Request::builder()
+        .uri(format!("/api/v1/deployments/{id}/logs?follow=true"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", s.token))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut seen = String::new();
+    app.via_proxy("web.shop.localhost", "/burst?n=3").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains("burst line 2") {
+        let frame = tokio::time::timeout_at(deadline, body.frame()).await.expect("live lines arrive").unwrap().unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(seen.contains("event: status\ndata: running"), "{seen}");
+    assert!(seen.contains("hello v1 starting"), "stored lines come first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_process_is_restarted() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, fixture().to_str().unwrap(), json!({ "restart_policy": "on_failure", "restart_max": 3 })).await;
+    let id = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &id, &["running"]).await;
+    let before = app.via_proxy("web.shop.localhost", "/").await.text;
+    app.via_proxy("web.shop.localhost", "/crash").await;
+    let after = until_proxy(&app, "/", |r| r.status == StatusCode::OK && r.text != before).await;
+    assert!(after.text.starts_with("hello v1"), "{}", after.text);
+    let d = app.get(&format!("/deployments/{id}"), &s.token).await.body;
+    assert_eq!(d["deployment"]["status"], "running");
+    assert_eq!(d["instances"][0]["restarts"], 1);
+    assert!(logs_text(&app, &s.token, &id).await.contains("The process exited with code 3; restarting in 1s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_health_check_fails_the_deployment_and_the_old_one_keeps_serving() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, fixture().to_str().unwrap(), json!({ "healthcheck_timeout_secs": 3 })).await;
+    let first = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &first, &["running"]).await;
+    set_var(&app, &s.token, &s.service, "UNHEALTHY", "1", false).await;
+    let second = deploy(&app, &s.token, &s.service).await;
+    let d = wait_for(&app, &s.token, &second, &["failed"]).await;
+    let reason = d["deployment"]["reason"].as_str().unwrap();
+    assert!(reason.contains("health check GET /health did not succeed within 3s (it answered 500)"), "{reason}");
+    let old = app.get(&format!("/deployments/{first}"), &s.token).await.body;
+    assert_eq!(old["deployment"]["status"], "running");
+    let r = app.via_proxy("web.shop.localhost", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Only the first deployment's process is left.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let groups: std::collections::BTreeSet<i32> = procfs::tagged(&tag(&app)).into_iter().filter_map(|p| procfs::stat(p).map(|s| s.pgrp)).collect();
+    assert_eq!(groups.len(), 1, "the failed deployment's process is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_deployment_replaces_the_old_a_rollback_brings_it_back_and_stop_leaves_nothing() {
+    let app = TestApp::with_runtime().await;
+    let src = fixture_copy("1");
+    let s = setup(&app, src.to_str().unwrap(), json!({})).await;
+    let v1 = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &v1, &["running"]).await;
+    std::fs::write(src.join("VERSION"), "2").unwrap();
+    let v2 = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &v2, &["running"]).await;
+    assert!(app.via_proxy("web.shop.localhost", "/").await.text.starts_with("hello v2"));
+    let old = wait_for(&app, &s.token, &v1, &["removed"]).await;
+    assert_eq!(old["deployment"]["reason"], "Replaced by deployment #2");
+
+    // A deployment that never ran cannot be rolled back to; the running one is not a rollback.
+    let r = app.post(&format!("/deployments/{v2}/rollback"), &s.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = app.post(&format!("/deployments/{v1}/rollback"), &s.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!((r.body["trigger"].as_str(), r.body["number"].as_i64()), (Some("rollback"), Some(3)));
+    let v3 = r.body["id"].as_str().unwrap().to_string();
+    wait_for(&app, &s.token, &v3, &["running"]).await;
+    assert!(app.via_proxy("web.shop.localhost", "/").await.text.starts_with("hello v1"), "the first build runs again");
+
+    let r = app.post(&format!("/deployments/{v3}/stop"), &s.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "removed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !procfs::tagged(&tag(&app)).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "processes left after stop: {:?}", procfs::tagged(&tag(&app)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = until_proxy(&app, "/", |r| r.status != StatusCode::OK).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(r.text.contains("Nothing is deployed at web.shop.localhost"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_reaches_its_postgres_through_a_reference() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, fixture().to_str().unwrap(), json!({})).await;
+    let r = app.post(&format!("/projects/{}/services", s.project), &s.token, json!({ "name": "Postgres", "source_kind": "database", "source": "postgres" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let pg = r.body["id"].as_str().unwrap().to_string();
+    set_var(&app, &s.token, &s.service, "DATABASE_URL", "${{Postgres.DATABASE_URL}}", false).await;
+    let pg_deploy = deploy(&app, &s.token, &pg).await;
+    let web_deploy = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &pg_deploy, &["running"]).await;
+    wait_for(&app, &s.token, &web_deploy, &["running"]).await;
+    let r = app.via_proxy("web.shop.localhost", "/db").await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "42"), "the app reached its database");
+    let env = app.via_proxy("web.shop.localhost", "/env").await.body;
+    assert!(env.get("PGPASSWORD").is_none(), "only referenced values reach the app");
+    let url = env["DATABASE_URL"].as_str().unwrap();
+    let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
+    assert_eq!(password.len(), 32);
+    let pg_logs = logs_text(&app, &s.token, &pg_deploy).await;
+    assert!(pg_logs.contains("initdb"), "{pg_logs}");
+    assert!(!pg_logs.contains(password) && !logs_text(&app, &s.token, &web_deploy).await.contains(password));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_cycle_or_an_image_is_refused_before_anything_starts() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "/srv/web", json!({})).await;
+    let api = add_service(&app, &s.token, &s.project, "api", "/srv/api", json!({})).await;
+    set_var(&app, &s.token, &s.service, "API_URL", "${{api.URL}}", false).await;
+    set_var(&app, &s.token, &s.service, "HOST", "${{API_URL}}", false).await;
+    set_var(&app, &s.token, &api, "URL", "${{web.HOST}}", false).await;
+    let r = app.post(&format!("/services/{}/deployments", s.service), &s.token, json!({})).await;
+    assert_eq!((r.status, r.error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "variables"));
+    assert_eq!(r.error_message(), "Reference cycle: api.URL → web.HOST → web.API_URL → api.URL");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 0, "nothing was queued");
+
+    let img = app
+        .post(&format!("/projects/{}/services", s.project), &s.token, json!({ "name": "nginx", "source_kind": "image", "source": "nginx:1.27" }))
+        .await;
+    let app_local = TestApp::on(app._database.clone(), |c| c.runtime = app::infra::RuntimeKind::Local, std::sync::Arc::new(app::infra::mail::OutboxOnly));
+    let r = app_local.post(&format!("/services/{}/deployments", img.body["id"].as_str().unwrap()), &s.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.error_message().contains("needs the Kubernetes runtime"), "{}", r.error_message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_are_private_to_their_owner() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "/srv/web", json!({})).await;
+    let id = deploy(&app, &s.token, &s.service).await;
+    let eve = app.verified_user("Eve", "eve@example.com").await;
+    for path in [
+        format!("/deployments/{id}"),
+        format!("/deployments/{id}/logs"),
+        format!("/services/{}/deployments", s.service),
+        format!("/services/{}/metrics", s.service),
+    ] {
+        assert_eq!(app.get(&path, &eve).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    for action in ["cancel", "rollback", "restart", "stop", "redeploy"] {
+        assert_eq!(app.post(&format!("/deployments/{id}/{action}"), &eve, json!({})).await.status, StatusCode::NOT_FOUND, "{action}");
+    }
+    assert_eq!(app.post(&format!("/services/{}/deployments", s.service), &eve, json!({})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("/projects/{}/events", s.project), &eve).await.status, StatusCode::NOT_FOUND);
+    // The owner can cancel the queued deployment (no runtime runs here).
+    let r = app.post(&format!("/deployments/{id}/cancel"), &s.token, json!({})).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let r = app.post(&format!("/deployments/{id}/cancel"), &s.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "a cancelled deployment cannot be cancelled again");
+}
