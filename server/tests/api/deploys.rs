@@ -309,3 +309,118 @@ async fn deployments_are_private_to_their_owner() {
     let r = app.post(&format!("/deployments/{id}/cancel"), &s.token, json!({})).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "a cancelled deployment cannot be cancelled again");
 }
+
+/// The real `roundhouse` binary, reconciling the test's database, killed and started at will.
+struct Platform {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Platform {
+    async fn start(app: &TestApp, dir: &std::path::Path, ports: (u16, u16)) -> Platform {
+        let addr = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_roundhouse"))
+            .env("DATABASE_URL", app._database.url())
+            .env("ROUNDHOUSE_ADDR", &addr)
+            .env("ROUNDHOUSE_PUBLIC_URL", "http://127.0.0.1:3000")
+            .env("ROUNDHOUSE_DATA_DIR", dir)
+            .env("ROUNDHOUSE_PRIVATE_PORTS", format!("{}-{}", ports.0, ports.1))
+            .env("ROUNDHOUSE_SECRET_KEY", test_key_base64())
+            .env("ROUNDHOUSE_DEV_ADMIN_EMAIL", "")
+            .env("LEPTOS_OUTPUT_NAME", "roundhouse")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the roundhouse binary starts");
+        let p = Platform { child, addr };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while p.http("127.0.0.1", "/healthz").await.0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "the platform did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p
+    }
+
+    /// A raw HTTP/1.1 GET (status, body).
+    async fn http(&self, host: &str, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(&self.addr).await else { return (0, String::new()) };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        if s.write_all(req.as_bytes()).await.is_err() {
+            return (0, String::new());
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).to_string();
+        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (code, body)
+    }
+
+    fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: a graceful shutdown, which stops the services it runs.
+    fn terminate(&mut self) {
+        procfs::signal(self.child.id() as i32, libc_sigterm());
+        let _ = self.child.wait();
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+fn process_groups(tag: &str) -> std::collections::BTreeSet<i32> {
+    procfs::tagged(tag).into_iter().filter_map(|p| procfs::stat(p).map(|s| s.pgrp)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_platform_mid_deploy_converges_with_no_orphan_and_no_duplicate() {
+    let app = TestApp::new().await;
+    let (dir, ports) = test_data_dir();
+    let tag = server::runtime::local::LocalRuntime::new(&dir).unwrap().tag().to_string();
+    let _cleanup = RuntimeGuard { reconciler: None, tag: tag.clone(), dir: dir.clone() };
+    let src = fixture_copy("1");
+    let s = setup(&app, src.to_str().unwrap(), json!({ "build_command": "echo building && sleep 3 && echo built" })).await;
+
+    let mut first = Platform::start(&app, &dir, ports).await;
+    let v1 = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &v1, &["running"]).await;
+    std::fs::write(src.join("VERSION"), "2").unwrap();
+    let v2 = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &v2, &["building"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill_hard();
+    // What the dead platform left: v1's instance and v2's build.
+    assert_eq!(process_groups(&tag).len(), 2, "an instance and a build outlive a SIGKILLed platform");
+
+    let mut second = Platform::start(&app, &dir, ports).await;
+    let d = wait_for(&app, &s.token, &v2, &["running"]).await;
+    let reasons: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"Roundhouse restarted during this deployment; starting it again"), "{reasons:?}");
+    wait_for(&app, &s.token, &v1, &["removed"]).await;
+    // Converged: one instance, of the new deployment, answering through the new platform.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while process_groups(&tag).len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "expected one process group, found {:?}", process_groups(&tag));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, body) = second.http("web.shop.localhost", "/").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("hello v2"), "{body}");
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state <> 'stopped'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(live, 1, "one instance recorded as running");
+
+    // A graceful shutdown stops what the platform runs.
+    second.terminate();
+    assert!(procfs::tagged(&tag).is_empty(), "left after shutdown: {:?}", procfs::tagged(&tag));
+}

@@ -93,6 +93,15 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The URL of this test's database, for a platform process of its own.
+    pub fn url(&self) -> String {
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+        let (server, _) = base.rsplit_once('/').expect("DATABASE_URL names a database");
+        format!("{server}/{}", self.name)
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());
@@ -124,7 +133,7 @@ pub struct TestApp {
 /// is killed when the test ends, even when the test fails.
 pub struct RuntimeGuard {
     #[allow(dead_code)]
-    pub reconciler: Arc<server::reconciler::Reconciler>,
+    pub reconciler: Option<Arc<server::reconciler::Reconciler>>,
     pub tag: String,
     pub dir: std::path::PathBuf,
 }
@@ -212,7 +221,7 @@ impl TestApp {
         let rt = server::runtime::local::LocalRuntime::new(&dir).expect("a local runtime");
         let tag = rt.tag().to_string();
         let reconciler = server::reconciler::spawn(app.state.clone(), Some(Arc::new(rt))).expect("a reconciler");
-        app.runtime = Some(RuntimeGuard { reconciler, tag, dir });
+        app.runtime = Some(RuntimeGuard { reconciler: Some(reconciler), tag, dir });
         app
     }
 
@@ -336,6 +345,12 @@ impl TestApp {
     pub async fn make_admin(&self, email: &str) {
         sqlx::query("UPDATE users SET role = 'admin' WHERE email = $1").bind(email).execute(&self.db).await.expect("promote");
     }
+}
+
+/// The encryption key of test apps, as `ROUNDHOUSE_SECRET_KEY` gives it.
+pub fn test_key_base64() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(rand_key())
 }
 
 fn rand_key() -> [u8; 32] {
