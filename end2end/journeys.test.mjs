@@ -235,3 +235,53 @@ test('add a service, set variables, see secrets masked and reveal one', async ()
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('add a service from a directory, deploy it, watch live logs and open its URL', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  const email = `fay-${Date.now()}@example.com`;
+  await register(page, { name: 'Fay', email, password: 'fays password 123' });
+  await verifyFromOutbox(page, email);
+  await goto(page, '/dashboard');
+  await page.fill('input[name=name]', 'demo');
+  await page.click('button:has-text("Create project")');
+  await page.waitForURL(/\/projects\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+
+  const fixture = new URL('../server/tests/fixtures/hello', import.meta.url).pathname;
+  await page.fill('form:has(select[name=source_kind]) input[name=name]', 'web');
+  await page.selectOption('select[name=source_kind]', 'directory');
+  await page.fill('input[name=source]', fixture);
+  await page.click('button:has-text("Add service")');
+  await page.waitForURL(/\/services\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.waitForSelector('text=Not deployed yet');
+
+  await page.click('[data-testid=deploy]');
+  await page.waitForURL(/\/deployments\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+  // Live: the app's own output arrives, and the page's status follows the deployment to running.
+  await page.locator('[data-testid=logs] >> text=hello v1 starting').waitFor({ timeout: 60_000 });
+  await page.locator('h1 [data-testid=status]:has-text("running")').waitFor({ timeout: 60_000 });
+  assert.equal(await page.textContent('[data-testid=log-state]'), 'live');
+  const url = await page.getAttribute('[data-testid=public-url]', 'href');
+  assert.match(url, /^http:\/\/web\.demo\.localhost:\d+$/);
+  await page.screenshot({ path: `${SHOTS}deployment.png`, fullPage: true });
+
+  // Search filters the lines shown.
+  await page.fill('input[aria-label="Search logs"]', 'on stderr');
+  await page.locator('[data-testid=logs] >> text=a line on stderr').waitFor();
+  assert.equal(await page.locator('[data-testid=logs] >> text=hello v1 starting').count(), 0);
+
+  const app = await newPage();
+  await app.goto(url);
+  assert.match(await app.textContent('body'), /^hello v1 from web pid \d+$/);
+  await app.close();
+
+  // The project page shows the service running.
+  await page.click('nav >> text=demo');
+  await page.locator('[data-service=web] [data-testid=status]:has-text("running")').waitFor();
+  await page.screenshot({ path: `${SHOTS}project.png`, fullPage: true });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});

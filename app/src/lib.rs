@@ -121,6 +121,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/dashboard") view=projects::pages::DashboardPage/>
                     <Route path=path!("/projects/:id") view=projects::pages::ProjectPage ssr=SsrMode::Async/>
                     <Route path=path!("/services/:id") view=services::pages::ServicePage ssr=SsrMode::Async/>
+                    <Route path=path!("/deployments/:id") view=deployments::pages::DeploymentPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=admin::pages::AdminPage/>
                     <Route path=path!("/dev/mail") view=devtools::OutboxPage/>
                 </Routes>

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The Roundhouse server: wires the Leptos application, the REST API and the middleware into
 //! one axum router. `main.rs` adds configuration, the database and the listener.
 

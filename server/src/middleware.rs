@@ -134,6 +134,7 @@ fn needs_sign_in(path: &str) -> bool {
         || path == "/admin"
         || path.starts_with("/projects/")
         || path.starts_with("/services/")
+        || path.starts_with("/deployments/")
         || path.starts_with("/admin/")
 }
 

@@ -25,6 +25,8 @@ pub async fn reload_routes(state: &AppState) {
          JOIN projects p ON p.id = e.project_id
          LEFT JOIN instances i ON i.deployment_id = d.id AND i.state = 'healthy' AND i.port IS NOT NULL
          WHERE d.status = 'running'
+           -- During a switch-over two deployments run: traffic goes to the newer one.
+           AND d.number = (SELECT max(number) FROM deployments n WHERE n.service_id = d.service_id AND n.status = 'running')
          ORDER BY i.replica",
     )
     .fetch_all(&state.db)

@@ -279,3 +279,14 @@ pub async fn service_metrics(service_id: Uuid) -> Result<Vec<MetricPoint>, AppEr
     })
     .await
 }
+
+/// The newest deployment of each service of a project.
+#[server(endpoint = "latest_deployments")]
+pub async fn latest_deployments(project_id: Uuid) -> Result<Vec<Deployment>, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::latest_per_service(&request::state()?.db, auth.user.id, project_id).await
+    })
+    .await
+}

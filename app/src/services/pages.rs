@@ -17,7 +17,14 @@ fn source_label(s: &Service) -> String {
 #[component]
 pub fn ServicesCard(project_id: Uuid, environments: Vec<Environment>) -> impl IntoView {
     let create = ServerAction::<CreateService>::new();
-    let services = Resource::new(move || create.version().get(), move |_| list_services(project_id));
+    let (tick, set_tick) = signal(0u32);
+    let services = Resource::new(
+        move || (create.version().get(), tick.get()),
+        move |_| async move { Ok::<_, AppError>((list_services(project_id).await?, crate::deployments::latest_deployments(project_id).await?)) },
+    );
+    crate::deployments::pages::use_event_source(format!("/api/v1/projects/{project_id}/events"), &["status", "resync"], move |_, _| {
+        set_tick.update(|t| *t += 1)
+    });
     let value = create.value();
     view! {
         <div class="card">
@@ -26,21 +33,29 @@ pub fn ServicesCard(project_id: Uuid, environments: Vec<Environment>) -> impl In
                 {move || Suspend::new(async move {
                     match services.await {
                         Err(e) => view! { <ErrorNote error=e/> }.into_any(),
-                        Ok(list) if list.is_empty() => view! {
+                        Ok((list, _)) if list.is_empty() => view! {
                             <EmptyState title="No services yet" body="Add one below: a directory or git repository with your code, a container image, or a database."/>
                         }.into_any(),
-                        Ok(list) => view! {
+                        Ok((list, latest)) => view! {
                             <ul class="mt-3 divide-y divide-slate-800" data-testid="services">
-                                {list.into_iter().map(|s| view! {
-                                    <li class="flex flex-wrap items-center justify-between gap-2 py-2">
-                                        <a class="font-medium hover:text-indigo-300" href=format!("/services/{}", s.id)>{s.name.clone()}</a>
+                                {list.into_iter().map(|s| {
+                                    let status = latest.iter().find(|d| d.service_id == s.id).map(|d| d.status);
+                                    view! {
+                                    <li class="flex flex-wrap items-center justify-between gap-2 py-2" data-service=s.name.clone()>
+                                        <span class="flex items-center gap-2">
+                                            <a class="font-medium hover:text-indigo-300" href=format!("/services/{}", s.id)>{s.name.clone()}</a>
+                                            {match status {
+                                                Some(st) => view! { <crate::deployments::pages::StatusBadge status=st/> }.into_any(),
+                                                None => view! { <span class="text-xs text-slate-500">"not deployed"</span> }.into_any(),
+                                            }}
+                                        </span>
                                         <span class="flex items-center gap-2 text-sm text-slate-400">
                                             <code class="max-w-64 truncate">{source_label(&s)}</code>
                                             <Badge tone=Tone::Neutral>{s.source_kind.as_str()}</Badge>
                                             <Badge tone=Tone::Accent>{s.environment.clone()}</Badge>
                                         </span>
                                     </li>
-                                }).collect_view()}
+                                }}).collect_view()}
                             </ul>
                         }.into_any(),
                     }
@@ -144,8 +159,10 @@ fn ServiceView(service: Service, update: ServerAction<UpdateService>) -> impl In
             </ConfirmDialog>
         </div>
         <div class="mt-8 grid gap-6 lg:grid-cols-5">
-            <div class="lg:col-span-3">
+            <div class="space-y-6 lg:col-span-3">
+                <crate::deployments::pages::DeploymentsCard service_id=id project_id=service.project_id/>
                 <VariablesCard service_id=id/>
+                <crate::deployments::pages::MetricsCard service_id=id/>
             </div>
             <div class="card lg:col-span-2">
                 <h2 class="font-medium">"Settings"</h2>

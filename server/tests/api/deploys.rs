@@ -210,7 +210,7 @@ async fn a_new_deployment_replaces_the_old_a_rollback_brings_it_back_and_stop_le
     std::fs::write(src.join("VERSION"), "2").unwrap();
     let v2 = deploy(&app, &s.token, &s.service).await;
     wait_for(&app, &s.token, &v2, &["running"]).await;
-    assert!(app.via_proxy("web.shop.localhost", "/").await.text.starts_with("hello v2"));
+    until_proxy(&app, "/", |r| r.text.starts_with("hello v2")).await;
     let old = wait_for(&app, &s.token, &v1, &["removed"]).await;
     assert_eq!(old["deployment"]["reason"], "Replaced by deployment #2");
 
@@ -222,7 +222,9 @@ async fn a_new_deployment_replaces_the_old_a_rollback_brings_it_back_and_stop_le
     assert_eq!((r.body["trigger"].as_str(), r.body["number"].as_i64()), (Some("rollback"), Some(3)));
     let v3 = r.body["id"].as_str().unwrap().to_string();
     wait_for(&app, &s.token, &v3, &["running"]).await;
-    assert!(app.via_proxy("web.shop.localhost", "/").await.text.starts_with("hello v1"), "the first build runs again");
+    // The first build runs again.
+    until_proxy(&app, "/", |r| r.text.starts_with("hello v1")).await;
+    wait_for(&app, &s.token, &v2, &["removed"]).await;
 
     let r = app.post(&format!("/deployments/{v3}/stop"), &s.token, json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
