@@ -90,6 +90,7 @@ release: tools site
 ## bench: request throughput and latency of key pages (see docs/benchmarks.md)
 bench: tools release
 	./scripts/bench.sh
+	DATABASE_URL_BASE="$$(./scripts/local-pg.sh postgres | sed 's#/postgres$$##')" BIN=$(TARGET)/release/roundhouse node scripts/bench-deploy.mjs
 
 clean-data:
 	./scripts/local-pg.sh >/dev/null 2>&1 || true

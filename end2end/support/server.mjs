@@ -64,6 +64,7 @@ export async function startServer() {
   const password = /password:\s+(\S+)/.exec(output)?.[1];
   return {
     url,
+    databaseUrl: `${base}/${dbName}`,
     admin: { email, password },
     output: () => output,
     stop: async () => {
