@@ -23,6 +23,7 @@ function request(url, { method = 'GET', headers = {}, body } = {}) {
 }
 
 const server = await startServer();
+const step = (m) => process.stderr.write(`bench: ${m}\n`);
 try {
   const api = (path, opts = {}) => request(`${server.url}/api/v1${path}`, opts);
   const email = `bench-${Date.now()}@example.com`;
@@ -32,6 +33,7 @@ try {
   const token = /verify\?token=(\S+)/.exec(mail)[1];
   await api('/auth/verify', { method: 'POST', body: { token } });
   const login = (await api('/auth/login', { method: 'POST', body: { email, password: 'bench password 123' } })).json();
+  step('signed in');
   const auth = { authorization: `Bearer ${login.token}` };
   const project = (await api('/projects', { method: 'POST', headers: auth, body: { name: 'bench' } })).json();
   const service = (await api(`/projects/${project.id}/services`, { method: 'POST', headers: auth,
@@ -66,11 +68,12 @@ try {
   const deployments = (await api(`/services/${service.id}/deployments`, { headers: auth })).json();
   const live = deployments.find((d) => d.status === 'running');
 
+  step('deploys measured');
   // Burst: follow the logs, then make the app print N lines.
   const received = new Set();
   let t0;
   const done = new Promise((resolve, reject) => {
-    const req = http.request(`${server.url}/api/v1/deployments/${live.id}/logs?follow=true&after=999999999999`, { headers: auth }, (res) => {
+    const req = http.request(`${server.url}/api/v1/deployments/${live.id}/logs?follow=true`, { headers: auth }, (res) => {
       let buf = '';
       res.on('data', (chunk) => {
         buf += chunk;

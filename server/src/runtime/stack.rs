@@ -37,7 +37,7 @@ pub fn detect(dir: &Path, build: Option<&str>, start: Option<&str>, static_serve
         ("Unknown", None, None)
     };
     Plan {
-        stack,
+        stack: if stack == "Unknown" && procfile_web.is_some() { "Procfile" } else { stack },
         build: build.map(str::to_string).or(auto_build),
         start: start.map(str::to_string).or(procfile_web).or(auto_start),
     }
