@@ -65,7 +65,6 @@ pub struct Reconciler {
     events: mpsc::UnboundedSender<InstanceEvent>,
     inner: Mutex<Inner>,
     wake: Notify,
-    leading: std::sync::atomic::AtomicBool,
 }
 
 enum Mode {
@@ -85,7 +84,6 @@ pub fn spawn(state: AppState, runtime: Option<Arc<dyn Runtime>>) -> Option<Arc<R
             events,
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
-            leading: false.into(),
         });
         tokio::spawn(r.clone().handle_instance_events(events_rx));
         tokio::spawn(r.clone().lead());
@@ -158,10 +156,6 @@ impl Reconciler {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn is_leader(&self) -> bool {
-        self.leading.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
     /// Waits for the leader lock, then reconciles until the lock's connection is lost.
     async fn lead(self: Arc<Self>) {
         loop {
@@ -180,7 +174,6 @@ impl Reconciler {
                 continue;
             }
             tracing::info!(runtime = self.runtime.name(), "this replica leads the reconciler");
-            self.leading.store(true, std::sync::atomic::Ordering::SeqCst);
             if let Err(e) = self.take_over().await {
                 tracing::error!(error = %e, "taking over failed");
             }
@@ -199,7 +192,6 @@ impl Reconciler {
                 }
                 if sqlx::query("SELECT 1").execute(&mut conn).await.is_err() {
                     tracing::error!("lost the reconciler lock's connection: stopping this replica's instances");
-                    self.leading.store(false, std::sync::atomic::Ordering::SeqCst);
                     self.stop_everything().await;
                     break;
                 }
@@ -239,8 +231,8 @@ impl Reconciler {
             let inner = self.inner();
             (inner.supervised.keys().chain(inner.in_flight.keys()).copied().collect(), inner.in_flight.keys().copied().collect())
         };
-        let rows: Vec<(Uuid, Uuid, Uuid, String, String, Option<chrono::DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT d.id, d.service_id, s.environment_id, s.name, d.status, d.deadline
+        let rows: Vec<(Uuid, Uuid, String, String, Option<chrono::DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT d.id, s.environment_id, s.name, d.status, d.deadline
              FROM deployments d JOIN services s ON s.id = d.service_id
              WHERE d.status IN ('queued', 'building', 'deploying', 'running') OR d.id = ANY($1)
              ORDER BY d.created_at",
@@ -248,7 +240,7 @@ impl Reconciler {
         .bind(&known)
         .fetch_all(db)
         .await?;
-        let status: HashMap<Uuid, Status> = rows.iter().map(|r| (r.0, Status::parse(&r.4).unwrap_or(Status::Failed))).collect();
+        let status: HashMap<Uuid, Status> = rows.iter().map(|r| (r.0, Status::parse(&r.3).unwrap_or(Status::Failed))).collect();
 
         // Pipelines of deployments the user cancelled.
         for (id, token) in self.inner().in_flight.iter() {
@@ -267,9 +259,9 @@ impl Reconciler {
         // Work in progress in other environments' services must not wait for each other, but a
         // service waits for the services it refers to.
         let busy: HashSet<(Uuid, String)> =
-            rows.iter().filter(|r| matches!(Status::parse(&r.4), Some(s) if s.in_progress())).map(|r| (r.2, r.3.clone())).collect();
+            rows.iter().filter(|r| matches!(Status::parse(&r.3), Some(s) if s.in_progress())).map(|r| (r.1, r.2.clone())).collect();
         let mut deps_cache: HashMap<Uuid, HashMap<String, Vec<String>>> = HashMap::new();
-        for (id, service_id, env_id, name, st, deadline) in &rows {
+        for (id, env_id, name, st, deadline) in &rows {
             let st = Status::parse(st).unwrap_or(Status::Failed);
             let running_here = self.inner().supervised.contains_key(id);
             if in_flight.contains(id) {
@@ -291,7 +283,6 @@ impl Reconciler {
                 }
                 _ => {}
             }
-            let _ = service_id;
         }
         Ok(())
     }

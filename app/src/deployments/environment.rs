@@ -46,11 +46,6 @@ impl DeployEnvironment {
         resolve::check(&self.env).map_err(|e| e.to_string())?;
         resolve::resolve_service(&self.env, &meta.name).map_err(|e| e.to_string())
     }
-
-    /// Service names in the order to deploy them (a service after those it refers to).
-    pub fn order(&self) -> Vec<String> {
-        resolve::deploy_order(&self.env).unwrap_or_else(|_| self.services.iter().map(|s| s.name.clone()).collect())
-    }
 }
 
 /// Gives every service of the environment its stable private port, picked at random from the

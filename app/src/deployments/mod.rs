@@ -68,16 +68,6 @@ impl Status {
     pub fn is_final(self) -> bool {
         matches!(self, Status::Failed | Status::Crashed | Status::Cancelled | Status::Removed)
     }
-
-    /// The badge tone for the UI.
-    pub fn tone(self) -> &'static str {
-        match self {
-            Status::Running => "green",
-            Status::Queued | Status::Building | Status::Deploying => "blue",
-            Status::Failed | Status::Crashed => "red",
-            Status::Cancelled | Status::Removed => "gray",
-        }
-    }
 }
 
 impl std::fmt::Display for Status {

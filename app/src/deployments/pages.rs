@@ -1,24 +1,23 @@
 //! The deployment page (phases, events, live logs) and the deployments card of a service page.
 
 use super::*;
-use crate::ui::{format_time, ErrorNote};
+use crate::ui::{format_time, Badge, ErrorNote, Tone};
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-fn status_class(s: Status) -> String {
-    let tone = match s.tone() {
-        "green" => "bg-emerald-950 text-emerald-300 ring-emerald-800",
-        "blue" => "bg-sky-950 text-sky-300 ring-sky-800",
-        "red" => "bg-rose-950 text-rose-300 ring-rose-800",
-        _ => "bg-slate-800 text-slate-300",
-    };
-    format!("badge {tone}")
+fn tone(s: Status) -> Tone {
+    match s {
+        Status::Running => Tone::Good,
+        Status::Queued | Status::Building | Status::Deploying => Tone::Accent,
+        Status::Failed | Status::Crashed => Tone::Bad,
+        Status::Cancelled | Status::Removed => Tone::Neutral,
+    }
 }
 
-/// A status badge.
+/// A deployment status badge.
 #[component]
-pub fn StatusBadge(#[prop(into)] status: Signal<Status>) -> impl IntoView {
-    view! { <span class=move || status_class(status.get()) data-testid="status">{move || status.get().as_str()}</span> }
+pub fn StatusBadge(status: Status) -> impl IntoView {
+    view! { <span data-testid="status"><Badge tone=tone(status)>{status.as_str()}</Badge></span> }
 }
 
 /// Calls `on_event` for every server-sent event named `name` at `url`, while the component lives.

@@ -9,7 +9,7 @@ use crate::{
     services::{self, SourceKind},
 };
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Channel the reconciler listens on: "there is work".
@@ -199,19 +199,21 @@ async fn create(
     .bind(actor)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO deployment_events (deployment_id, status, reason) VALUES ($1, 'queued', $2)")
-        .bind(id)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
-    notify_status(&mut *tx, id).await?;
-    sqlx::query("SELECT pg_notify($1, '')").bind(DEPLOY_CHANNEL).execute(&mut *tx).await?;
+    record_event(&mut tx, id, Status::Queued, reason).await?;
     tx.commit().await?;
     tracing::info!(deployment_id = %id, service_id = %service.id, trigger = trigger.as_str(), "deployment queued");
     get(db, actor, id).await
 }
 
-async fn notify_status<'e>(db: impl PgExecutor<'e>, id: Uuid) -> AppResult<()> {
+/// Records that a deployment entered `status`, and tells every replica (page streams) and the
+/// reconciler, when the transaction commits.
+async fn record_event(tx: &mut sqlx::PgConnection, id: Uuid, status: Status, reason: &str) -> AppResult<()> {
+    sqlx::query("INSERT INTO deployment_events (deployment_id, status, reason) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(status.as_str())
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "SELECT pg_notify($2, json_build_object('deployment_id', d.id, 'service_id', d.service_id,
             'project_id', e.project_id, 'status', d.status)::text)
@@ -220,8 +222,9 @@ async fn notify_status<'e>(db: impl PgExecutor<'e>, id: Uuid) -> AppResult<()> {
     )
     .bind(id)
     .bind(STATUS_CHANNEL)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(DEPLOY_CHANNEL).execute(&mut *tx).await?;
     Ok(())
 }
 
@@ -247,14 +250,7 @@ pub async fn transition(db: &PgPool, id: Uuid, from: &[Status], to: Status, reas
     .rows_affected()
         == 1;
     if moved {
-        sqlx::query("INSERT INTO deployment_events (deployment_id, status, reason) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(to.as_str())
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-        notify_status(&mut *tx, id).await?;
-        sqlx::query("SELECT pg_notify($1, '')").bind(DEPLOY_CHANNEL).execute(&mut *tx).await?;
+        record_event(&mut tx, id, to, reason).await?;
     }
     tx.commit().await?;
     Ok(moved)

@@ -422,12 +422,6 @@ impl Runtime for LocalRuntime {
         p.starts_with(&self.root) && p.is_dir()
     }
 
-    fn forget_artifact(&self, artifact: &str) {
-        if self.has_artifact(artifact) {
-            let _ = std::fs::remove_dir_all(artifact);
-        }
-    }
-
     async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<SocketAddr, String> {
         let is_db = spec.spec.source_kind == SourceKind::Database;
         let port = if is_db { spec.private_port } else { free_port().map_err(|e| format!("No free port: {e}"))? };
@@ -541,19 +535,6 @@ impl Runtime for LocalRuntime {
                 Some((id, Usage { cpu_percent: cpu, memory_bytes: bytes }))
             })
             .collect()
-    }
-}
-
-impl LocalRuntime {
-    /// Sends SIGKILL to an instance's process group now (a memory limit was exceeded).
-    pub fn kill(&self, instance_id: Uuid) {
-        if let Some(ctl) = self.ctl(instance_id) {
-            procfs::signal_group(ctl.pgid.load(Ordering::SeqCst), libc::SIGKILL);
-        }
-    }
-
-    pub fn memory_limit(&self, instance_id: Uuid) -> Option<u64> {
-        self.ctl(instance_id).map(|c| c.spec.spec.memory_mb as u64 * 1024 * 1024)
     }
 }
 

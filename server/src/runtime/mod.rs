@@ -81,9 +81,6 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// CPU and memory per running instance.
     fn usage(&self) -> Vec<(Uuid, Usage)>;
-
-    /// Deletes builds no deployment needs any more.
-    fn forget_artifact(&self, _artifact: &str) {}
 }
 
 /// Data folders of the runtime, for tests and docs.
