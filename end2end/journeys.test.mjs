@@ -282,6 +282,19 @@ test('add a service from a directory, deploy it, watch live logs and open its UR
   await page.click('nav >> text=demo');
   await page.locator('[data-service=web] [data-testid=status]:has-text("running")').waitFor();
   await page.screenshot({ path: `${SHOTS}project.png`, fullPage: true });
+
+  // A variable that refers to itself: Deploy is refused with the cycle, and nothing is queued.
+  await page.click('[data-service=web] a');
+  await page.waitForURL(/\/services\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.fill('form:has(input[name=value]) input[name=name]', 'LOOP');
+  await page.fill('input[name=value]', 'x${{LOOP}}');
+  await page.click('button:has-text("Save variable")');
+  await page.waitForSelector('tr[data-variable=LOOP]');
+  await page.click('[data-testid=deploy]');
+  await page.locator('text=Reference cycle: web.LOOP → web.LOOP').waitFor();
+  assert.equal(await page.locator('[data-testid=deployments] li').count(), 1, 'no deployment was queued');
+  await page.screenshot({ path: `${SHOTS}deploy-refused.png`, fullPage: true });
   assert.deepEqual(page.errors, []);
   await page.close();
 });
