@@ -118,6 +118,9 @@ async fn listen(state: AppState, reconciler: Option<Arc<Reconciler>>) {
             match listener.try_recv().await {
                 Ok(Some(n)) => match n.channel() {
                     STATUS_CHANNEL => {
+                        // Routes follow deployment status: a stopped deployment takes no traffic
+                        // from the moment it is stopped, before its processes are gone.
+                        proxy::reload_routes(&state).await;
                         if let Ok(change) = serde_json::from_str::<StatusChange>(n.payload()) {
                             let _ = state.live.events.send(LiveEvent::Status(change));
                         }
@@ -473,10 +476,11 @@ impl Reconciler {
         if instances.is_empty() {
             return;
         }
-        futures_util::future::join_all(instances.iter().map(|i| self.runtime.stop(i.instance_id))).await;
+        // Out of the routes first, then stopped: no request is sent to a dying process.
         let _ = sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE deployment_id = $1").bind(id).execute(&self.state.db).await;
         proxy::reload_routes(&self.state).await;
         notify_routes(&self.state).await;
+        futures_util::future::join_all(instances.iter().map(|i| self.runtime.stop(i.instance_id))).await;
     }
 
     async fn handle_instance_events(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<InstanceEvent>) {
