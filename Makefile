@@ -20,7 +20,7 @@ export LEPTOS_SITE_ROOT := $(SITE)
 export LEPTOS_SITE_PKG_DIR := pkg
 export LEPTOS_ENV ?= DEV
 
-.PHONY: run test tools build server site wasm db test-unit test-e2e bench release clean-data chromium
+.PHONY: run test tools sandbox build server site wasm db test-unit test-e2e bench release clean-data chromium
 
 ## tools: the wasm target, wasm-bindgen, node tools (Tailwind, wasm-opt, Playwright) — only when missing
 tools:
@@ -32,6 +32,17 @@ tools:
 	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 	@if [ ! -x node_modules/.bin/tailwindcss ] || [ package.json -nt node_modules/.stamp ]; then \
 	  npm install --no-audit --no-fund --loglevel=error && touch node_modules/.stamp; fi
+
+## sandbox: what the local runtime contains tenants' code with (bubblewrap; slirp4netns for
+## their outbound traffic) — installed with apt when missing and root.
+sandbox:
+	@for tool in bwrap:bubblewrap slirp4netns:slirp4netns; do \
+	  command -v $${tool%%:*} >/dev/null && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $${tool##*:} (the sandbox of deployed services)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $${tool##*:}) >/dev/null; \
+	  else echo "warning: $${tool##*:} is missing: deployments will be refused until it is installed (see README, Sandbox)"; fi; \
+	done
 
 ## server: the axum binary (debug profile: fastest to build; `make release` for production)
 server:
@@ -60,7 +71,7 @@ $(PKG)/roundhouse.css: style/tailwind.css $(APP_SOURCES)
 	@mkdir -p $(PKG)
 	node_modules/.bin/tailwindcss -i style/tailwind.css -o $(PKG)/roundhouse.css --minify 2>/dev/null
 
-build: tools server site
+build: tools sandbox server site
 
 ## db: start (or create) the project-local PostgreSQL unless DATABASE_URL is set
 db:
@@ -91,6 +102,7 @@ release: tools site
 bench: tools release
 	./scripts/bench.sh
 	DATABASE_URL_BASE="$$(./scripts/local-pg.sh postgres | sed 's#/postgres$$##')" BIN=$(TARGET)/release/roundhouse node scripts/bench-deploy.mjs
+	DATABASE_URL_BASE="$$(./scripts/local-pg.sh postgres | sed 's#/postgres$$##')" BIN=$(TARGET)/release/roundhouse node scripts/bench-logs.mjs
 
 clean-data:
 	./scripts/local-pg.sh >/dev/null 2>&1 || true

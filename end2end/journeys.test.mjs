@@ -1,7 +1,10 @@
 // Browser journeys in headless Chromium against the real server and a fresh database.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startServer } from './support/server.mjs';
 import { launch } from './support/browser.mjs';
 
@@ -236,7 +239,7 @@ test('add a service, set variables, see secrets masked and reveal one', async ()
   await page.close();
 });
 
-test('add a service from a directory, deploy it, watch live logs and open its URL', async () => {
+test('add a service, upload its code, deploy it, watch live logs and open its URL', async () => {
   await signOutEverywhere();
   const page = await newPage();
   const email = `fay-${Date.now()}@example.com`;
@@ -250,12 +253,29 @@ test('add a service from a directory, deploy it, watch live logs and open its UR
 
   const fixture = new URL('../server/tests/fixtures/hello', import.meta.url).pathname;
   await page.fill('form:has(select[name=source_kind]) input[name=name]', 'web');
-  await page.selectOption('select[name=source_kind]', 'directory');
-  await page.fill('input[name=source]', fixture);
+  await page.selectOption('select[name=source_kind]', 'upload');
   await page.click('button:has-text("Add service")');
   await page.waitForURL(/\/services\/[0-9a-f-]{36}$/);
   await page.waitForSelector('body[data-hydrated="true"]');
   await page.waitForSelector('text=Not deployed yet');
+  await page.waitForSelector('[data-testid=no-archive]');
+
+  // Nothing to deploy yet: Deploy says what is missing.
+  await page.click('[data-testid=deploy]');
+  await page.locator('text=Upload an archive of your code first').waitFor();
+
+  // Something that is not an archive is refused with the reason; then the real one is taken.
+  const work = mkdtempSync(join(tmpdir(), 'rh-e2e-upload-'));
+  writeFileSync(join(work, 'notes.tar.gz'), 'just text');
+  await page.setInputFiles('input[name=archive]', join(work, 'notes.tar.gz'));
+  await page.click('button:has-text("Upload")');
+  await page.locator('[data-testid=upload-error] >> text=not a gzip-compressed tar file').waitFor();
+  execFileSync('tar', ['czf', join(work, 'app.tar.gz'), '-C', fixture, '.']);
+  await page.setInputFiles('input[name=archive]', join(work, 'app.tar.gz'));
+  await page.click('button:has-text("Upload")');
+  await page.locator('[data-testid=upload-ok]').waitFor();
+  await page.locator('[data-testid=current-archive]').waitFor();
+  await page.screenshot({ path: `${SHOTS}service-upload.png`, fullPage: true });
 
   await page.click('[data-testid=deploy]');
   await page.waitForURL(/\/deployments\/[0-9a-f-]{36}$/);
@@ -275,7 +295,7 @@ test('add a service from a directory, deploy it, watch live logs and open its UR
 
   const app = await newPage();
   await app.goto(url);
-  assert.match(await app.textContent('body'), /^hello v1 from web pid \d+$/);
+  assert.match(await app.textContent('body'), /^hello v1 from web boot [0-9a-f]{8}$/);
   await app.close();
 
   // The project page shows the service running.

@@ -6,6 +6,10 @@
 # - Otherwise a project-local cluster under $ROUNDHOUSE_DATA_DIR/postgres (default .data/postgres)
 #   listens on 127.0.0.1:$ROUNDHOUSE_PG_PORT (default 5433). It is created on first use, started
 #   when stopped and reused afterwards. Missing server binaries are installed with apt when root.
+#   Connections over TCP need the password kept in $ROUNDHOUSE_DATA_DIR/pg-password (mode 0600,
+#   generated once; scram-sha-256); only the postgres system user may use the socket, which is
+#   how this script itself creates databases. A cluster made by an older version of this script
+#   with `trust` is switched to passwords.
 set -euo pipefail
 
 DB_NAME="${1:-roundhouse}"
@@ -64,12 +68,33 @@ if [ -z "$DB_NAME" ]; then
 fi
 
 mkdir -p "$PGDATA" "$SOCKDIR"
-if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$PGDATA" "$SOCKDIR"; chmod 700 "$PGDATA"; fi
+if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$PGDATA" "$SOCKDIR"; chmod 700 "$PGDATA" "$SOCKDIR"; fi
+
+PWFILE="$DATA_ROOT/pg-password"
+if [ ! -s "$PWFILE" ]; then
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$PWFILE")
+fi
+chmod 600 "$PWFILE"
+PASSWORD="$(cat "$PWFILE")"
 
 if [ ! -f "$PGDATA/PG_VERSION" ]; then
   log "creating a project-local cluster in $PGDATA"
-  as_pg "$BINDIR/initdb" -D "$PGDATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null 2>&1 \
-    || as_pg "$BINDIR/initdb" -D "$PGDATA" -U postgres --auth=trust --encoding=UTF8 >&2
+  # initdb reads the password from a file the postgres user can read, gone right after.
+  PWTMP="$(mktemp)"; printf '%s' "$PASSWORD" > "$PWTMP"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PWTMP"; fi
+  as_pg "$BINDIR/initdb" -D "$PGDATA" -U postgres --auth-local=peer --auth-host=scram-sha-256 --pwfile="$PWTMP" \
+    --encoding=UTF8 --locale=C.UTF-8 >/dev/null 2>&1 \
+    || as_pg "$BINDIR/initdb" -D "$PGDATA" -U postgres --auth-local=peer --auth-host=scram-sha-256 --pwfile="$PWTMP" --encoding=UTF8 >&2
+  rm -f "$PWTMP"
+elif grep -qE '^[^#]*\btrust\b' "$PGDATA/pg_hba.conf"; then
+  log "switching the project-local cluster from trust to passwords"
+  as_pg tee "$PGDATA/pg_hba.conf" >/dev/null <<HBA
+# Written by scripts/local-pg.sh: the socket for the postgres system user, passwords over TCP.
+local   all   postgres                  peer
+host    all   all        127.0.0.1/32   scram-sha-256
+host    all   all        ::1/128        scram-sha-256
+HBA
+  NEEDS_PASSWORD=1
 fi
 
 if ! as_pg "$BINDIR/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
@@ -87,8 +112,15 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 
-if ! as_pg "$BINDIR/psql" -h 127.0.0.1 -p "$PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" postgres | grep -q 1; then
-  as_pg "$BINDIR/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DB_NAME"
+# Over the socket as the postgres system user (peer), never over TCP without the password.
+PSQL=(as_pg "$BINDIR/psql" -h "$SOCKDIR" -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+if [ -n "${NEEDS_PASSWORD:-}" ]; then
+  as_pg "$BINDIR/pg_ctl" -D "$PGDATA" reload >/dev/null
+  "${PSQL[@]}" -c "ALTER USER postgres PASSWORD '$PASSWORD'" postgres >/dev/null
 fi
 
-echo "postgres://postgres@127.0.0.1:$PORT/$DB_NAME"
+if ! "${PSQL[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" postgres | grep -q 1; then
+  as_pg "$BINDIR/createdb" -h "$SOCKDIR" -p "$PORT" -U postgres "$DB_NAME"
+fi
+
+echo "postgres://postgres:$PASSWORD@127.0.0.1:$PORT/$DB_NAME"

@@ -26,6 +26,9 @@ pub enum AppError {
     /// A plan limit stops the action; the message says what to upgrade.
     #[error("{message}")]
     PlanLimit { message: String },
+    /// The request body is larger than this platform accepts.
+    #[error("{message}")]
+    TooLarge { message: String },
     #[error("Something went wrong on our side. Please try again.")]
     Internal,
     /// The request could not reach the server or was not understood.
@@ -57,6 +60,7 @@ impl AppError {
             AppError::NotFound { .. } => 404,
             AppError::RateLimited { .. } => 429,
             AppError::PlanLimit { .. } => 402,
+            AppError::TooLarge { .. } => 413,
             AppError::Internal => 500,
             AppError::Transport { .. } => 400,
         }
@@ -72,6 +76,7 @@ impl AppError {
             AppError::NotFound { .. } => "not_found",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::PlanLimit { .. } => "plan_limit",
+            AppError::TooLarge { .. } => "too_large",
             AppError::Internal => "internal",
             AppError::Transport { .. } => "bad_request",
         }

@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn(refuse_dotfiles))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(middleware::guard_pages))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::same_origin))
@@ -62,9 +63,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Periodic housekeeping: expired sessions and mail links, idle rate-limit keys. Every step
-/// is idempotent, so several replicas may run it.
+/// Periodic housekeeping: expired sessions and mail links, idle rate-limit keys, logs over
+/// their budget. Every step is idempotent, so several replicas may run it.
 pub fn spawn_maintenance(state: AppState) {
+    // Every minute, each deployment's logs are cut to their newest ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT.
+    let log_budget = logs::retention::budget(std::env::var("ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT").ok());
+    tokio::spawn(logs::retention::run(state.db.clone(), log_budget));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
@@ -82,12 +86,62 @@ pub fn spawn_maintenance(state: AppState) {
     });
 }
 
+/// Whether a request path names a dotfile or dot-folder (`/.git/config`, `/.env`), which no
+/// static server here ever serves. `/.well-known/` is the one exception.
+pub fn names_dotfile(path: &str) -> bool {
+    path.split('/').any(|seg| seg.starts_with('.') && seg != ".well-known")
+        || percent_decoded(path).split('/').any(|seg| seg.starts_with('.') && seg != ".well-known")
+}
+
+fn percent_decoded(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&path[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn refuse_dotfiles(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if names_dotfile(req.uri().path()) {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    next.run(req).await
+}
+
 /// Serves the files of `dir` on `$PORT` (127.0.0.1): the start command of a static-site service.
 pub async fn serve_static(dir: String) -> anyhow::Result<()> {
     use anyhow::Context;
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).context("PORT is not set")?;
-    let app = Router::new().fallback_service(tower_http::services::ServeDir::new(&dir).append_index_html_on_directories(true));
+    let app = Router::new()
+        .fallback_service(tower_http::services::ServeDir::new(&dir).append_index_html_on_directories(true))
+        .layer(axum::middleware::from_fn(refuse_dotfiles));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding port {port}"))?;
     println!("Serving {dir} on port {port}");
     axum::serve(listener, app).await.context("serving")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_dotfile;
+
+    #[test]
+    fn dotfiles_are_never_served() {
+        for bad in ["/.git/config", "/.env", "/a/.htpasswd", "/%2egit/HEAD", "/x/%2Eenv"] {
+            assert!(names_dotfile(bad), "{bad}");
+        }
+        for ok in ["/", "/index.html", "/pkg/roundhouse.wasm", "/.well-known/security.txt", "/a.b/c"] {
+            assert!(!names_dotfile(ok), "{ok}");
+        }
+    }
 }

@@ -15,7 +15,21 @@ async fn main() {
     }
 }
 
+/// As many open files as the host allows: every proxied request and private connection
+/// holds two descriptors, and the default soft limit (1024) is soon reached.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on a stack value.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 async fn run() -> anyhow::Result<()> {
+    raise_open_files_limit();
     // `roundhouse openapi` prints the API description (committed as docs/openapi.json).
     if std::env::args().nth(1).as_deref() == Some("openapi") {
         use utoipa::OpenApi;
@@ -60,9 +74,24 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(mail = mail.name(), dev, "configured");
 
     server::spawn_maintenance(state.clone());
+    let mut local_runtime = None;
     let runtime = match state.config.runtime {
         app::infra::RuntimeKind::Local => {
-            let rt: Arc<dyn server::runtime::Runtime> = Arc::new(server::runtime::local::LocalRuntime::new(&state.config.data_dir)?);
+            use server::runtime::local::{LocalRuntime, Settings};
+            let local = Arc::new(LocalRuntime::new(Settings::from_config(&state.config), db.clone())?);
+            local_runtime = Some(local.clone());
+            let admission = local.admission();
+            match &admission {
+                app::infra::Admission::Everyone => tracing::info!("sandbox ready: every build and instance runs contained"),
+                app::infra::Admission::AdminsOnly => {
+                    println!("  ROUNDHOUSE_SANDBOX=off: single-user mode, only admins' projects deploy, unsandboxed.");
+                }
+                app::infra::Admission::Nobody(why) => {
+                    eprintln!("\n  The sandbox cannot be set up on this machine, so no deployment will run:\n    {why}\n  (or set ROUNDHOUSE_SANDBOX=off for a single-user platform where only admins deploy)\n");
+                }
+            }
+            state.set_admission(admission);
+            let rt: Arc<dyn server::runtime::Runtime> = local;
             Some(rt)
         }
         app::infra::RuntimeKind::None => None,
@@ -85,6 +114,9 @@ async fn run() -> anyhow::Result<()> {
     if let Some(r) = reconciler {
         tracing::info!("stopping the services this replica runs");
         r.stop_everything().await;
+    }
+    if let Some(local) = local_runtime {
+        local.release_host_resources();
     }
     db.close().await;
     tracing::info!("stopped");

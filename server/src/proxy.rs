@@ -2,8 +2,9 @@
 //! the healthy instances of the service's running deployment, round robin; and each app
 //! service's private port forwards TCP to the same instances.
 
+use crate::runtime::{net, PrivateListener};
 use app::infra::{
-    live::{Backends, RouteTable},
+    live::{Backends, Endpoint, RouteTable},
     AppState,
 };
 use axum::{
@@ -19,8 +20,8 @@ use uuid::Uuid;
 
 /// Rebuilds this replica's routing table from Postgres.
 pub async fn reload_routes(state: &AppState) {
-    let rows: Vec<(Uuid, String, String, String, String, Option<i32>)> = match sqlx::query_as(
-        "SELECT s.id, s.name, e.name, p.slug, s.source_kind, i.port
+    let rows: Vec<(Uuid, String, String, String, String, Option<i32>, Option<String>)> = match sqlx::query_as(
+        "SELECT s.id, s.name, e.name, p.slug, s.source_kind, i.port, i.network
          FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
          JOIN projects p ON p.id = e.project_id
          LEFT JOIN instances i ON i.deployment_id = d.id AND i.state = 'healthy' AND i.port IS NOT NULL
@@ -38,14 +39,13 @@ pub async fn reload_routes(state: &AppState) {
             return;
         }
     };
-    let mut hosts: HashMap<String, Vec<SocketAddr>> = HashMap::new();
-    let mut services: HashMap<Uuid, Vec<SocketAddr>> = HashMap::new();
-    for (id, service, env, slug, kind, port) in rows {
-        let addrs = port.map(|p| SocketAddr::from(([127, 0, 0, 1], p as u16)));
-        let by_service = services.entry(id).or_default();
-        by_service.extend(addrs);
+    let mut hosts: HashMap<String, Vec<Endpoint>> = HashMap::new();
+    let mut services: HashMap<Uuid, Vec<Endpoint>> = HashMap::new();
+    for (id, service, env, slug, kind, port, network) in rows {
+        let endpoint = port.map(|p| Endpoint { network, addr: SocketAddr::from(([127, 0, 0, 1], p as u16)) });
+        services.entry(id).or_default().extend(endpoint.clone());
         if kind != "database" {
-            hosts.entry(state.config.service_host(&service, &env, &slug)).or_default().extend(addrs);
+            hosts.entry(state.config.service_host(&service, &env, &slug)).or_default().extend(endpoint);
         }
     }
     state.live.set_routes(RouteTable {
@@ -54,9 +54,15 @@ pub async fn reload_routes(state: &AppState) {
     });
 }
 
-fn client() -> &'static Client<hyper_util::client::legacy::connect::HttpConnector, Body> {
-    static CLIENT: OnceLock<Client<hyper_util::client::legacy::connect::HttpConnector, Body>> = OnceLock::new();
-    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())
+/// How long an instance has to start answering a proxied request.
+const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Connections one service's private port forwards at once; more wait to be accepted.
+const PRIVATE_CONNECTIONS: usize = 256;
+
+/// One pooled HTTP client for every instance, wherever it listens (`net::NetConnector`).
+fn client() -> &'static Client<net::NetConnector, Body> {
+    static CLIENT: OnceLock<Client<net::NetConnector, Body>> = OnceLock::new();
+    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build(net::NetConnector))
 }
 
 /// The host a request is for, if it names a service (`web.shop.localhost`).
@@ -81,7 +87,7 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 async fn forward(mut req: Request, backends: &Backends, host: &str) -> Response {
-    let Some(addr) = backends.pick() else {
+    let Some(endpoint) = backends.pick() else {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service not running",
@@ -89,7 +95,7 @@ async fn forward(mut req: Request, backends: &Backends, host: &str) -> Response 
         );
     };
     let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    let Ok(uri) = format!("http://{addr}{path}").parse::<Uri>() else {
+    let Ok(uri) = format!("http://{}{path}", net::authority(endpoint)).parse::<Uri>() else {
         return page(StatusCode::BAD_REQUEST, "Bad request", "The request path is not valid.");
     };
     *req.uri_mut() = uri;
@@ -100,10 +106,21 @@ async fn forward(mut req: Request, backends: &Backends, host: &str) -> Response 
     if let Some(ip) = client_ip.and_then(|ip| HeaderValue::from_str(&ip).ok()) {
         headers.insert("x-forwarded-for", ip);
     }
-    match client().request(req).await {
+    // An instance that never answers must not hold the platform's connections forever.
+    let answer = match tokio::time::timeout(UPSTREAM_TIMEOUT, client().request(req)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Service timed out",
+                &format!("{host} did not start answering within {} seconds.", UPSTREAM_TIMEOUT.as_secs()),
+            )
+        }
+    };
+    match answer {
         Ok(resp) => resp.map(Body::new).into_response(),
         Err(e) => {
-            tracing::debug!(error = %e, %addr, "proxying failed");
+            tracing::debug!(error = %e, addr = %endpoint.addr, "proxying failed");
             page(StatusCode::BAD_GATEWAY, "Service unreachable", &format!("{host} did not answer. It may be restarting: try again in a moment."))
         }
     }
@@ -123,26 +140,32 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
 }
 
-/// Accepts on `127.0.0.1:<port>` and pipes each connection to a healthy instance of the service.
-pub async fn forward_private(state: AppState, service_id: Uuid, port: u16) {
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, port, %service_id, "cannot listen on the service's private port");
-            return;
-        }
-    };
+/// Accepts on the service's private port (in its environment's network) and pipes each
+/// connection to a healthy instance of the service.
+pub async fn forward_private(state: AppState, service_id: Uuid, private: PrivateListener) {
+    let PrivateListener { listener, hold: _hold } = private;
+    // Bounded, so a tenant holding connections open cannot use up the platform's descriptors.
+    let slots = Arc::new(tokio::sync::Semaphore::new(PRIVATE_CONNECTIONS));
     loop {
-        let Ok((mut inbound, _)) = listener.accept().await else { continue };
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut inbound = match listener.accept().await {
+            Ok((inbound, _)) => inbound,
+            Err(e) => {
+                tracing::debug!(error = %e, %service_id, "accepting on a private port failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let table = state.live.routes();
-        let Some(addr) = table.by_service.get(&service_id).and_then(|b| b.pick()) else {
+        let Some(endpoint) = table.by_service.get(&service_id).and_then(|b| b.pick().cloned()) else {
             drop(inbound);
             continue;
         };
         tokio::spawn(async move {
-            if let Ok(mut outbound) = tokio::net::TcpStream::connect(addr).await {
+            if let Ok(mut outbound) = net::connect(&endpoint).await {
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             }
+            drop(slot);
         });
     }
 }

@@ -10,7 +10,7 @@
 //! pages (`AppState::live`).
 
 use crate::{
-    logs::{self, LogSink, Record, Redactor},
+    logs::{self, LogSink, LogTx, Redactor},
     proxy,
     runtime::{BuildJob, InstanceEvent, InstanceSpec, Runtime},
 };
@@ -20,7 +20,7 @@ use app::{
         service::{self as deployments, DEPLOY_CHANNEL, LOGS_CHANNEL, ROUTES_CHANNEL, STATUS_CHANNEL},
         Status, StatusChange,
     },
-    infra::{live::LiveEvent, AppState},
+    infra::{live::LiveEvent, Admission, AppState},
     services::{Service, SourceKind},
     variables::resolve,
 };
@@ -61,7 +61,9 @@ struct Inner {
 pub struct Reconciler {
     state: AppState,
     runtime: Arc<dyn Runtime>,
-    logs: mpsc::Sender<Record>,
+    /// The platform-wide build pool (`ROUNDHOUSE_BUILD_CONCURRENCY`).
+    builds: Arc<tokio::sync::Semaphore>,
+    logs: LogTx,
     events: mpsc::UnboundedSender<InstanceEvent>,
     inner: Mutex<Inner>,
     wake: Notify,
@@ -79,6 +81,7 @@ pub fn spawn(state: AppState, runtime: Option<Arc<dyn Runtime>>) -> Option<Arc<R
         let (events, events_rx) = mpsc::unbounded_channel();
         let r = Arc::new(Reconciler {
             logs: logs::spawn_writer(state.db.clone()),
+            builds: Arc::new(tokio::sync::Semaphore::new(state.config.build_concurrency)),
             state: state.clone(),
             runtime,
             events,
@@ -234,8 +237,8 @@ impl Reconciler {
             let inner = self.inner();
             (inner.supervised.keys().chain(inner.in_flight.keys()).copied().collect(), inner.in_flight.keys().copied().collect())
         };
-        let rows: Vec<(Uuid, Uuid, String, String, Option<chrono::DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT d.id, s.environment_id, s.name, d.status, d.deadline
+        let rows: Vec<(Uuid, Uuid, String, String, Option<chrono::DateTime<Utc>>, Uuid)> = sqlx::query_as(
+            "SELECT d.id, s.environment_id, s.name, d.status, d.deadline, d.service_id
              FROM deployments d JOIN services s ON s.id = d.service_id
              WHERE d.status IN ('queued', 'building', 'deploying', 'running') OR d.id = ANY($1)
              ORDER BY d.created_at",
@@ -264,7 +267,9 @@ impl Reconciler {
         let busy: HashSet<(Uuid, String)> =
             rows.iter().filter(|r| matches!(Status::parse(&r.3), Some(s) if s.in_progress())).map(|r| (r.1, r.2.clone())).collect();
         let mut deps_cache: HashMap<Uuid, HashMap<String, Vec<String>>> = HashMap::new();
-        for (id, env_id, name, st, deadline) in &rows {
+        // One deployment of a service at a time: the next one waits for the one in flight.
+        let mut services_in_flight: HashSet<Uuid> = rows.iter().filter(|r| in_flight.contains(&r.0)).map(|r| r.5).collect();
+        for (id, env_id, name, st, deadline, service_id) in &rows {
             let st = Status::parse(st).unwrap_or(Status::Failed);
             let running_here = self.inner().supervised.contains_key(id);
             if in_flight.contains(id) {
@@ -276,7 +281,7 @@ impl Reconciler {
                         deps_cache.insert(*env_id, self.dependencies(*env_id).await.unwrap_or_default());
                     }
                     let waits = deps_cache[env_id].get(name).is_some_and(|deps| deps.iter().any(|d| busy.contains(&(*env_id, d.clone()))));
-                    if !waits {
+                    if !waits && services_in_flight.insert(*service_id) {
                         self.start_pipeline(*id, Mode::Deploy);
                     }
                 }
@@ -287,6 +292,7 @@ impl Reconciler {
                 _ => {}
             }
         }
+        self.ensure_forwarders().await;
         Ok(())
     }
 
@@ -344,6 +350,7 @@ impl Reconciler {
         .await
         .map_err(|e| internal(&e))?;
         let spec: Service = serde_json::from_value(spec).map_err(|e| internal(&e))?;
+        self.still_admitted(&spec).await?;
         let env = environment::load(db, &self.state.secrets, &self.state.config, env_id).await.map_err(|e| internal(&e))?;
         let sink = self.sink(id, Arc::new(Redactor::new(&env.secrets)));
         let vars = env.resolve(service_id).map_err(|e| format!("Variables do not resolve: {e}"))?;
@@ -354,17 +361,43 @@ impl Reconciler {
             sink.system("Roundhouse restarted: starting this deployment's instances again").await;
             artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("The build of this deployment is gone: deploy again.")?
         } else {
+            let reuse = artifact.filter(|a| self.runtime.has_artifact(a));
+            // A build takes a slot of the platform's build pool; waiting for one is not building.
+            let _slot = match reuse {
+                Some(_) => None,
+                None => {
+                    let slot = match self.builds.clone().try_acquire_owned() {
+                        Ok(slot) => slot,
+                        Err(_) => {
+                            sink.system("Waiting for a build slot: the platform's builders are busy").await;
+                            tokio::select! {
+                                slot = self.builds.clone().acquire_owned() => slot.map_err(|e| internal(&e))?,
+                                _ = cancel.cancelled() => return Ok(()),
+                            }
+                        }
+                    };
+                    Some(slot)
+                }
+            };
             let deadline = Utc::now() + chrono::Duration::from_std(build_timeout).unwrap_or_default();
             if !deployments::transition(db, id, &[Status::Queued], Status::Building, "Building", Some(deadline)).await.map_err(|e| internal(&e))? {
                 return Ok(());
             }
-            let artifact = match artifact.filter(|a| self.runtime.has_artifact(a)) {
+            let artifact = match reuse {
                 Some(a) => {
                     sink.system("Using the build of the deployment this one repeats").await;
                     a
                 }
                 None => {
-                    let job = BuildJob { deployment_id: id, spec: spec.clone(), env: vars.clone() };
+                    let archive = match spec.source_kind {
+                        SourceKind::Upload => Some(Arc::new(
+                            app::services::upload::archive(db, service_id, &spec.source)
+                                .await
+                                .map_err(|_| "The uploaded archive of this deployment is gone: upload it again.".to_string())?,
+                        )),
+                        _ => None,
+                    };
+                    let job = BuildJob { deployment_id: id, spec: spec.clone(), env: vars.clone(), archive };
                     let built = tokio::time::timeout(build_timeout, self.runtime.build(job, sink.clone(), cancel.clone())).await;
                     let a = match built {
                         Ok(result) => result?,
@@ -421,9 +454,15 @@ impl Reconciler {
                 env: vars.clone(),
                 private_port,
             };
-            let addr = self.runtime.start(spec, sink.clone(), self.events.clone()).await?;
-            sqlx::query("UPDATE instances SET port = $2 WHERE id = $1").bind(instance_id).bind(addr.port() as i32).execute(db).await.map_err(|e| internal(&e))?;
-            sink.system(&format!("Instance {replica} started on port {}", addr.port())).await;
+            let endpoint = self.runtime.start(spec, sink.clone(), self.events.clone()).await?;
+            sqlx::query("UPDATE instances SET port = $2, network = $3 WHERE id = $1")
+                .bind(instance_id)
+                .bind(endpoint.addr.port() as i32)
+                .bind(&endpoint.network)
+                .execute(db)
+                .await
+                .map_err(|e| internal(&e))?;
+            sink.system(&format!("Instance {replica} started on port {}", endpoint.addr.port())).await;
             started.push(instance_id);
         }
         let deadline = Instant::now() + Duration::from_secs(spec.healthcheck_timeout_secs.max(1) as u64);
@@ -584,11 +623,12 @@ impl Reconciler {
         let _ = sqlx::query("DELETE FROM service_metrics WHERE at < now() - interval '7 days'").execute(&self.state.db).await;
     }
 
-    /// Listens on every app service's private port (`ROUNDHOUSE_PRIVATE_DOMAIN`) and forwards
-    /// connections to its healthy instances.
+    /// Listens on every running app service's private port (`ROUNDHOUSE_PRIVATE_DOMAIN`), in
+    /// its environment's network, forwarding to its healthy instances; stops listening for
+    /// services that no longer run (so their network can go).
     async fn ensure_forwarders(&self) {
-        let rows: Vec<(Uuid, i32)> = match sqlx::query_as(
-            "SELECT s.id, s.private_port FROM services s WHERE s.private_port IS NOT NULL AND s.source_kind <> 'database'
+        let rows: Vec<(Uuid, Uuid, i32)> = match sqlx::query_as(
+            "SELECT s.id, s.environment_id, s.private_port FROM services s WHERE s.private_port IS NOT NULL AND s.source_kind <> 'database'
              AND EXISTS (SELECT 1 FROM deployments d WHERE d.service_id = s.id AND d.status = 'running')",
         )
         .fetch_all(&self.state.db)
@@ -597,13 +637,49 @@ impl Reconciler {
             Ok(r) => r,
             Err(_) => return,
         };
-        let mut inner = self.inner();
-        for (service_id, port) in rows {
-            if inner.forwarders.get(&service_id).is_some_and(|h| !h.is_finished()) {
-                continue;
+        let running: HashSet<Uuid> = rows.iter().map(|r| r.0).collect();
+        let missing: Vec<(Uuid, Uuid, i32)> = {
+            let mut inner = self.inner();
+            inner.forwarders.retain(|service, handle| {
+                let keep = running.contains(service) && !handle.is_finished();
+                if !keep {
+                    handle.abort();
+                }
+                keep
+            });
+            rows.into_iter().filter(|r| !inner.forwarders.contains_key(&r.0)).collect()
+        };
+        for (service_id, environment_id, port) in missing {
+            match self.runtime.private_listener(environment_id, port as u16).await {
+                Ok(listener) => {
+                    let handle = tokio::spawn(proxy::forward_private(self.state.clone(), service_id, listener));
+                    self.inner().forwarders.insert(service_id, handle);
+                }
+                Err(e) => tracing::warn!(error = %e, port, %service_id, "cannot listen on the service's private port"),
             }
-            let handle = tokio::spawn(proxy::forward_private(self.state.clone(), service_id, port as u16));
-            inner.forwarders.insert(service_id, handle);
+        }
+    }
+
+    /// A deployment of a project whose owner may no longer deploy (the platform went to
+    /// single-user mode, or lost its sandbox) does not run.
+    async fn still_admitted(&self, spec: &Service) -> Result<(), String> {
+        match self.state.admission() {
+            Admission::Everyone => Ok(()),
+            Admission::Nobody(why) => Err(format!("This machine cannot sandbox what runs: {why}.")),
+            Admission::AdminsOnly => {
+                let admin: bool = sqlx::query_scalar("SELECT u.role = 'admin' FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.id = $1")
+                    .bind(spec.project_id)
+                    .fetch_optional(&self.state.db)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(false);
+                if admin {
+                    Ok(())
+                } else {
+                    Err("This platform runs in single-user mode (ROUNDHOUSE_SANDBOX=off): only its admins' projects run.".into())
+                }
+            }
         }
     }
 }

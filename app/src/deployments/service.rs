@@ -5,7 +5,7 @@
 use super::{environment, Deployment, DeploymentDetail, Event, Instance, LogLine, MetricPoint, Status, Stream, Trigger};
 use crate::{
     error::{AppError, AppResult},
-    infra::{AppState, RuntimeKind},
+    infra::{Admission, AppState, RuntimeKind},
     services::{self, SourceKind},
 };
 use chrono::{DateTime, Utc};
@@ -154,6 +154,33 @@ pub async fn deploy(state: &AppState, owner: Uuid, service_id: Uuid) -> AppResul
     create(state, owner, &service, Trigger::Deploy, spec, None, None).await
 }
 
+/// Whether this service may be deployed at all: the platform's containment allows its owner,
+/// its source is one its owner may use, and an upload service has an archive.
+async fn admit(state: &AppState, service: &services::Service) -> AppResult<()> {
+    let owner = crate::auth::service::find_user(&state.db, project_owner(&state.db, service.project_id).await?).await?;
+    match state.admission() {
+        Admission::Everyone => {}
+        Admission::AdminsOnly if owner.is_admin() => {}
+        Admission::AdminsOnly => {
+            return Err(AppError::forbidden(
+                "This platform runs in single-user mode (ROUNDHOUSE_SANDBOX=off): only its admins' projects deploy.",
+            ))
+        }
+        Admission::Nobody(why) => {
+            return Err(AppError::conflict("runtime", format!("Deployments are paused: this machine cannot sandbox what runs ({why}).")))
+        }
+    }
+    services::service::check_source_policy(&state.config, &owner, service.source_kind, &service.source)?;
+    if service.source_kind == SourceKind::Upload && service.source.is_empty() {
+        return Err(AppError::validation("source", "Upload an archive of your code first (a .tar.gz), then deploy."));
+    }
+    Ok(())
+}
+
+async fn project_owner(db: &PgPool, project_id: Uuid) -> AppResult<Uuid> {
+    Ok(sqlx::query_scalar("SELECT owner_id FROM projects WHERE id = $1").bind(project_id).fetch_one(db).await?)
+}
+
 /// Checks what can be checked before anything starts, then queues the deployment.
 async fn create(
     state: &AppState,
@@ -165,6 +192,7 @@ async fn create(
     rollback_of: Option<Uuid>,
 ) -> AppResult<Deployment> {
     let db = &state.db;
+    admit(state, service).await?;
     if state.config.runtime == RuntimeKind::Local && service.source_kind == SourceKind::Image {
         return Err(AppError::validation(
             "source",

@@ -38,6 +38,31 @@ pub struct Config {
     pub private_ports: (u16, u16),
     /// A build that takes longer fails.
     pub build_timeout_secs: u64,
+    /// How the local runtime isolates what tenants deploy.
+    pub sandbox: SandboxMode,
+    /// The host uids (and gids) given to projects, one each, never reused.
+    pub sandbox_uids: (u32, u32),
+    /// Whether sandboxed services and builds reach the internet.
+    pub sandbox_outbound: bool,
+    /// Host folders under which admins may deploy directory sources.
+    pub source_roots: Vec<PathBuf>,
+    /// The largest source archive a user may upload.
+    pub upload_max_bytes: u64,
+    /// Builds running at once across the platform (each service builds one at a time).
+    pub build_concurrency: usize,
+    /// Memory, CPU and disk a build may use.
+    pub build_memory_mb: u32,
+    pub build_cpu_millis: u32,
+    pub build_disk_mb: u64,
+}
+
+/// `ROUNDHOUSE_SANDBOX`: `on` (the default) runs every build and instance in a sandbox of its
+/// own and refuses deployments when one cannot be set up; `off` is a single-user mode that runs
+/// them as the platform's own user, for admins' projects only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +78,47 @@ fn parse_port_range(name: &str, default: (u16, u16)) -> anyhow::Result<(u16, u16
         Some((a, b)) if a >= 1024 && a < b => Ok((a, b)),
         _ => bail!("{name} must look like 20000-29999 (from 1024 up, low before high), not {v:?}"),
     }
+}
+
+fn parse_uid_range(name: &str, default: (u32, u32)) -> anyhow::Result<(u32, u32)> {
+    let Some(v) = var(name) else { return Ok(default) };
+    let parsed = v.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)));
+    match parsed {
+        // Below 65536 live the system's own users; the top of the range is the overflow uid.
+        Some((a, b)) if a >= 65536 && a < b && b < u32::MAX - 1 => Ok((a, b)),
+        _ => bail!("{name} must look like 400000-499999 (from 65536 up, low before high), not {v:?}"),
+    }
+}
+
+/// Absolute folders separated by `:`; the data folder and anything holding it are refused.
+fn parse_roots(name: &str, data_dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(v) = var(name) else { return Ok(Vec::new()) };
+    let data = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let mut roots = Vec::new();
+    for part in v.split(':').filter(|p| !p.trim().is_empty()) {
+        let root = PathBuf::from(part.trim());
+        if !root.is_absolute() {
+            bail!("{name}: {part:?} is not an absolute path");
+        }
+        let canonical = root.canonicalize().unwrap_or_else(|_| root.clone());
+        if data.starts_with(&canonical) || canonical.starts_with(&data) {
+            bail!("{name}: {part:?} overlaps the data folder {}: tenants' sources can never include the platform's own files", data.display());
+        }
+        roots.push(canonical);
+    }
+    Ok(roots)
+}
+
+/// Dev conveniences (the mail outbox page, the generated admin) exist only when asked for, or
+/// on a loopback address no one else can reach.
+fn run_mode(env: Option<&str>, addr: &SocketAddr) -> anyhow::Result<RunMode> {
+    Ok(match env {
+        None if addr.ip().is_loopback() => RunMode::Dev,
+        None => RunMode::Production,
+        Some("dev" | "development") => RunMode::Dev,
+        Some("prod" | "production") => RunMode::Production,
+        Some(other) => bail!("ROUNDHOUSE_ENV must be dev or production, not {other:?}"),
+    })
 }
 
 fn var(name: &str) -> Option<String> {
@@ -77,15 +143,11 @@ fn parse_u32(name: &str, default: u32) -> anyhow::Result<u32> {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        let mode = match var("ROUNDHOUSE_ENV").as_deref() {
-            None | Some("dev" | "development") => RunMode::Dev,
-            Some("prod" | "production") => RunMode::Production,
-            Some(other) => bail!("ROUNDHOUSE_ENV must be dev or production, not {other:?}"),
-        };
         let addr: SocketAddr = var("ROUNDHOUSE_ADDR")
             .unwrap_or_else(|| "127.0.0.1:3000".into())
             .parse()
             .context("ROUNDHOUSE_ADDR must look like 127.0.0.1:3000")?;
+        let mode = run_mode(var("ROUNDHOUSE_ENV").as_deref(), &addr)?;
         let public_url = var("ROUNDHOUSE_PUBLIC_URL")
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
@@ -96,6 +158,7 @@ impl Config {
         let database_url = var("DATABASE_URL").context(
             "DATABASE_URL is not set: `make run` starts a project-local PostgreSQL and sets it for you",
         )?;
+        let data_dir = PathBuf::from(var("ROUNDHOUSE_DATA_DIR").unwrap_or_else(|| ".data".into()));
         let json_logs = match var("ROUNDHOUSE_LOG_FORMAT").as_deref() {
             Some("json") => true,
             Some("pretty") => false,
@@ -107,7 +170,7 @@ impl Config {
             addr,
             public_url,
             database_url: SecretString::from(database_url),
-            data_dir: PathBuf::from(var("ROUNDHOUSE_DATA_DIR").unwrap_or_else(|| ".data".into())),
+            data_dir: data_dir.clone(),
             smtp_url: var("SMTP_URL").map(SecretString::from),
             mail_from: var("MAIL_FROM").unwrap_or_else(|| "Roundhouse <no-reply@roundhouse.localhost>".into()),
             trust_proxy: parse_bool("ROUNDHOUSE_TRUST_PROXY", false)?,
@@ -124,6 +187,19 @@ impl Config {
             apps_domain: var("ROUNDHOUSE_APPS_DOMAIN").unwrap_or_else(|| "localhost".into()).trim_matches('.').to_string(),
             private_ports: parse_port_range("ROUNDHOUSE_PRIVATE_PORTS", (20000, 29999))?,
             build_timeout_secs: parse_u32("ROUNDHOUSE_BUILD_TIMEOUT_SECS", 900)? as u64,
+            sandbox: match var("ROUNDHOUSE_SANDBOX").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("on" | "true" | "1") => SandboxMode::On,
+                Some("off" | "false" | "0") => SandboxMode::Off,
+                Some(other) => bail!("ROUNDHOUSE_SANDBOX must be on or off, not {other:?}"),
+            },
+            sandbox_uids: parse_uid_range("ROUNDHOUSE_SANDBOX_UIDS", (400_000, 499_999))?,
+            sandbox_outbound: parse_bool("ROUNDHOUSE_SANDBOX_OUTBOUND", true)?,
+            source_roots: parse_roots("ROUNDHOUSE_SOURCE_ROOTS", &data_dir)?,
+            upload_max_bytes: u64::from(parse_u32("ROUNDHOUSE_UPLOAD_MAX_MB", 50)?) * 1024 * 1024,
+            build_concurrency: parse_u32("ROUNDHOUSE_BUILD_CONCURRENCY", 2)?.max(1) as usize,
+            build_memory_mb: parse_u32("ROUNDHOUSE_BUILD_MEMORY_MB", 2048)?.max(64),
+            build_cpu_millis: parse_u32("ROUNDHOUSE_BUILD_CPU_MILLIS", 1000)?.max(100),
+            build_disk_mb: u64::from(parse_u32("ROUNDHOUSE_BUILD_DISK_MB", 4096)?.max(16)),
         })
     }
 
@@ -147,6 +223,15 @@ impl Config {
             apps_domain: "localhost".into(),
             private_ports: (20000, 29999),
             build_timeout_secs: 120,
+            sandbox: SandboxMode::On,
+            sandbox_uids: (400_000, 499_999),
+            sandbox_outbound: false,
+            source_roots: Vec::new(),
+            upload_max_bytes: 8 * 1024 * 1024,
+            build_concurrency: 2,
+            build_memory_mb: 1024,
+            build_cpu_millis: 1000,
+            build_disk_mb: 512,
         }
     }
 
@@ -176,5 +261,21 @@ impl Config {
     pub fn public_host(&self) -> &str {
         let rest = self.public_url.split_once("://").map(|(_, r)| r).unwrap_or(&self.public_url);
         rest.split('/').next().unwrap_or(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_conveniences_exist_only_on_loopback_or_when_asked_for() {
+        let loopback: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let public: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        assert_eq!(run_mode(None, &loopback).unwrap(), RunMode::Dev);
+        assert_eq!(run_mode(None, &public).unwrap(), RunMode::Production);
+        assert_eq!(run_mode(Some("dev"), &public).unwrap(), RunMode::Dev);
+        assert_eq!(run_mode(Some("production"), &loopback).unwrap(), RunMode::Production);
+        assert!(run_mode(Some("staging"), &loopback).is_err());
     }
 }

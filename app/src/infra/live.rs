@@ -23,25 +23,33 @@ pub enum LiveEvent {
     Resync,
 }
 
+/// Where an instance listens: an address in a network the runtime names (`None`: the host's
+/// own network). The runtime decides both; nothing else interprets the network's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub network: Option<String>,
+    pub addr: SocketAddr,
+}
+
 /// The healthy instances of one service, taken in turn.
 #[derive(Debug, Default)]
 pub struct Backends {
-    pub addrs: Vec<SocketAddr>,
+    pub endpoints: Vec<Endpoint>,
     next: AtomicUsize,
 }
 
 impl Backends {
-    pub fn new(addrs: Vec<SocketAddr>) -> Self {
-        Backends { addrs, next: AtomicUsize::new(0) }
+    pub fn new(endpoints: Vec<Endpoint>) -> Self {
+        Backends { endpoints, next: AtomicUsize::new(0) }
     }
 
     /// Round robin.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        if self.addrs.is_empty() {
+    pub fn pick(&self) -> Option<&Endpoint> {
+        if self.endpoints.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len();
-        Some(self.addrs[i])
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        Some(&self.endpoints[i])
     }
 }
 

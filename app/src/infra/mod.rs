@@ -10,5 +10,5 @@ pub mod secretbox;
 pub mod request;
 pub mod state;
 
-pub use config::{Config, RuntimeKind};
-pub use state::AppState;
+pub use config::{Config, RuntimeKind, SandboxMode};
+pub use state::{Admission, AppState};

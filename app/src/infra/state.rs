@@ -17,6 +17,30 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     /// Status changes, log notifications and service routes of this replica.
     pub live: super::live::Live,
+    /// Who may deploy, as the runtime's containment allows (set once the runtime has checked
+    /// its sandbox at start).
+    pub admission: Arc<std::sync::RwLock<Admission>>,
+}
+
+/// Who may deploy on this platform, given how the local runtime can contain what runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Every verified user: what runs is sandboxed (or runs elsewhere than this machine).
+    Everyone,
+    /// `ROUNDHOUSE_SANDBOX=off`: the explicit single-user mode, admins' projects only.
+    AdminsOnly,
+    /// The sandbox is required but cannot be set up on this machine: no one, for this reason.
+    Nobody(String),
+}
+
+impl AppState {
+    pub fn admission(&self) -> Admission {
+        self.admission.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_admission(&self, admission: Admission) {
+        *self.admission.write().unwrap_or_else(|e| e.into_inner()) = admission;
+    }
 }
 
 impl AppState {
@@ -31,7 +55,16 @@ impl AppState {
             config.login_per_ip_per_minute,
             config.login_per_account_per_minute,
         ));
-        AppState { leptos_options, db, config: Arc::new(config), mail, login_limiter, secrets: Arc::new(secrets), live: Default::default() }
+        AppState {
+            leptos_options,
+            db,
+            config: Arc::new(config),
+            mail,
+            login_limiter,
+            secrets: Arc::new(secrets),
+            live: Default::default(),
+            admission: Arc::new(std::sync::RwLock::new(Admission::Everyone)),
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "ssr")]
 pub mod service;
+#[cfg(feature = "ssr")]
+pub mod upload;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,10 +14,13 @@ use uuid::Uuid;
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
-    /// A local directory (local runtime).
+    /// A folder on the platform's machine (local runtime; admins only, under the configured
+    /// source roots).
     Directory,
-    /// A git URL, cloned at deploy (`file://` and local paths work offline).
+    /// A git URL (https or ssh), cloned at deploy.
     Git,
+    /// A `.tar.gz` archive uploaded to `POST /services/{id}/source`.
+    Upload,
     /// A container image (Kubernetes runtime).
     Image,
     /// A database engine run by the platform: `postgres` or `redis`.
@@ -27,6 +32,7 @@ impl SourceKind {
         match self {
             SourceKind::Directory => "directory",
             SourceKind::Git => "git",
+            SourceKind::Upload => "upload",
             SourceKind::Image => "image",
             SourceKind::Database => "database",
         }
@@ -35,6 +41,7 @@ impl SourceKind {
         Some(match s {
             "directory" => SourceKind::Directory,
             "git" => SourceKind::Git,
+            "upload" => SourceKind::Upload,
             "image" => SourceKind::Image,
             "database" => SourceKind::Database,
             _ => return None,
@@ -90,10 +97,26 @@ pub struct Service {
     pub healthcheck_timeout_secs: i32,
     pub restart_policy: RestartPolicy,
     pub restart_max: i32,
+    /// Processes (and threads) an instance may have at once.
+    pub max_processes: i32,
     pub volume_path: Option<String>,
     pub cron_schedule: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A source archive accepted for an upload service (its bytes stay on the server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema, sqlx::FromRow))]
+pub struct SourceUpload {
+    pub id: Uuid,
+    pub service_id: Uuid,
+    /// Hex SHA-256 of the archive as uploaded.
+    pub sha256: String,
+    pub size_bytes: i64,
+    /// Entries in the archive.
+    pub files: i32,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Settings to create a service with, or to change (absent fields stay as they are; an empty
@@ -116,6 +139,7 @@ pub struct ServiceInput {
     pub healthcheck_timeout_secs: Option<i32>,
     pub restart_policy: Option<RestartPolicy>,
     pub restart_max: Option<i32>,
+    pub max_processes: Option<i32>,
     pub volume_path: Option<String>,
     pub cron_schedule: Option<String>,
 }
@@ -156,7 +180,7 @@ pub async fn create_service(
         use crate::infra::request;
         let auth = request::require_user()?;
         let kind = SourceKind::parse(&source_kind)
-            .ok_or_else(|| AppError::validation("source_kind", "Choose a source: directory, git, image or database."))?;
+            .ok_or_else(|| AppError::validation("source_kind", "Choose a source: upload, git, directory, image or database."))?;
         let input = ServiceInput {
             name: Some(name),
             environment_id,
@@ -165,7 +189,8 @@ pub async fn create_service(
             port: parse_number("port", port, "The port")?,
             ..Default::default()
         };
-        let created = service::create(&request::state()?.db, &auth.user, project_id, &input).await?;
+        let state = request::state()?;
+        let created = service::create(&state.db, &state.config, &auth.user, project_id, &input).await?;
         leptos_axum::redirect(&format!("/services/{}", created.id));
         Ok(created)
     })
@@ -199,6 +224,7 @@ pub async fn update_service(
     healthcheck_timeout_secs: String,
     restart_policy: String,
     restart_max: String,
+    max_processes: String,
     volume_path: String,
     cron_schedule: String,
 ) -> Result<Service, AppError> {
@@ -220,11 +246,24 @@ pub async fn update_service(
             healthcheck_timeout_secs: parse_number("healthcheck_timeout_secs", Some(healthcheck_timeout_secs), "The timeout")?,
             restart_policy: Some(policy),
             restart_max: parse_number("restart_max", Some(restart_max), "The restart limit")?,
+            max_processes: parse_number("max_processes", Some(max_processes), "The process limit")?,
             volume_path: Some(volume_path),
             cron_schedule: Some(cron_schedule),
             ..Default::default()
         };
-        service::update(&request::state()?.db, &auth.user, id, &input).await
+        let state = request::state()?;
+        service::update(&state.db, &state.config, &auth.user, id, &input).await
+    })
+    .await
+}
+
+/// The archive an upload service deploys from now, if one was uploaded.
+#[server(endpoint = "current_upload")]
+pub async fn current_upload(service_id: Uuid) -> Result<Option<SourceUpload>, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        upload::current(&request::state()?.db, auth.user.id, service_id).await
     })
     .await
 }

@@ -9,6 +9,8 @@ use leptos_router::hooks::use_params_map;
 fn source_label(s: &Service) -> String {
     match s.source_kind {
         SourceKind::Database => format!("{} database", s.source),
+        SourceKind::Upload if s.source.is_empty() => "no archive yet".into(),
+        SourceKind::Upload => "uploaded archive".into(),
         _ => s.source.clone(),
     }
 }
@@ -74,15 +76,16 @@ pub fn ServicesCard(project_id: Uuid, environments: Vec<Environment>) -> impl In
                 <label class="space-y-1">
                     <span class="block text-sm font-medium text-slate-300">"Source"</span>
                     <select class="input" name="source_kind">
-                        <option value="directory">"Directory (local runtime)"</option>
-                        <option value="git">"Git repository"</option>
-                        <option value="image">"Container image (Kubernetes)"</option>
+                        <option value="upload">"Upload an archive (.tar.gz)"</option>
+                        <option value="git">"Git repository (https or ssh)"</option>
                         <option value="database">"Database (postgres or redis)"</option>
+                        <option value="image">"Container image (Kubernetes)"</option>
+                        <option value="directory">"Directory on this machine (admins)"</option>
                     </select>
                     <p class="text-sm text-rose-400">{field_error(value, "source_kind")}</p>
                 </label>
-                <Field label="Path, URL, image or engine" name="source" placeholder="/srv/app, https://…/repo.git, nginx:1.27, postgres"
-                    required=true error=field_error(value, "source")/>
+                <Field label="Git URL, engine, image or path" name="source" placeholder="https://…/repo.git, postgres, nginx:1.27 (empty for an upload)"
+                    hint="An upload service gets its code from the archive you upload on its page." error=field_error(value, "source")/>
                 <Field label="Port (optional)" name="port" input_type="number" placeholder="8080" error=field_error(value, "port")/>
                 <div class="flex items-end">
                     <button type="submit" class="btn btn-primary" disabled=move || create.pending().get()>"Add service"</button>
@@ -148,7 +151,8 @@ fn ServiceView(service: Service, update: ServerAction<UpdateService>) -> impl In
                 <h1 class="text-2xl font-semibold" data-testid="service-name">{service.name.clone()}</h1>
                 <p class="mt-1 flex items-center gap-2 text-sm text-slate-400">
                     <Badge tone=Tone::Neutral>{service.source_kind.as_str()}</Badge>
-                    <code>{source_label(&service)}</code>
+                    // An upload service's archive is shown (and kept current) in its own card.
+                    {(service.source_kind != SourceKind::Upload).then(|| view! { <code>{source_label(&service)}</code> })}
                 </p>
             </div>
             <ConfirmDialog label="Remove service" question=format!("Remove \"{}\" and its variables?", service.name)>
@@ -160,6 +164,7 @@ fn ServiceView(service: Service, update: ServerAction<UpdateService>) -> impl In
         </div>
         <div class="mt-8 grid gap-6 lg:grid-cols-5">
             <div class="space-y-6 lg:col-span-3">
+                {(service.source_kind == SourceKind::Upload).then(|| view! { <SourceArchiveCard service_id=id/> })}
                 <crate::deployments::pages::DeploymentsCard service_id=id project_id=service.project_id/>
                 <VariablesCard service_id=id/>
                 <crate::deployments::pages::MetricsCard service_id=id/>
@@ -169,7 +174,12 @@ fn ServiceView(service: Service, update: ServerAction<UpdateService>) -> impl In
                 <ActionForm action=update attr:class="mt-3 grid gap-3 sm:grid-cols-2">
                     <input type="hidden" name="id" value=id.to_string()/>
                     <Field label="Name" name="name" value=service.name.clone() required=true error=field_error(value, "name")/>
-                    <Field label="Source" name="source" value=service.source.clone() required=true error=field_error(value, "source")/>
+                    {if service.source_kind == SourceKind::Upload {
+                        // Changed by uploading an archive, not here.
+                        view! { <input type="hidden" name="source" value=""/> }.into_any()
+                    } else {
+                        view! { <Field label="Source" name="source" value=service.source.clone() required=true error=field_error(value, "source")/> }.into_any()
+                    }}
                     <Field label="Build command" name="build_command" value=opt(&service.build_command) placeholder="detected from the source" error=field_error(value, "build_command")/>
                     <Field label="Start command" name="start_command" value=opt(&service.start_command) placeholder="detected from the source" error=field_error(value, "start_command")/>
                     <Field label="Port" name="port" input_type="number" value=service.port.map(|p| p.to_string()).unwrap_or_default() error=field_error(value, "port")/>
@@ -187,11 +197,13 @@ fn ServiceView(service: Service, update: ServerAction<UpdateService>) -> impl In
                         </select>
                     </label>
                     <Field label="Restart limit" name="restart_max" input_type="number" value=service.restart_max.to_string() error=field_error(value, "restart_max")/>
+                    <Field label="Process limit" name="max_processes" input_type="number" value=service.max_processes.to_string()
+                        hint="Processes and threads at once (16–4096)" error=field_error(value, "max_processes")/>
                     <Field label="Volume mount path" name="volume_path" value=opt(&service.volume_path) placeholder="/data" error=field_error(value, "volume_path")/>
                     <Field label="Cron schedule" name="cron_schedule" value=opt(&service.cron_schedule) placeholder="*/15 * * * *" error=field_error(value, "cron_schedule")/>
                     <p class="text-sm text-rose-400 sm:col-span-2" role="alert">{form_error(value, &[
                         "name", "source", "build_command", "start_command", "port", "replicas", "cpu_millis", "memory_mb",
-                        "healthcheck_path", "healthcheck_timeout_secs", "restart_max", "volume_path", "cron_schedule",
+                        "healthcheck_path", "healthcheck_timeout_secs", "restart_max", "max_processes", "volume_path", "cron_schedule",
                     ])}</p>
                     <div><button type="submit" class="btn btn-primary">"Save settings"</button></div>
                 </ActionForm>
@@ -277,5 +289,124 @@ fn VariableRow(service_id: Uuid, variable: Variable, delete: ServerAction<Delete
                 </ActionForm>
             </td>
         </tr>
+    }
+}
+
+fn human_bytes(n: i64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KB", n as f64 / (1 << 10) as f64),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// The archive an upload service deploys from, and the control to upload a new one (with
+/// its progress).
+#[component]
+fn SourceArchiveCard(service_id: Uuid) -> impl IntoView {
+    let (version, set_version) = signal(0u32);
+    let current = Resource::new(move || version.get(), move |_| current_upload(service_id));
+    let (progress, set_progress) = signal(None::<u32>);
+    let (message, set_message) = signal(None::<Result<String, String>>);
+    let input = NodeRef::<leptos::html::Input>::new();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        send_archive(service_id, input, set_progress, set_message, set_version);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (input, set_progress, set_message, set_version);
+    };
+    view! {
+        <div class="card" data-testid="source-archive">
+            <h2 class="font-medium">"Source archive"</h2>
+            <p class="mt-1 text-sm text-slate-400">
+                "Upload a " <code>".tar.gz"</code> " of your code, e.g. " <code>"tar czf app.tar.gz -C path/to/app ."</code>
+                ". The next deployment builds it."
+            </p>
+            <Transition fallback=|| view! { <p class="mt-3 text-sm text-slate-400">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match current.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(None) => view! { <p class="mt-3 text-sm text-amber-300" data-testid="no-archive">"No archive yet: upload one to deploy."</p> }.into_any(),
+                        Ok(Some(u)) => view! {
+                            <p class="mt-3 text-sm text-slate-300" data-testid="current-archive">
+                                {format!("Current archive: {} entries, {}, uploaded {} — sha256 ", u.files, human_bytes(u.size_bytes), u.created_at.format("%Y-%m-%d %H:%M UTC"))}
+                                <code>{u.sha256.chars().take(12).collect::<String>()}</code>
+                            </p>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <form class="mt-3 flex flex-wrap items-center gap-3" on:submit=on_submit>
+                <input node_ref=input type="file" name="archive" accept=".tar.gz,.tgz,application/gzip" required=true
+                    class="text-sm text-slate-300 file:btn file:btn-ghost" aria-label="Source archive (.tar.gz)"/>
+                <button type="submit" class="btn btn-primary" disabled=move || progress.get().is_some()>
+                    {move || match progress.get() { Some(p) => format!("Uploading… {p}%"), None => "Upload".to_string() }}
+                </button>
+            </form>
+            {move || progress.get().map(|p| view! {
+                <div class="mt-2 h-1.5 w-full rounded bg-slate-800" role="progressbar" aria-valuenow=p aria-valuemin="0" aria-valuemax="100">
+                    <div class="h-1.5 rounded bg-indigo-500" style=format!("width: {p}%")></div>
+                </div>
+            })}
+            {move || message.get().map(|m| match m {
+                Ok(text) => view! { <p class="mt-2 text-sm text-emerald-300" role="status" data-testid="upload-ok">{text}</p> }.into_any(),
+                Err(text) => view! { <p class="mt-2 text-sm text-rose-400" role="alert" data-testid="upload-error">{text}</p> }.into_any(),
+            })}
+        </div>
+    }
+}
+
+/// Sends the chosen file with `XMLHttpRequest`, which (unlike `fetch`) reports upload progress.
+#[cfg(feature = "hydrate")]
+fn send_archive(
+    service_id: Uuid,
+    input: NodeRef<leptos::html::Input>,
+    set_progress: WriteSignal<Option<u32>>,
+    set_message: WriteSignal<Option<Result<String, String>>>,
+    set_version: WriteSignal<u32>,
+) {
+    use wasm_bindgen::{closure::Closure, JsCast};
+    let Some(file) = input.get_untracked().and_then(|el| el.files()).and_then(|f| f.get(0)) else {
+        set_message.set(Some(Err("Choose a .tar.gz file first.".into())));
+        return;
+    };
+    let Ok(xhr) = web_sys::XmlHttpRequest::new() else { return };
+    if xhr.open("POST", &format!("/api/v1/services/{service_id}/source")).is_err()
+        || xhr.set_request_header("Content-Type", "application/gzip").is_err()
+    {
+        return;
+    }
+    set_message.set(None);
+    set_progress.set(Some(0));
+    let on_progress = Closure::<dyn Fn(web_sys::ProgressEvent)>::new(move |e: web_sys::ProgressEvent| {
+        if e.length_computable() && e.total() > 0.0 {
+            set_progress.set(Some((e.loaded() / e.total() * 100.0).min(100.0) as u32));
+        }
+    });
+    if let Ok(upload) = xhr.upload() {
+        upload.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+    }
+    on_progress.forget();
+    let done = xhr.clone();
+    let on_done = Closure::once_into_js(move || {
+        set_progress.set(None);
+        let status = done.status().unwrap_or(0);
+        let text = done.response_text().ok().flatten().unwrap_or_default();
+        if (200..300).contains(&status) {
+            set_message.set(Some(Ok("Uploaded. Press Deploy to build and run it.".into())));
+            set_version.update(|v| *v += 1);
+        } else {
+            let reason = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("The upload failed ({status})."));
+            set_message.set(Some(Err(reason)));
+        }
+    });
+    xhr.set_onloadend(Some(on_done.unchecked_ref()));
+    if xhr.send_with_opt_blob(Some(&file)).is_err() {
+        set_progress.set(None);
+        set_message.set(Some(Err("The upload could not be sent.".into())));
     }
 }

@@ -3,6 +3,7 @@ use crate::{
     audit,
     auth::User,
     error::{AppError, AppResult},
+    infra::Config,
     variables::template::is_service_name,
 };
 use chrono::{DateTime, Utc};
@@ -29,6 +30,7 @@ struct Row {
     healthcheck_timeout_secs: i32,
     restart_policy: String,
     restart_max: i32,
+    max_processes: i32,
     volume_path: Option<String>,
     cron_schedule: Option<String>,
     created_at: DateTime<Utc>,
@@ -56,6 +58,7 @@ impl From<Row> for Service {
             healthcheck_timeout_secs: r.healthcheck_timeout_secs,
             restart_policy: RestartPolicy::parse(&r.restart_policy).unwrap_or(RestartPolicy::OnFailure),
             restart_max: r.restart_max,
+            max_processes: r.max_processes,
             volume_path: r.volume_path,
             cron_schedule: r.cron_schedule,
             created_at: r.created_at,
@@ -67,7 +70,7 @@ impl From<Row> for Service {
 /// Services visible to `owner`, with their environment and project.
 const SELECT: &str = "SELECT s.id, e.project_id, p.name AS project, s.environment_id, e.name AS environment, s.name, s.source_kind, s.source,
         s.build_command, s.start_command, s.port, s.replicas, s.cpu_millis, s.memory_mb, s.healthcheck_path,
-        s.healthcheck_timeout_secs, s.restart_policy, s.restart_max, s.volume_path, s.cron_schedule, s.created_at, s.updated_at
+        s.healthcheck_timeout_secs, s.restart_policy, s.restart_max, s.max_processes, s.volume_path, s.cron_schedule, s.created_at, s.updated_at
     FROM services s JOIN environments e ON e.id = s.environment_id JOIN projects p ON p.id = e.project_id";
 
 /// The validated settings of a service, after applying an input to the current settings.
@@ -86,6 +89,7 @@ struct Settings {
     healthcheck_timeout_secs: i32,
     restart_policy: RestartPolicy,
     restart_max: i32,
+    max_processes: i32,
     volume_path: Option<String>,
     cron_schedule: Option<String>,
 }
@@ -106,6 +110,7 @@ impl Settings {
             healthcheck_timeout_secs: 60,
             restart_policy: RestartPolicy::OnFailure,
             restart_max: 10,
+            max_processes: 256,
             volume_path: None,
             cron_schedule: None,
         }
@@ -126,6 +131,7 @@ impl Settings {
             healthcheck_timeout_secs: s.healthcheck_timeout_secs,
             restart_policy: s.restart_policy,
             restart_max: s.restart_max,
+            max_processes: s.max_processes,
             volume_path: s.volume_path.clone(),
             cron_schedule: s.cron_schedule.clone(),
         }
@@ -157,6 +163,14 @@ pub fn valid_cron(s: &str) -> bool {
 
 fn validate_source(kind: SourceKind, source: &str) -> AppResult<String> {
     let s = source.trim();
+    if kind == SourceKind::Upload {
+        // Set by uploading an archive (the id of the upload), never typed in.
+        return match s {
+            "" => Ok(String::new()),
+            id if uuid::Uuid::parse_str(id).is_ok() => Ok(id.to_string()),
+            _ => Err(AppError::validation("source", "The source of an upload service is the archive you upload: POST it to /api/v1/services/{id}/source.")),
+        };
+    }
     if s.is_empty() {
         return Err(AppError::validation("source", "Say where the service comes from."));
     }
@@ -164,14 +178,13 @@ fn validate_source(kind: SourceKind, source: &str) -> AppResult<String> {
         return Err(AppError::validation("source", "That source is not valid."));
     }
     match kind {
-        SourceKind::Directory if !s.starts_with('/') => {
-            Err(AppError::validation("source", "Give the directory as an absolute path, e.g. /srv/app."))
+        SourceKind::Directory if !s.starts_with('/') || has_dot_segments(s) => {
+            Err(AppError::validation("source", "Give the directory as an absolute path without . or .. parts, e.g. /srv/app."))
         }
-        SourceKind::Git
-            if !["https://", "http://", "ssh://", "git@", "file://", "/"].iter().any(|p| s.starts_with(p)) =>
-        {
-            Err(AppError::validation("source", "Give a git URL (https://, ssh://, git@…, file://) or an absolute path."))
-        }
+        SourceKind::Git if !is_remote_git_url(s) => Err(AppError::validation(
+            "source",
+            "Give a git URL over https or ssh (https://host/repo.git, ssh://git@host/repo.git or git@host:repo.git); local paths and file:// are not accepted.",
+        )),
         SourceKind::Image if s.contains(char::is_whitespace) => {
             Err(AppError::validation("source", "An image reference has no spaces, e.g. nginx:1.27."))
         }
@@ -180,6 +193,83 @@ fn validate_source(kind: SourceKind, source: &str) -> AppResult<String> {
         }
         _ => Ok(s.to_string()),
     }
+}
+
+fn has_dot_segments(path: &str) -> bool {
+    path.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..")
+}
+
+/// An https or ssh remote. Local paths, `file://`, `ext::` and other transports that run
+/// commands or read the platform's disk are refused; so is anything git could take for an option.
+pub fn is_remote_git_url(url: &str) -> bool {
+    if url.starts_with('-') || url.contains(char::is_whitespace) {
+        return false;
+    }
+    let host_and_path = |rest: &str| {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        !host.is_empty() && !host.starts_with('-') && !path.is_empty()
+    };
+    if let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("ssh://")) {
+        return host_and_path(rest);
+    }
+    // scp-like: user@host:path
+    match url.split_once(':') {
+        Some((user_host, path)) => {
+            // A slash before the colon would make git read it as a local path.
+            let Some((user, host)) = user_host.split_once('@') else { return false };
+            let plain = |s: &str| !s.is_empty() && !s.starts_with('-') && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+            plain(user) && plain(host) && !path.is_empty()
+        }
+        None => false,
+    }
+}
+
+/// Where a volume may be mounted in a service's filesystem: an absolute path of its own, not
+/// over the system, the build (`/app`) or the folders the platform provides.
+fn valid_volume_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') || path.len() > 200 || has_dot_segments(path) || path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("Mount volumes at an absolute path without spaces, . or .. parts, e.g. /data.");
+    }
+    let path = path.trim_end_matches('/');
+    let under = |root: &str| path == root || path.starts_with(&format!("{root}/"));
+    let reserved = ["/usr", "/etc", "/proc", "/dev", "/sys", "/bin", "/sbin", "/lib", "/lib64", "/opt", "/run", "/app"];
+    if path.is_empty() || ["/tmp", "/home", "/home/app"].contains(&path) || reserved.iter().any(|r| under(r)) {
+        return Err("That path belongs to the system or to the build (/app): mount the volume at a path of its own, e.g. /data.");
+    }
+    Ok(())
+}
+
+/// What only the platform's configuration and the owner's role decide: directory sources are
+/// for admins and only under `ROUNDHOUSE_SOURCE_ROOTS`, never overlapping the data folder.
+/// Checked when a service is saved and again when it is deployed.
+pub fn check_source_policy(config: &Config, owner: &User, kind: SourceKind, source: &str) -> AppResult<()> {
+    if kind != SourceKind::Directory {
+        return Ok(());
+    }
+    if !owner.is_admin() {
+        return Err(AppError::validation(
+            "source",
+            "Directory sources are for the platform's admins. Upload an archive of your code, or use a git repository.",
+        ));
+    }
+    if config.source_roots.is_empty() {
+        return Err(AppError::validation("source", "Directory sources are off on this platform: its operator has not set ROUNDHOUSE_SOURCE_ROOTS."));
+    }
+    let path = std::path::Path::new(source);
+    let canonical = path
+        .canonicalize()
+        .map_err(|_| AppError::validation("source", format!("The directory {source} does not exist on this machine.")))?;
+    let data = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let data = data.canonicalize().unwrap_or(data);
+    if canonical.starts_with(&data) || data.starts_with(&canonical) {
+        return Err(AppError::validation("source", "That directory holds the platform's own data and can never be a source."));
+    }
+    if !config.source_roots.iter().any(|root| canonical.starts_with(root)) {
+        let roots: Vec<String> = config.source_roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(AppError::validation("source", format!("Directory sources must be under {}.", roots.join(" or "))));
+    }
+    Ok(())
 }
 
 fn apply(mut cur: Settings, input: &ServiceInput) -> AppResult<Settings> {
@@ -194,10 +284,20 @@ fn apply(mut cur: Settings, input: &ServiceInput) -> AppResult<Settings> {
         cur.name = name.to_string();
     }
     if let Some(kind) = input.source_kind {
+        if kind != cur.source_kind && kind == SourceKind::Upload {
+            // A service becomes an upload service with no archive yet.
+            cur.source.clear();
+        }
         cur.source_kind = kind;
     }
-    if let Some(source) = &input.source {
-        cur.source = source.clone();
+    match &input.source {
+        // An upload service's source changes by uploading; the settings form sends it empty.
+        Some(source) if cur.source_kind == SourceKind::Upload && source.trim() != cur.source && !source.trim().is_empty() => {
+            return Err(AppError::validation("source", "The source of an upload service changes when you upload an archive."));
+        }
+        Some(_) if cur.source_kind == SourceKind::Upload => {}
+        Some(source) => cur.source = source.clone(),
+        None => {}
     }
     cur.source = validate_source(cur.source_kind, &cur.source)?;
     cur.build_command = optional(&input.build_command, cur.build_command);
@@ -236,9 +336,12 @@ fn apply(mut cur: Settings, input: &ServiceInput) -> AppResult<Settings> {
     if let Some(v) = input.restart_max {
         cur.restart_max = in_range("restart_max", v, 0, 1000, "The restart limit")?;
     }
+    if let Some(v) = input.max_processes {
+        cur.max_processes = in_range("max_processes", v, 16, 4096, "The process limit")?;
+    }
     cur.volume_path = optional(&input.volume_path, cur.volume_path);
-    if cur.volume_path.as_ref().is_some_and(|p| !p.starts_with('/')) {
-        return Err(AppError::validation("volume_path", "Mount volumes at an absolute path, e.g. /data."));
+    if let Some(p) = &cur.volume_path {
+        valid_volume_path(p).map_err(|m| AppError::validation("volume_path", m))?;
     }
     cur.cron_schedule = optional(&input.cron_schedule, cur.cron_schedule);
     if cur.cron_schedule.as_deref().is_some_and(|c| !valid_cron(c)) {
@@ -278,7 +381,7 @@ async fn check_plan(db: &PgPool, owner: &User, s: &Settings, new_service: bool) 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 type PgScalar<'q, T> = sqlx::query::QueryScalar<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
 
-/// Binds the settings as parameters $2..$16, in the column order the INSERT and the UPDATE share.
+/// Binds the settings as parameters $2..$17, in the column order the INSERT and the UPDATE share.
 macro_rules! bind_all {
     ($q:expr, $s:expr) => {
         $q.bind(&$s.name)
@@ -294,6 +397,7 @@ macro_rules! bind_all {
             .bind($s.healthcheck_timeout_secs)
             .bind($s.restart_policy.as_str())
             .bind($s.restart_max)
+            .bind($s.max_processes)
             .bind(&$s.volume_path)
             .bind(&$s.cron_schedule)
     };
@@ -335,7 +439,7 @@ pub async fn get(db: &PgPool, owner: Uuid, id: Uuid) -> AppResult<Service> {
     row.map(Service::from).ok_or_else(|| AppError::not_found("Service"))
 }
 
-pub async fn create(db: &PgPool, owner: &User, project_id: Uuid, input: &ServiceInput) -> AppResult<Service> {
+pub async fn create(db: &PgPool, config: &Config, owner: &User, project_id: Uuid, input: &ServiceInput) -> AppResult<Service> {
     let environment_id: Option<Uuid> = sqlx::query_scalar(
         "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id
          WHERE p.id = $1 AND p.owner_id = $2 AND (e.id = $3 OR ($3 IS NULL AND e.name = 'production'))",
@@ -355,17 +459,18 @@ pub async fn create(db: &PgPool, owner: &User, project_id: Uuid, input: &Service
         None => return Err(AppError::not_found("Project")),
     };
     let name = input.name.clone().ok_or_else(|| AppError::validation("name", "Give the service a name."))?;
-    let kind = input.source_kind.ok_or_else(|| AppError::validation("source_kind", "Choose a source: directory, git, image or database."))?;
+    let kind = input.source_kind.ok_or_else(|| AppError::validation("source_kind", "Choose a source: upload, git, directory, image or database."))?;
     let source = input.source.clone().unwrap_or_default();
     let mut settings = apply(Settings::defaults(name, kind, source), input)?;
     if kind == SourceKind::Database && settings.port.is_none() {
         settings.port = Some(if settings.source == "postgres" { 5432 } else { 6379 });
     }
+    check_source_policy(config, owner, settings.source_kind, &settings.source)?;
     check_plan(db, owner, &settings, true).await?;
     let insert = sqlx::query_scalar(
         "INSERT INTO services (environment_id, name, source_kind, source, build_command, start_command, port, replicas,
-            cpu_millis, memory_mb, healthcheck_path, healthcheck_timeout_secs, restart_policy, restart_max, volume_path, cron_schedule)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+            cpu_millis, memory_mb, healthcheck_path, healthcheck_timeout_secs, restart_policy, restart_max, max_processes, volume_path, cron_schedule)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
     )
     .bind(environment_id);
     let id: Uuid = match bind_settings_scalar(insert, &settings).fetch_one(db).await {
@@ -377,17 +482,20 @@ pub async fn create(db: &PgPool, owner: &User, project_id: Uuid, input: &Service
     get(db, owner.id, id).await
 }
 
-pub async fn update(db: &PgPool, owner: &User, id: Uuid, input: &ServiceInput) -> AppResult<Service> {
+pub async fn update(db: &PgPool, config: &Config, owner: &User, id: Uuid, input: &ServiceInput) -> AppResult<Service> {
     let current = get(db, owner.id, id).await?;
     if input.environment_id.is_some_and(|e| e != current.environment_id) {
         return Err(AppError::validation("environment_id", "A service cannot move to another environment."));
     }
     let settings = apply(Settings::of(&current), input)?;
+    if settings.source_kind != current.source_kind || settings.source != current.source {
+        check_source_policy(config, owner, settings.source_kind, &settings.source)?;
+    }
     check_plan(db, owner, &settings, false).await?;
     let update = sqlx::query(
         "UPDATE services SET name = $2, source_kind = $3, source = $4, build_command = $5, start_command = $6, port = $7,
             replicas = $8, cpu_millis = $9, memory_mb = $10, healthcheck_path = $11, healthcheck_timeout_secs = $12,
-            restart_policy = $13, restart_max = $14, volume_path = $15, cron_schedule = $16, updated_at = now()
+            restart_policy = $13, restart_max = $14, max_processes = $15, volume_path = $16, cron_schedule = $17, updated_at = now()
          WHERE id = $1",
     )
     .bind(id);
@@ -429,6 +537,16 @@ mod tests {
             (ServiceInput { cron_schedule: Some("every minute".into()), ..Default::default() }, "cron_schedule"),
             (ServiceInput { source_kind: Some(SourceKind::Database), source: Some("mysql".into()), ..Default::default() }, "source"),
             (ServiceInput { source_kind: Some(SourceKind::Git), source: Some("github.com/x/y".into()), ..Default::default() }, "source"),
+            (ServiceInput { source_kind: Some(SourceKind::Git), source: Some("file:///srv/repo".into()), ..Default::default() }, "source"),
+            (ServiceInput { source_kind: Some(SourceKind::Git), source: Some("/srv/repo".into()), ..Default::default() }, "source"),
+            (ServiceInput { source_kind: Some(SourceKind::Git), source: Some("ext::sh -c touch% /tmp/pwned".into()), ..Default::default() }, "source"),
+            (ServiceInput { source_kind: Some(SourceKind::Git), source: Some("--upload-pack=touch /tmp/x".into()), ..Default::default() }, "source"),
+            (ServiceInput { source: Some("/srv/../root".into()), ..Default::default() }, "source"),
+            (ServiceInput { source_kind: Some(SourceKind::Upload), source: Some("/srv/web".into()), ..Default::default() }, "source"),
+            (ServiceInput { max_processes: Some(8), ..Default::default() }, "max_processes"),
+            (ServiceInput { volume_path: Some("/usr/lib".into()), ..Default::default() }, "volume_path"),
+            (ServiceInput { volume_path: Some("/app/data".into()), ..Default::default() }, "volume_path"),
+            (ServiceInput { volume_path: Some("/data/../etc".into()), ..Default::default() }, "volume_path"),
         ];
         for (input, field) in cases {
             assert_eq!(apply(base(), &input).unwrap_err().field(), Some(field), "{input:?}");
@@ -443,6 +561,34 @@ mod tests {
         assert_eq!((s.start_command.as_deref(), s.replicas), (Some("./run"), 2));
         let s = apply(s, &ServiceInput { start_command: Some("".into()), port: Some(0), ..Default::default() }).unwrap();
         assert_eq!((s.start_command, s.port), (None, None));
+    }
+
+    #[test]
+    fn git_sources_are_remote_https_or_ssh() {
+        for ok in ["https://github.com/acme/web.git", "ssh://git@github.com/acme/web.git", "git@github.com:acme/web.git", "https://user:tok@gitlab.com/a/b"] {
+            assert!(is_remote_git_url(ok), "{ok}");
+        }
+        for bad in ["http://example.com/x.git", "file:///etc", "/srv/repo", "ext::sh -c id", "git@-oProxyCommand=x:y", "https://", "./x@y:z", "a/b@c:d"] {
+            assert!(!is_remote_git_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn volumes_mount_at_paths_of_their_own() {
+        assert!(valid_volume_path("/data").is_ok());
+        assert!(valid_volume_path("/var/lib/app").is_ok());
+        for bad in ["/", "/tmp", "/etc/x", "/app", "/app/db", "/usr", "/proc/self", "data", "/a//b", "/opt/rust"] {
+            assert!(valid_volume_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn switching_to_upload_clears_the_source_until_an_archive_arrives() {
+        let s = apply(base(), &ServiceInput { source_kind: Some(SourceKind::Upload), ..Default::default() }).unwrap();
+        assert_eq!((s.source_kind, s.source.as_str()), (SourceKind::Upload, ""));
+        // The settings form sends the source it shows, unchanged: fine.
+        let s = apply(s, &ServiceInput { source: Some(String::new()), replicas: Some(2), ..Default::default() }).unwrap();
+        assert_eq!(s.replicas, 2);
     }
 
     #[test]

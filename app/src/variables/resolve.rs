@@ -5,6 +5,18 @@
 use super::template::{self, Part, Reference, TemplateError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// The longest a resolved value may be. References can double a value at every step
+/// (`A = ${{B}}${{B}}`, `B = ${{C}}${{C}}`, …), so expansion stops at this size rather than
+/// after filling the platform's memory; it is also well under what an environment variable
+/// can hold (128 KiB on Linux).
+pub const MAX_VALUE: usize = 32 * 1024;
+/// The deepest chain of references followed (`A → B → C …`); resolution is recursive, and a
+/// chain of thousands would otherwise overflow the stack of the thread resolving it.
+pub const MAX_DEPTH: usize = 64;
+/// All of a service's resolved variables together: what one process's environment can hold
+/// (the kernel refuses to start a process with much more).
+pub const MAX_TOTAL: usize = 512 * 1024;
+
 /// The variables of one environment, raw (references unresolved). Built-in variables of a
 /// service (`PORT`, `ROUNDHOUSE_*`, a database's `DATABASE_URL`…) are included in its map; a
 /// user variable of the same name overrides them.
@@ -24,6 +36,12 @@ pub enum ResolveError {
     UnknownService { from: String, service: String },
     #[error("{at}: {error}")]
     Template { at: String, error: TemplateError },
+    #[error("{at} resolves to more than {} KB; values are at most that long.", MAX_VALUE / 1024)]
+    TooLong { at: String },
+    #[error("{at}: references nest more than {MAX_DEPTH} deep.")]
+    TooDeep { at: String },
+    #[error("The variables of {service} add up to more than {} KB.", MAX_TOTAL / 1024)]
+    TooLarge { service: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,6 +101,9 @@ impl<'a> Resolver<'a> {
             path.push(node.to_string());
             return Err(ResolveError::Cycle { path });
         }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(ResolveError::TooDeep { at: node.to_string() });
+        }
         let raw = self.raw(node).expect("callers check existence");
         let parts = template::parse(raw).map_err(|error| ResolveError::Template { at: node.to_string(), error })?;
         self.stack.push(node.clone());
@@ -99,6 +120,9 @@ impl<'a> Resolver<'a> {
                     }
                     out.push_str(&self.resolve(&target)?);
                 }
+            }
+            if out.len() > MAX_VALUE {
+                return Err(ResolveError::TooLong { at: node.to_string() });
             }
         }
         self.stack.pop();
@@ -117,9 +141,15 @@ pub fn resolve_service(env: &Environment, service: &str) -> Result<BTreeMap<Stri
     })?;
     let mut r = Resolver { env, done: HashMap::new(), stack: Vec::new() };
     let mut out = BTreeMap::new();
+    let mut total = 0;
     for name in vars.keys() {
         let node = Node { scope: Scope::Service(service.to_string()), name: name.clone() };
-        out.insert(name.clone(), r.resolve(&node)?);
+        let value = r.resolve(&node)?;
+        total += name.len() + value.len() + 2;
+        if total > MAX_TOTAL {
+            return Err(ResolveError::TooLarge { service: service.to_string() });
+        }
+        out.insert(name.clone(), value);
     }
     Ok(out)
 }
@@ -232,6 +262,32 @@ mod tests {
         );
         let err = resolve_service(&e, "web").unwrap_err();
         assert_eq!(err.to_string(), "Reference cycle: web.API_URL → api.URL → web.HOST → web.API_URL");
+    }
+
+    #[test]
+    fn doubling_references_stop_at_the_value_limit() {
+        // 40 levels of doubling would be 2^40 bytes; resolution stops at MAX_VALUE.
+        let names: Vec<String> = (0..40).map(|i| format!("V{i}")).collect();
+        let mut vars: Vec<(String, String)> = names.windows(2).map(|w| (w[0].clone(), format!("${{{{{0}}}}}${{{{{0}}}}}", w[1]))).collect();
+        vars.push(("V39".into(), "xy".into()));
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let e = env(&[], &[("web", &refs)]);
+        match resolve_service(&e, "web") {
+            Err(ResolveError::TooLong { at }) => assert!(at.starts_with("web.V"), "{at}"),
+            other => panic!("expected TooLong, got {other:?}"),
+        }
+        let small = env(&[], &[("web", &[("A", "${{B}}${{B}}"), ("B", "xy")])]);
+        assert_eq!(resolve_service(&small, "web").unwrap()["A"], "xyxy");
+    }
+
+    #[test]
+    fn a_chain_of_references_stops_at_the_depth_limit() {
+        let vars: Vec<(String, String)> = (0..5000).map(|i| (format!("V{i}"), format!("${{{{V{}}}}}", i + 1))).chain([("V5000".to_string(), "end".to_string())]).collect();
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let e = env(&[], &[("web", &refs)]);
+        // On a thread with a small stack: a recursion of thousands would overflow it.
+        let r = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || resolve_service(&e, "web")).unwrap().join().unwrap();
+        assert!(matches!(r, Err(ResolveError::TooDeep { .. })), "{r:?}");
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub async fn set(db: &PgPool, sb: &SecretBox, scope: Scope, name: &str, input: &
     let secret = input.secret || generated;
 
     let mut tx = db.begin().await?;
+    // One writer at a time per scope, so the count below cannot be raced past its limit.
+    sqlx::query("SELECT 1 FROM environments WHERE id = $1 FOR UPDATE").bind(scope.environment_id).execute(&mut *tx).await?;
     let existing: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM variables WHERE environment_id = $1 AND service_id IS NOT DISTINCT FROM $2 AND name = $3 FOR UPDATE",
     )

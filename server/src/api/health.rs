@@ -1,4 +1,4 @@
-use app::infra::AppState;
+use app::infra::{Admission, AppState};
 use axum::{extract::State, http::StatusCode, Json};
 use serde_json::{json, Value};
 
@@ -7,14 +7,27 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready: the database answers and every migration this binary knows is applied.
+/// What containment allows, as `/readyz` reports it.
+fn sandbox(state: &AppState) -> Value {
+    match state.admission() {
+        Admission::Everyone => json!({ "status": "ok" }),
+        Admission::AdminsOnly => json!({ "status": "off", "detail": "ROUNDHOUSE_SANDBOX=off: only admins' projects deploy" }),
+        Admission::Nobody(why) => json!({ "status": "unavailable", "detail": why }),
+    }
+}
+
+/// Ready: the database answers, every migration this binary knows is applied, and what
+/// tenants deploy can be contained (unless the operator switched the sandbox off).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if let Admission::Nobody(_) = state.admission() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "sandbox unavailable", "sandbox": sandbox(&state) })));
+    }
     let expected = crate::seed::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
     let applied: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&state.db)
         .await;
     match applied {
-        Ok(n) if n >= expected => (StatusCode::OK, Json(json!({ "status": "ready", "migrations": n }))),
+        Ok(n) if n >= expected => (StatusCode::OK, Json(json!({ "status": "ready", "migrations": n, "sandbox": sandbox(&state) }))),
         Ok(n) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "migrating", "migrations": n, "expected": expected })),

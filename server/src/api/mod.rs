@@ -87,7 +87,7 @@ impl Modify for BearerAuth {
         auth::list_tokens, auth::create_token, auth::revoke_token,
         projects::list, projects::create, projects::get, projects::update, projects::delete,
         projects::create_environment, projects::delete_environment,
-        services::list, services::create, services::get, services::update, services::delete,
+        services::list, services::create, services::get, services::update, services::delete, services::upload_source,
         services::list_variables, services::set_variable, services::delete_variable, services::reveal_variable,
         services::list_shared, services::set_shared, services::delete_shared,
         deployments::list, deployments::create, deployments::get, deployments::rollback, deployments::redeploy,
@@ -134,6 +134,8 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/environments/{environment_id}", delete(projects::delete_environment))
         .route("/projects/{id}/services", get(services::list).post(services::create))
         .route("/services/{id}", get(services::get).patch(services::update).delete(services::delete))
+        // The size limit is the platform's own (ROUNDHOUSE_UPLOAD_MAX_MB), enforced by the handler.
+        .route("/services/{id}/source", post(services::upload_source).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/services/{id}/variables", get(services::list_variables))
         .route("/services/{id}/variables/{name}", put(services::set_variable).delete(services::delete_variable))
         .route("/services/{id}/variables/{name}/reveal", post(services::reveal_variable))

@@ -2,10 +2,16 @@ use super::{ApiJson, ApiPath, Caller, ErrorBody};
 use app::{
     error::AppError,
     infra::{request::ClientIp, AppState},
-    services::{service, Service, ServiceInput},
+    services::{service, upload, Service, ServiceInput, SourceUpload},
     variables::{service as vars, SetVariable, Variable},
 };
-use axum::{extract::State, http::StatusCode, Extension, Json};
+use axum::{
+    body::Body,
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    Extension, Json,
+};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -28,7 +34,7 @@ pub async fn create(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(input): ApiJson<ServiceInput>,
 ) -> Result<(StatusCode, Json<Service>), AppError> {
-    Ok((StatusCode::CREATED, Json(service::create(&state.db, &auth.user, id, &input).await?)))
+    Ok((StatusCode::CREATED, Json(service::create(&state.db, &state.config, &auth.user, id, &input).await?)))
 }
 
 #[utoipa::path(get, path = "/services/{id}", tag = "services", security(("bearer" = [])),
@@ -49,7 +55,7 @@ pub async fn update(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(input): ApiJson<ServiceInput>,
 ) -> Result<Json<Service>, AppError> {
-    Ok(Json(service::update(&state.db, &auth.user, id, &input).await?))
+    Ok(Json(service::update(&state.db, &state.config, &auth.user, id, &input).await?))
 }
 
 #[utoipa::path(delete, path = "/services/{id}", tag = "services", security(("bearer" = [])),
@@ -63,6 +69,47 @@ pub async fn delete(
 ) -> Result<StatusCode, AppError> {
     service::delete(&state.db, auth.user.id, id, &ip.0).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The bytes of a `.tar.gz` archive.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ArchiveBody(#[allow(dead_code)] Vec<u8>);
+
+/// Upload the source of an `upload` service: a gzip-compressed tar archive of the source tree
+/// (a single top-level folder is lifted up). It becomes the service's source for the next
+/// deployment. Archives with absolute paths, `..`, links out of the tree or special files are
+/// refused, as are archives above the platform's size limit.
+#[utoipa::path(post, path = "/services/{id}/source", tag = "services", security(("bearer" = [])),
+    request_body(content = inline(ArchiveBody), content_type = "application/gzip", description = "A .tar.gz of the source tree"),
+    params(("id" = Uuid, Path, description = "Service id")),
+    responses((status = 201, body = SourceUpload), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn upload_source(
+    State(state): State<AppState>,
+    Caller(auth): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<SourceUpload>), AppError> {
+    let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let kind = kind.split(';').next().unwrap_or_default().trim();
+    if !["application/gzip", "application/x-gzip"].contains(&kind) {
+        return Err(AppError::validation("content_type", "Send the archive as a .tar.gz body with Content-Type: application/gzip."));
+    }
+    let max = state.config.upload_max_bytes;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(upload::too_large(max));
+    }
+    // The body is read up to the limit and no further, whatever Content-Length said.
+    let bytes = http_body_util::Limited::new(body, max as usize)
+        .collect()
+        .await
+        .map_err(|e| if e.is::<http_body_util::LengthLimitError>() { upload::too_large(max) } else { AppError::validation("archive", "The upload was interrupted.") })?
+        .to_bytes();
+    let upload = upload::store(&state.db, &state.config, &auth.user, id, Vec::from(bytes)).await?;
+    Ok((StatusCode::CREATED, Json(upload)))
 }
 
 #[derive(Serialize, ToSchema)]

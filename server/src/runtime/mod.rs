@@ -4,12 +4,14 @@
 //! the same specs as pods.
 
 pub mod local;
+pub mod net;
 pub mod procfs;
+pub mod sandbox;
 pub mod stack;
 
 use crate::logs::LogSink;
-use app::services::Service;
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use app::{infra::live::Endpoint, services::Service};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -20,6 +22,8 @@ pub struct BuildJob {
     pub deployment_id: Uuid,
     pub spec: Service,
     pub env: BTreeMap<String, String>,
+    /// The uploaded archive of an `upload` source (checked when it was accepted).
+    pub archive: Option<Arc<Vec<u8>>>,
 }
 
 /// One instance to run: a replica of a deployment's build.
@@ -40,6 +44,7 @@ pub struct InstanceSpec {
 /// What happens to an instance after it was started, reported by the runtime.
 #[derive(Debug, Clone)]
 pub enum InstanceEvent {
+    /// `pid`: the host process that stands for the instance (for the record only).
     Started { instance_id: Uuid, pid: u32 },
     /// It exited and will be started again after `restart_in`.
     Restarting { instance_id: Uuid, exit_code: Option<i32>, restart_in: Duration },
@@ -70,8 +75,8 @@ pub trait Runtime: Send + Sync + 'static {
     fn has_artifact(&self, artifact: &str) -> bool;
 
     /// Starts an instance and keeps it running per its restart policy, reporting on `events`.
-    /// Answers the address it serves at.
-    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<SocketAddr, String>;
+    /// Answers where it serves (reach it with `net::connect`).
+    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String>;
 
     /// Waits until the instance is ready for traffic: its health check answers, or it listens.
     async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), String>;
@@ -81,6 +86,17 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// CPU and memory per running instance.
     fn usage(&self) -> Vec<(Uuid, Usage)>;
+
+    /// A listener on `port` in the network the environment's services share: how a service
+    /// is reachable by the others at a stable address (`ROUNDHOUSE_PRIVATE_DOMAIN`). The
+    /// network stays up while the listener lives.
+    async fn private_listener(&self, environment_id: Uuid, port: u16) -> Result<PrivateListener, String>;
+}
+
+/// A listener in a runtime's network, holding that network up while it lives.
+pub struct PrivateListener {
+    pub listener: tokio::net::TcpListener,
+    pub hold: Box<dyn std::any::Any + Send + Sync>,
 }
 
 /// Data folders of the runtime, for tests and docs.

@@ -30,6 +30,7 @@ pub fn tagged(entry: &str) -> Vec<i32> {
 #[derive(Debug, Clone)]
 pub struct Stat {
     pub state: char,
+    pub ppid: i32,
     pub pgrp: i32,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
@@ -45,6 +46,7 @@ pub fn stat(pid: i32) -> Option<Stat> {
     // After the name: state(0) ppid(1) pgrp(2) … utime(11) stime(12) … rss(21)
     Some(Stat {
         state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
         cpu_ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
         rss_pages: f.get(21)?.parse().ok()?,

@@ -1,6 +1,28 @@
 //! Stack detection: how to build and start a source tree that does not say so itself.
+//!
+//! The tree is a tenant's: the platform reads only plain files at its top, never through a
+//! link (a `Procfile` linking to the platform's key must read as no Procfile), and at most
+//! `MAX_MANIFEST` bytes of each.
 
-use std::path::Path;
+use std::{io::Read, os::unix::fs::OpenOptionsExt, path::Path};
+
+const MAX_MANIFEST: u64 = 1024 * 1024;
+
+/// Whether `name` is a plain file at the top of `dir` (a link is not).
+fn has_file(dir: &Path, name: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// The text of a plain file at the top of `dir`, never followed through a link.
+fn read_file(dir: &Path, name: &str) -> Option<String> {
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(dir.join(name)).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_MANIFEST).read_to_string(&mut text).ok()?;
+    Some(text)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -13,12 +35,11 @@ pub struct Plan {
 /// The build and start commands for `dir`: the service's own commands when set, otherwise what
 /// the files in the tree suggest. `static_server` is the command that serves a directory.
 pub fn detect(dir: &Path, build: Option<&str>, start: Option<&str>, static_server: &str) -> Plan {
-    let has = |f: &str| dir.join(f).is_file();
-    let procfile_web = std::fs::read_to_string(dir.join("Procfile"))
-        .ok()
+    let has = |f: &str| has_file(dir, f);
+    let procfile_web = read_file(dir, "Procfile")
         .and_then(|p| p.lines().find_map(|l| l.strip_prefix("web:").map(|c| c.trim().to_string())));
     let (stack, auto_build, auto_start): (&'static str, Option<String>, Option<String>) = if has("Cargo.toml") {
-        let bin = cargo_package_name(&std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default());
+        let bin = cargo_package_name(&read_file(dir, "Cargo.toml").unwrap_or_default());
         ("Rust (Cargo.toml)", Some("cargo build --release".into()), bin.map(|b| format!("./target/release/{b}")))
     } else if has("package.json") {
         let install = if has("package-lock.json") { "npm ci" } else { "npm install" };
@@ -117,6 +138,16 @@ mod tests {
 
         let d = tree(&[("README", "")]);
         assert_eq!(detect(&d.0, None, None, "serve").start, None);
+    }
+
+    #[test]
+    fn links_out_of_the_tree_are_not_read() {
+        let outside = tree(&[("secret", "web: cat /root/.data/secret.key\n")]);
+        let d = tree(&[("index.html", "<h1>hi</h1>")]);
+        std::os::unix::fs::symlink(outside.0.join("secret"), d.0.join("Procfile")).unwrap();
+        std::os::unix::fs::symlink(outside.0.join("secret"), d.0.join("Cargo.toml")).unwrap();
+        let p = detect(&d.0, None, None, "serve .");
+        assert_eq!((p.stack, p.start.as_deref()), ("Static site (index.html)", Some("serve .")), "{p:?}");
     }
 
     #[test]

@@ -9,7 +9,10 @@ use axum::{
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use server::runtime::procfs;
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 use tower::ServiceExt;
 
 pub fn fixture() -> PathBuf {
@@ -32,24 +35,55 @@ pub struct Setup {
     pub service: String,
 }
 
-pub async fn setup(app: &TestApp, source: &str, extra: Value) -> Setup {
+/// A verified user, a project "shop", and a service "web" whose source is `src` uploaded as
+/// an archive (what any user does).
+pub async fn setup(app: &TestApp, src: &Path, extra: Value) -> Setup {
     let token = app.verified_user("Ada", "ada@example.com").await;
     let p = app.post("/projects", &token, json!({ "name": "shop" })).await;
     assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
     let project = p.body["id"].as_str().unwrap().to_string();
-    let service = add_service(app, &token, &project, "web", source, extra).await;
+    let service = add_service(app, &token, &project, "web", src, extra).await;
     Setup { token, project, service }
 }
 
-pub async fn add_service(app: &TestApp, token: &str, project: &str, name: &str, source: &str, extra: Value) -> String {
-    let mut body = json!({ "name": name, "source_kind": "directory", "source": source, "start_command": "python3 app.py",
+/// Adds an upload service and uploads `src` as its source.
+pub async fn add_service(app: &TestApp, token: &str, project: &str, name: &str, src: &Path, extra: Value) -> String {
+    let mut body = json!({ "name": name, "source_kind": "upload", "start_command": "python3 app.py",
         "healthcheck_path": "/health", "healthcheck_timeout_secs": 20 });
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
     let s = app.post(&format!("/projects/{project}/services"), token, body).await;
     assert_eq!(s.status, StatusCode::CREATED, "{}", s.text);
-    s.body["id"].as_str().unwrap().to_string()
+    let id = s.body["id"].as_str().unwrap().to_string();
+    let r = upload(app, token, &id, targz(src)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    id
+}
+
+/// A folder as a .tar.gz, the way `tar czf - -C src .` makes it.
+pub fn targz(src: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut out, flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        b.follow_symlinks(false);
+        b.append_dir_all(".", src).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    out
+}
+
+/// `POST /services/{id}/source` with an archive body.
+pub async fn upload(app: &TestApp, token: &str, service: &str, archive: Vec<u8>) -> Reply {
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/services/{service}/source"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/gzip")
+        .body(Body::from(archive))
+        .unwrap();
+    app.send(req).await
 }
 
 pub async fn set_var(app: &TestApp, token: &str, service: &str, name: &str, value: &str, secret: bool) {
@@ -75,7 +109,8 @@ pub async fn wait_for(app: &TestApp, token: &str, id: &str, statuses: &[&str]) -
         if statuses.contains(&status.as_str()) {
             return d.body;
         }
-        if std::time::Instant::now() > deadline {
+        let settled = ["failed", "crashed", "cancelled", "removed"].contains(&status.as_str());
+        if settled || std::time::Instant::now() > deadline {
             let logs = app.get(&format!("/deployments/{id}/logs?format=text"), token).await;
             panic!("deployment stayed {status}, wanted {statuses:?}\nevents: {}\nlogs:\n{}", d.body["events"], logs.text);
         }
@@ -100,14 +135,10 @@ pub async fn until_proxy(app: &TestApp, path: &str, check: impl Fn(&Reply) -> bo
     }
 }
 
-fn tag(app: &TestApp) -> String {
-    app.runtime.as_ref().unwrap().tag.clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_deploys_answers_through_the_proxy_and_its_logs_hide_secrets() {
     let app = TestApp::with_runtime().await;
-    let s = setup(&app, fixture().to_str().unwrap(), json!({})).await;
+    let s = setup(&app, &fixture(), json!({})).await;
     set_var(&app, &s.token, &s.service, "API_TOKEN", "tok-5ecret-value-123", true).await;
     set_var(&app, &s.token, &s.service, "SELF_URL", "${{ROUNDHOUSE_PUBLIC_URL}}/x", false).await;
     let id = deploy(&app, &s.token, &s.service).await;
@@ -166,7 +197,7 @@ async fn an_app_deploys_answers_through_the_proxy_and_its_logs_hide_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_process_is_restarted() {
     let app = TestApp::with_runtime().await;
-    let s = setup(&app, fixture().to_str().unwrap(), json!({ "restart_policy": "on_failure", "restart_max": 3 })).await;
+    let s = setup(&app, &fixture(), json!({ "restart_policy": "on_failure", "restart_max": 3 })).await;
     let id = deploy(&app, &s.token, &s.service).await;
     wait_for(&app, &s.token, &id, &["running"]).await;
     let before = app.via_proxy("web.shop.localhost", "/").await.text;
@@ -182,7 +213,7 @@ async fn a_crashed_process_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_health_check_fails_the_deployment_and_the_old_one_keeps_serving() {
     let app = TestApp::with_runtime().await;
-    let s = setup(&app, fixture().to_str().unwrap(), json!({ "healthcheck_timeout_secs": 3 })).await;
+    let s = setup(&app, &fixture(), json!({ "healthcheck_timeout_secs": 3 })).await;
     let first = deploy(&app, &s.token, &s.service).await;
     wait_for(&app, &s.token, &first, &["running"]).await;
     set_var(&app, &s.token, &s.service, "UNHEALTHY", "1", false).await;
@@ -194,20 +225,24 @@ async fn a_failing_health_check_fails_the_deployment_and_the_old_one_keeps_servi
     assert_eq!(old["deployment"]["status"], "running");
     let r = app.via_proxy("web.shop.localhost", "/").await;
     assert_eq!(r.status, StatusCode::OK);
-    // Only the first deployment's process is left.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let groups: std::collections::BTreeSet<i32> = procfs::tagged(&tag(&app)).into_iter().filter_map(|p| procfs::stat(p).map(|s| s.pgrp)).collect();
-    assert_eq!(groups.len(), 1, "the failed deployment's process is gone");
+    // Only the first deployment's instance is left: the failed one's unit is gone entirely.
+    let instance: uuid::Uuid = sqlx::query_scalar("SELECT i.id FROM instances i WHERE i.deployment_id = $1::uuid AND i.state = 'healthy'")
+        .bind(&first)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.live_units(), vec![format!("i-{instance}")], "the failed deployment's processes are gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_deployment_replaces_the_old_a_rollback_brings_it_back_and_stop_leaves_nothing() {
     let app = TestApp::with_runtime().await;
     let src = fixture_copy("1");
-    let s = setup(&app, src.to_str().unwrap(), json!({})).await;
+    let s = setup(&app, &src, json!({})).await;
     let v1 = deploy(&app, &s.token, &s.service).await;
     wait_for(&app, &s.token, &v1, &["running"]).await;
     std::fs::write(src.join("VERSION"), "2").unwrap();
+    assert_eq!(upload(&app, &s.token, &s.service, targz(&src)).await.status, StatusCode::CREATED);
     let v2 = deploy(&app, &s.token, &s.service).await;
     wait_for(&app, &s.token, &v2, &["running"]).await;
     until_proxy(&app, "/", |r| r.text.starts_with("hello v2")).await;
@@ -230,8 +265,8 @@ async fn a_new_deployment_replaces_the_old_a_rollback_brings_it_back_and_stop_le
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["status"], "removed");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !procfs::tagged(&tag(&app)).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "processes left after stop: {:?}", procfs::tagged(&tag(&app)));
+    while !app.live_units().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "processes left after stop: {:?}", app.live_units());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = until_proxy(&app, "/", |r| r.status != StatusCode::OK).await;
@@ -242,7 +277,7 @@ async fn a_new_deployment_replaces_the_old_a_rollback_brings_it_back_and_stop_le
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_reaches_its_postgres_through_a_reference() {
     let app = TestApp::with_runtime().await;
-    let s = setup(&app, fixture().to_str().unwrap(), json!({})).await;
+    let s = setup(&app, &fixture(), json!({})).await;
     let r = app.post(&format!("/projects/{}/services", s.project), &s.token, json!({ "name": "Postgres", "source_kind": "database", "source": "postgres" })).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let pg = r.body["id"].as_str().unwrap().to_string();
@@ -266,8 +301,8 @@ async fn an_app_reaches_its_postgres_through_a_reference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reference_cycle_or_an_image_is_refused_before_anything_starts() {
     let app = TestApp::new().await;
-    let s = setup(&app, "/srv/web", json!({})).await;
-    let api = add_service(&app, &s.token, &s.project, "api", "/srv/api", json!({})).await;
+    let s = setup(&app, &fixture(), json!({})).await;
+    let api = add_service(&app, &s.token, &s.project, "api", &fixture(), json!({})).await;
     set_var(&app, &s.token, &s.service, "API_URL", "${{api.URL}}", false).await;
     set_var(&app, &s.token, &s.service, "HOST", "${{API_URL}}", false).await;
     set_var(&app, &s.token, &api, "URL", "${{web.HOST}}", false).await;
@@ -289,7 +324,7 @@ async fn a_reference_cycle_or_an_image_is_refused_before_anything_starts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_are_private_to_their_owner() {
     let app = TestApp::new().await;
-    let s = setup(&app, "/srv/web", json!({})).await;
+    let s = setup(&app, &fixture(), json!({})).await;
     let id = deploy(&app, &s.token, &s.service).await;
     let eve = app.verified_user("Eve", "eve@example.com").await;
     for path in [
@@ -329,6 +364,7 @@ impl Platform {
             .env("ROUNDHOUSE_PRIVATE_PORTS", format!("{}-{}", ports.0, ports.1))
             .env("ROUNDHOUSE_SECRET_KEY", test_key_base64())
             .env("ROUNDHOUSE_DEV_ADMIN_EMAIL", "")
+            .env("ROUNDHOUSE_SANDBOX_OUTBOUND", "false")
             .env("LEPTOS_OUTPUT_NAME", "roundhouse")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
@@ -381,29 +417,32 @@ impl Drop for Platform {
     }
 }
 
-fn process_groups(tag: &str) -> std::collections::BTreeSet<i32> {
-    procfs::tagged(tag).into_iter().filter_map(|p| procfs::stat(p).map(|s| s.pgrp)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_platform_mid_deploy_converges_with_no_orphan_and_no_duplicate() {
     let app = TestApp::new().await;
     let (dir, ports) = test_data_dir();
-    let tag = server::runtime::local::LocalRuntime::new(&dir).unwrap().tag().to_string();
-    let _cleanup = RuntimeGuard { reconciler: None, tag: tag.clone(), dir: dir.clone() };
+    let _cleanup = RuntimeGuard { reconciler: None, dir: dir.clone() };
+    let units = || server::runtime::local::LocalRuntime::live_units_of(&dir);
     let src = fixture_copy("1");
-    let s = setup(&app, src.to_str().unwrap(), json!({ "build_command": "echo building && sleep 3 && echo built" })).await;
+    let s = setup(&app, &src, json!({ "build_command": "echo building && sleep 3 && echo built" })).await;
 
     let mut first = Platform::start(&app, &dir, ports).await;
     let v1 = deploy(&app, &s.token, &s.service).await;
     wait_for(&app, &s.token, &v1, &["running"]).await;
     std::fs::write(src.join("VERSION"), "2").unwrap();
+    assert_eq!(upload(&app, &s.token, &s.service, targz(&src)).await.status, StatusCode::CREATED);
     let v2 = deploy(&app, &s.token, &s.service).await;
     wait_for(&app, &s.token, &v2, &["building"]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The build command itself runs (not the unpacking before it) when the platform dies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !logs_text(&app, &s.token, &v2).await.lines().any(|l| l.ends_with("[build] building")) {
+        assert!(std::time::Instant::now() < deadline, "the build never started: {:?}", units());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     first.kill_hard();
     // What the dead platform left: v1's instance and v2's build.
-    assert_eq!(process_groups(&tag).len(), 2, "an instance and a build outlive a SIGKILLed platform");
+    let left = units();
+    assert_eq!(left.len(), 2, "an instance and a build outlive a SIGKILLed platform: {left:?}");
 
     let mut second = Platform::start(&app, &dir, ports).await;
     let d = wait_for(&app, &s.token, &v2, &["running"]).await;
@@ -412,8 +451,8 @@ async fn killing_the_platform_mid_deploy_converges_with_no_orphan_and_no_duplica
     wait_for(&app, &s.token, &v1, &["removed"]).await;
     // Converged: one instance, of the new deployment, answering through the new platform.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while process_groups(&tag).len() != 1 {
-        assert!(std::time::Instant::now() < deadline, "expected one process group, found {:?}", process_groups(&tag));
+    while units().len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "expected one unit, found {:?}", units());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (code, body) = second.http("web.shop.localhost", "/").await;
@@ -424,5 +463,5 @@ async fn killing_the_platform_mid_deploy_converges_with_no_orphan_and_no_duplica
 
     // A graceful shutdown stops what the platform runs.
     second.terminate();
-    assert!(procfs::tagged(&tag).is_empty(), "left after shutdown: {:?}", procfs::tagged(&tag));
+    assert!(units().is_empty(), "left after shutdown: {:?}", units());
 }

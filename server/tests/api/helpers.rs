@@ -130,20 +130,23 @@ pub struct TestApp {
 }
 
 /// A local runtime and reconciler of a test, in a data folder of its own. Whatever it started
-/// is killed when the test ends, even when the test fails.
+/// (processes, cgroups, networks) is taken down when the test ends, even when the test fails.
 pub struct RuntimeGuard {
     #[allow(dead_code)]
     pub reconciler: Option<Arc<server::reconciler::Reconciler>>,
-    pub tag: String,
     pub dir: std::path::PathBuf,
+}
+
+impl RuntimeGuard {
+    /// The runtime's builds and instances that have a live process.
+    pub fn live_units(&self) -> Vec<String> {
+        server::runtime::local::LocalRuntime::live_units_of(&self.dir)
+    }
 }
 
 impl Drop for RuntimeGuard {
     fn drop(&mut self) {
-        use server::runtime::procfs;
-        for pid in procfs::tagged(&self.tag) {
-            procfs::signal(pid, 9);
-        }
+        server::runtime::local::LocalRuntime::destroy(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -208,21 +211,37 @@ impl TestApp {
         TestApp { router, db, state, _database: database, runtime: None }
     }
 
-    /// An app that also runs what is deployed: a local runtime and its reconciler.
+    /// An app that also runs what is deployed: a local runtime (sandboxed, no internet) and
+    /// its reconciler.
     pub async fn with_runtime() -> Self {
+        Self::with_runtime_config(|_| {}).await
+    }
+
+    pub async fn with_runtime_config(tweak: impl FnOnce(&mut Config)) -> Self {
         let (dir, ports) = test_data_dir();
         let data = dir.clone();
         let mut app = Self::with_config(move |c| {
             c.data_dir = data;
             c.private_ports = ports;
             c.runtime = app::infra::RuntimeKind::Local;
+            tweak(c);
         })
         .await;
-        let rt = server::runtime::local::LocalRuntime::new(&dir).expect("a local runtime");
-        let tag = rt.tag().to_string();
+        use server::runtime::local::{LocalRuntime, Settings};
+        let settings = Settings { platform_exe: Some(env!("CARGO_BIN_EXE_roundhouse").into()), ..Settings::from_config(&app.state.config) };
+        let rt = LocalRuntime::new(settings, app.db.clone()).expect("a local runtime");
+        if app.state.config.sandbox == app::infra::SandboxMode::On {
+            assert_eq!(rt.admission(), app::infra::Admission::Everyone, "the tests run where the sandbox works (as root, with bubblewrap)");
+        }
+        app.state.set_admission(rt.admission());
         let reconciler = server::reconciler::spawn(app.state.clone(), Some(Arc::new(rt))).expect("a reconciler");
-        app.runtime = Some(RuntimeGuard { reconciler: Some(reconciler), tag, dir });
+        app.runtime = Some(RuntimeGuard { reconciler: Some(reconciler), dir });
         app
+    }
+
+    /// The runtime's builds and instances with a live process.
+    pub fn live_units(&self) -> Vec<String> {
+        self.runtime.as_ref().expect("an app with a runtime").live_units()
     }
 
     /// A request to a deployed service through the proxy (`Host: <host>`).

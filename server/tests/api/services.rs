@@ -14,7 +14,7 @@ async fn a_service_is_added_to_production_with_defaults() {
     let token = app.verified_user("Ada", "ada@example.com").await;
     let p = project(&app, &token, "shop").await;
     let id = p["id"].as_str().unwrap();
-    let r = app.post(&format!("/projects/{id}/services"), &token, json!({ "name": "web", "source_kind": "directory", "source": "/srv/web", "port": 8080 })).await;
+    let r = app.post(&format!("/projects/{id}/services"), &token, json!({ "name": "web", "source_kind": "git", "source": "https://github.com/acme/web.git", "port": 8080 })).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["environment"], "production");
     assert_eq!(r.body["replicas"], 1);
@@ -76,7 +76,7 @@ async fn settings_can_be_changed_and_cleared() {
     let token = app.verified_user("Ada", "ada@example.com").await;
     let p = project(&app, &token, "shop").await;
     let pid = p["id"].as_str().unwrap();
-    let s = app.post(&format!("/projects/{pid}/services"), &token, json!({ "name": "web", "source_kind": "directory", "source": "/srv/web", "start_command": "./run" })).await.body;
+    let s = app.post(&format!("/projects/{pid}/services"), &token, json!({ "name": "web", "source_kind": "git", "source": "https://github.com/acme/web.git", "start_command": "./run" })).await.body;
     let id = s["id"].as_str().unwrap();
     let r = app.api(Method::PATCH, &format!("/services/{id}"), Some(&token), Some(json!({ "healthcheck_path": "/health", "restart_policy": "always" }))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

@@ -1,0 +1,121 @@
+//! The one writer of a platform process: takes fair batches from the queues and stores each in
+//! one transaction — `COPY` of the lines, the bytes added to each deployment's usage, one
+//! `NOTIFY rh_logs` per deployment — then gives the lines' room back to their producers.
+
+use super::{
+    copy,
+    queues::{Queued, Queues},
+    LogTx, STORED_LINE_OVERHEAD,
+};
+use app::deployments::service::LOGS_CHANNEL;
+use sqlx::PgPool;
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+use uuid::Uuid;
+
+/// The most lines, and (about) the most bytes of lines, stored in one transaction.
+pub(super) const BATCH_LINES: usize = 10_000;
+pub(super) const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// With fewer lines than this waiting, the writer waits `GATHER` for more: a trickle is stored
+/// in fewer transactions. A flood always has more waiting, and is never held back.
+const GATHER_BELOW: usize = 256;
+const GATHER: Duration = Duration::from_millis(10);
+/// Attempts to store a batch before it is reported and dropped.
+const ATTEMPTS: u32 = 5;
+
+/// Adds each deployment's bytes to its usage (for retention) and notifies its followers; runs
+/// in the transaction of the `COPY`, so followers are told only of committed lines. The ids are
+/// sorted, so two writers (a leader change) lock usage rows in the same order.
+const USAGE_AND_NOTIFY: &str = "
+    WITH counted AS (
+        INSERT INTO deployment_log_usage AS u (deployment_id, bytes)
+        SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
+        ON CONFLICT (deployment_id) DO UPDATE SET bytes = u.bytes + excluded.bytes
+    )
+    SELECT pg_notify($3, id::text) FROM UNNEST($1::uuid[]) AS id";
+
+/// Starts the writer of this process; lines queued through the returned handle are stored in
+/// order. It ends once every handle is dropped and everything queued is stored.
+pub fn spawn_writer(db: PgPool) -> LogTx {
+    let (tx, queues) = LogTx::new();
+    tokio::spawn(run(db, queues));
+    tx
+}
+
+async fn run(db: PgPool, queues: Arc<Queues>) {
+    let mut rows = Vec::new();
+    while queues.ready().await {
+        if queues.queued() < GATHER_BELOW {
+            tokio::time::sleep(GATHER).await;
+        }
+        let mut batch = queues.take(BATCH_LINES, BATCH_BYTES);
+        store_with_retries(&db, &mut batch, &mut rows).await;
+        // Only now may their producers queue more.
+        drop(batch);
+        queues.sweep();
+    }
+}
+
+async fn store_with_retries(db: &PgPool, batch: &mut Vec<Queued>, rows: &mut Vec<u8>) {
+    for attempt in 1..=ATTEMPTS {
+        let e = match store(db, batch, rows).await {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        // A deployment deleted (its logs with it) while its lines waited fails the whole COPY:
+        // drop its lines, not everyone else's.
+        if is_foreign_key_violation(&e) {
+            match retain_existing(db, batch).await {
+                Ok(dropped) if dropped > 0 => {
+                    tracing::info!(dropped, "log lines of deleted deployments dropped");
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "checking the deployments of log lines failed"),
+            }
+        }
+        if attempt == ATTEMPTS {
+            tracing::error!(error = %e, lines = batch.len(), "log lines could not be stored");
+            return;
+        }
+        tracing::warn!(error = %e, attempt, "storing log lines failed; retrying");
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+    }
+}
+
+async fn store(db: &PgPool, batch: &[Queued], rows: &mut Vec<u8>) -> sqlx::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    rows.clear();
+    let mut usage: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for q in batch {
+        copy::push_row(rows, &q.record);
+        // A line is at most MAX_LINE (+ a marker) long: no overflow.
+        *usage.entry(q.record.deployment_id).or_default() += q.record.line.len() as i64 + STORED_LINE_OVERHEAD;
+    }
+    let (ids, bytes): (Vec<Uuid>, Vec<i64>) = usage.into_iter().unzip();
+    let mut tx = db.begin().await?;
+    let mut copy = tx.copy_in_raw(copy::STATEMENT).await?;
+    copy.send(rows.as_slice()).await?;
+    copy.finish().await?;
+    sqlx::query(USAGE_AND_NOTIFY).bind(&ids).bind(&bytes).bind(LOGS_CHANNEL).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23503"))
+}
+
+/// Drops the lines of deployments that no longer exist; returns how many.
+async fn retain_existing(db: &PgPool, batch: &mut Vec<Queued>) -> sqlx::Result<usize> {
+    let ids: Vec<Uuid> = batch.iter().map(|q| q.record.deployment_id).collect::<HashSet<_>>().into_iter().collect();
+    let existing: HashSet<Uuid> =
+        sqlx::query_scalar("SELECT id FROM deployments WHERE id = ANY($1)").bind(&ids).fetch_all(db).await?.into_iter().collect();
+    let before = batch.len();
+    batch.retain(|q| existing.contains(&q.record.deployment_id));
+    Ok(before - batch.len())
+}

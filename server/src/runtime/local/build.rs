@@ -1,0 +1,326 @@
+//! Builds on the local runtime: the source is put into the build's folder (a copy of an
+//! admin's directory, a git clone or an uploaded archive unpacked inside the sandbox), the
+//! stack is detected, and the build command runs in the sandbox with the build limits.
+//!
+//! Layout: `builds/<deployment>/` belongs to the platform and holds `start` (the start
+//! command); `builds/<deployment>/app/` belongs to the project's uid and is all the build (and
+//! later the instances, read-only) can see of it. The platform never follows a link inside it.
+
+use super::Local;
+use crate::{
+    logs::LogSink,
+    runtime::{
+        sandbox::{self, Launch, Mount},
+        stack, BuildJob,
+    },
+};
+use app::{
+    deployments::Stream,
+    services::{upload, SourceKind},
+};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Build-tree entries never copied from a directory source.
+const SKIPPED: [&str; 5] = [".git", "node_modules", "target", ".venv", "__pycache__"];
+pub const START_FILE: &str = "start";
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// A step of a build ends one of these ways.
+enum Step {
+    Exited(i32),
+    Failed(String),
+}
+
+impl Local {
+    pub(super) fn build_dir(&self, deployment: uuid::Uuid) -> PathBuf {
+        self.root.join("builds").join(deployment.to_string())
+    }
+
+    /// `homes/<service>/home`: the service's home, in a folder of the platform's.
+    pub(super) fn home_dir(&self, service: uuid::Uuid) -> PathBuf {
+        self.root.join("homes").join(service.to_string()).join("home")
+    }
+
+    pub(super) async fn build_job(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String> {
+        let dir = self.build_dir(job.deployment_id);
+        let app = dir.join("app");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&app).map_err(|e| format!("Could not create the build folder: {e}"))?;
+        let spec = &job.spec;
+        let log = logs.stream(Stream::Build, None);
+        match spec.source_kind {
+            SourceKind::Image => {
+                return Err("The local runtime cannot run container images: that needs the Kubernetes runtime.".into());
+            }
+            SourceKind::Database => {
+                super::database::check_installed(&spec.source)?;
+                log.line(&format!("Database: {} (system binaries, no build)", spec.source)).await;
+                return Ok(dir.to_string_lossy().into_owned());
+            }
+            SourceKind::Directory => {
+                let from = PathBuf::from(&spec.source);
+                if !from.is_dir() {
+                    return Err(format!("The source directory {} does not exist on this machine.", spec.source));
+                }
+                log.line(&format!("Copying {}", spec.source)).await;
+                let (to, limit) = (app.clone(), self.settings.build_disk_bytes);
+                let copied = tokio::task::spawn_blocking(move || copy_tree(&from, &to, &mut Budget(limit)))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("Copying the source failed: {e}"))?;
+                if self.isolation.sandboxed() {
+                    let uid = self.uid(spec.project_id).await?;
+                    let tree = app.clone();
+                    tokio::task::spawn_blocking(move || sandbox::own_tree(&tree, uid))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("Could not hand the source to the project's user: {e}"))?;
+                }
+                log.line(&format!("Copied {copied} files")).await;
+            }
+            SourceKind::Git => {
+                log.line(&format!("Cloning {}", without_credentials(&spec.source))).await;
+                // The URL (which may hold a token) travels as a variable, not on a command line.
+                let script = "git -c protocol.allow=never -c protocol.https.allow=always -c protocol.ssh.allow=always -c core.hooksPath=/dev/null \
+                     -c credential.helper= clone --depth 1 --quiet --no-recurse-submodules -- \"$ROUNDHOUSE_GIT_URL\" ."
+                    .to_string();
+                let mut env = BTreeMap::new();
+                env.insert("ROUNDHOUSE_GIT_URL".to_string(), spec.source.clone());
+                env.insert("GIT_TERMINAL_PROMPT".to_string(), "0".to_string());
+                env.insert("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string());
+                env.insert("GIT_SSH_COMMAND".to_string(), "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new".to_string());
+                match self.run_step(&job, &app, script, env, None, &logs, &cancel).await? {
+                    Step::Exited(0) => {}
+                    Step::Exited(c) => {
+                        return Err(format!("git clone exited with code {c}: check the URL and that the repository is reachable from this machine."))
+                    }
+                    Step::Failed(why) => return Err(why),
+                }
+            }
+            SourceKind::Upload => {
+                let archive = job.archive.clone().ok_or("The uploaded archive of this deployment is gone: upload it again.")?;
+                // Checked when it was accepted; checked again (off the async workers), it costs little.
+                let (bytes, limits) = (archive.clone(), upload::Limits { max_bytes: u64::MAX, max_unpacked: self.settings.build_disk_bytes });
+                let summary = tokio::task::spawn_blocking(move || upload::inspect(&bytes, &limits))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                log.line(&format!("Unpacking the uploaded archive ({} entries)", summary.files)).await;
+                // Unpacked by the project's own user inside its sandbox. A tree that is one folder
+                // (`tar czf app.tgz app/`) is lifted up one level.
+                let script = "tar -xzf - --no-same-owner --no-same-permissions && \
+                    n=$(ls -A | wc -l) && d=$(ls -A) && \
+                    if [ \"$n\" = 1 ] && [ -d \"$d\" ] && [ ! -L \"$d\" ]; then \
+                      mv -- \"$d\" .rh-top && find .rh-top -mindepth 1 -maxdepth 1 -exec mv -t . -- {} + && rmdir .rh-top; \
+                    fi"
+                .to_string();
+                match self.run_step(&job, &app, script, BTreeMap::new(), Some(archive.to_vec()), &logs, &cancel).await? {
+                    Step::Exited(0) => {}
+                    Step::Exited(c) => return Err(format!("Unpacking the archive failed (tar exited with code {c}).")),
+                    Step::Failed(why) => return Err(why),
+                }
+            }
+        }
+        let static_server = self.isolation.static_server();
+        let (tree, build_cmd, start_cmd) = (app.clone(), spec.build_command.clone(), spec.start_command.clone());
+        let plan = tokio::task::spawn_blocking(move || stack::detect(&tree, build_cmd.as_deref(), start_cmd.as_deref(), &static_server))
+            .await
+            .map_err(|e| e.to_string())?;
+        log.line(&format!("Detected: {}", plan.stack)).await;
+        let Some(start) = plan.start else {
+            return Err("Roundhouse cannot tell how to start this service: set a start command, or add a Cargo.toml, package.json, requirements.txt, pyproject.toml, Procfile or index.html.".into());
+        };
+        std::fs::write(dir.join(START_FILE), &start).map_err(|e| e.to_string())?;
+        if let Some(build) = plan.build {
+            log.line(&format!("$ {build}")).await;
+            let started = Instant::now();
+            match self.run_step(&job, &app, build, job.env.clone(), None, &logs, &cancel).await? {
+                Step::Exited(0) => log.line(&format!("Build finished in {:.1}s", started.elapsed().as_secs_f64())).await,
+                Step::Exited(c) => return Err(format!("The build command exited with code {c}.")),
+                Step::Failed(why) => return Err(why),
+            }
+        }
+        log.line(&format!("Start command: {start}")).await;
+        Ok(dir.to_string_lossy().into_owned())
+    }
+
+    /// Runs one step of a build in its sandbox, with its output in the build log. A cancelled
+    /// build answers `Err`; a step over the memory or disk budget, `Step::Failed`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_step(
+        &self,
+        job: &BuildJob,
+        app: &Path,
+        script: String,
+        env: BTreeMap<String, String>,
+        stdin: Option<Vec<u8>>,
+        logs: &LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<Step, String> {
+        let home = self.home_dir(job.spec.id);
+        let launch = Launch {
+            unit: format!("b-{}", job.deployment_id),
+            project: job.spec.project_id,
+            environment: job.spec.environment_id,
+            workdir: Mount { host: app.to_path_buf(), at: sandbox::APP_DIR.into(), writable: true },
+            home: home.clone(),
+            volume: None,
+            script,
+            env,
+            limits: self.settings.build_limits,
+            stdin: stdin.is_some(),
+            refuses_root: false,
+        };
+        let log = logs.stream(Stream::Build, None);
+        let mut running = self.run(launch, log.clone(), log, stdin).await?;
+        let budget = self.settings.build_disk_bytes;
+        let watched = [app.to_path_buf(), home];
+        let over_budget = async {
+            loop {
+                tokio::time::sleep(DISK_CHECK_EVERY).await;
+                let dirs = watched.clone();
+                let over = tokio::task::spawn_blocking(move || dirs.iter().try_fold(Budget(budget), |mut b, d| size_within(d, &mut b).then_some(b)).is_none())
+                    .await
+                    .unwrap_or(false);
+                if over {
+                    return;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            status = running.child.wait() => Ok(status),
+            _ = cancel.cancelled() => Err(None),
+            _ = over_budget => Err(Some(format!("The build used more than {} MB of disk.", budget / (1024 * 1024)))),
+        };
+        // Whatever the step left running (a daemon, a forked helper) ends with it.
+        let oom = running.finish().await;
+        match outcome {
+            Err(None) => Err("Cancelled".into()),
+            Err(Some(why)) => Ok(Step::Failed(why)),
+            Ok(_) if oom => Ok(Step::Failed(format!("The build ran out of memory ({} MB limit).", self.settings.build_limits.memory_bytes >> 20))),
+            Ok(Ok(status)) => Ok(Step::Exited(status.code().unwrap_or(-1))),
+            Ok(Err(e)) => Ok(Step::Failed(format!("The build could not be waited for: {e}"))),
+        }
+    }
+}
+
+/// Bytes a tree may still grow by.
+struct Budget(u64);
+
+impl Budget {
+    fn take(&mut self, n: u64) -> bool {
+        match self.0.checked_sub(n) {
+            Some(left) => {
+                self.0 = left;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Whether the tree at `dir` fits in the budget (links are not followed; the walk stops as
+/// soon as it does not).
+fn size_within(dir: &Path, budget: &mut Budget) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return true };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            if !size_within(&entry.path(), budget) {
+                return false;
+            }
+        } else {
+            use std::os::unix::fs::MetadataExt;
+            if !budget.take(meta.blocks() * 512) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Copies a directory source (an admin's), links as links, skipping build output and
+/// anything that is not a file, folder or link; stops past the budget.
+fn copy_tree(from: &Path, to: &Path, budget: &mut Budget) -> std::io::Result<usize> {
+    std::fs::create_dir_all(to)?;
+    let mut n = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if SKIPPED.iter().any(|s| name == *s) {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let target = to.join(&name);
+        if kind.is_dir() {
+            n += copy_tree(&entry.path(), &target, budget)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+            n += 1;
+        } else if kind.is_file() {
+            if !budget.take(entry.metadata()?.len()) {
+                return Err(std::io::Error::other("the source is larger than the build disk limit"));
+            }
+            std::fs::copy(entry.path(), &target)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A git URL as it may be shown in a log: without a password or token in it.
+pub fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, path)) if authority.contains('@') => {
+                format!("{scheme}://•••@{}/{path}", authority.rsplit_once('@').map_or(authority, |(_, h)| h))
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn credentials_never_reach_the_build_log() {
+        assert_eq!(without_credentials("https://user:tok3n@github.com/a/b.git"), "https://•••@github.com/a/b.git");
+        assert_eq!(without_credentials("https://github.com/a/b.git"), "https://github.com/a/b.git");
+        assert_eq!(without_credentials("git@github.com:a/b.git"), "git@github.com:a/b.git");
+    }
+
+    #[test]
+    fn the_tree_copy_skips_build_output_and_vcs_and_stops_past_its_budget() {
+        let base = std::env::temp_dir().join(format!("rh-copy-{}", std::process::id()));
+        let src = base.join("src");
+        std::fs::create_dir_all(src.join("node_modules/x")).unwrap();
+        std::fs::create_dir_all(src.join("lib")).unwrap();
+        std::fs::write(src.join("lib/a.txt"), "a").unwrap();
+        std::fs::write(src.join("node_modules/x/b"), "b").unwrap();
+        assert_eq!(copy_tree(&src, &base.join("dst"), &mut Budget(1024)).unwrap(), 1);
+        assert!(base.join("dst/lib/a.txt").is_file());
+        assert!(!base.join("dst/node_modules").exists());
+        std::fs::write(src.join("lib/big"), vec![0u8; 4096]).unwrap();
+        assert!(copy_tree(&src, &base.join("dst2"), &mut Budget(1024)).is_err());
+        assert!(!size_within(&src, &mut Budget(1024)), "4 KiB do not fit in 1 KiB");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

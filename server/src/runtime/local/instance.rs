@@ -1,0 +1,215 @@
+//! One running instance: started in its sandbox, supervised (restarted with back-off per its
+//! policy), probed for readiness, measured, and stopped — SIGTERM to its main process, then
+//! after the grace period SIGKILL to everything its unit holds.
+
+use super::{isolation::Unit, Local};
+use crate::{
+    logs::LogSink,
+    runtime::{
+        net,
+        sandbox::{network::NetLease, Launch},
+        InstanceEvent, InstanceSpec,
+    },
+};
+use app::{deployments::Stream, infra::live::Endpoint, services::RestartPolicy};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+/// How long a stopped process has between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A process up this long has its back-off reset.
+const STABLE: Duration = Duration::from_secs(60);
+/// A process that neither listens nor has a health check counts as ready once it has run this long.
+const WORKER_SETTLE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum State {
+    Running { since: Instant },
+    Restarting,
+    Gone(String),
+}
+
+pub(super) struct Ctl {
+    pub spec: InstanceSpec,
+    pub endpoint: Endpoint,
+    /// The network stays up while the instance exists.
+    pub _network: Option<NetLease>,
+    pub stop: CancellationToken,
+    pub state: watch::Sender<State>,
+    pub done: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The unit of the current run, for measuring it.
+    pub unit: Mutex<Option<Arc<Unit>>>,
+}
+
+/// What the supervisor runs each time.
+pub(super) struct Plan {
+    pub launch: Launch,
+    pub memory_mb: i32,
+}
+
+impl Local {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn supervise(
+        self: Arc<Self>,
+        ctl: Arc<Ctl>,
+        plan: Plan,
+        logs: LogSink,
+        events: mpsc::UnboundedSender<InstanceEvent>,
+        first: oneshot::Sender<Result<(), String>>,
+    ) {
+        let id = ctl.spec.instance_id;
+        let replica = Some(ctl.spec.replica);
+        let policy = ctl.spec.spec.restart_policy;
+        let max = ctl.spec.spec.restart_max.max(0) as u32;
+        let mut first = Some(first);
+        let mut restarts = 0u32;
+        let mut backoff = Duration::from_secs(1);
+        let gone = |reason: String, code: Option<i32>, stopped: bool| {
+            ctl.state.send_replace(State::Gone(reason.clone()));
+            let _ = events.send(InstanceEvent::Exited { instance_id: id, exit_code: code, reason, stopped });
+        };
+        loop {
+            let run = self.run(plan.launch.clone(), logs.stream(Stream::Stdout, replica), logs.stream(Stream::Stderr, replica), None).await;
+            let mut running = match run {
+                Ok(running) => running,
+                Err(reason) => {
+                    logs.system(&reason).await;
+                    if let Some(f) = first.take() {
+                        let _ = f.send(Err(reason.clone()));
+                    }
+                    gone(reason, None, false);
+                    return;
+                }
+            };
+            let pid = running.pid;
+            *ctl.unit.lock().unwrap_or_else(|e| e.into_inner()) = Some(running.unit.clone());
+            let started = Instant::now();
+            ctl.state.send_replace(State::Running { since: started });
+            let _ = events.send(InstanceEvent::Started { instance_id: id, pid: pid as u32 });
+            if let Some(f) = first.take() {
+                let _ = f.send(Ok(()));
+            }
+            let status = tokio::select! {
+                s = running.child.wait() => Some(s),
+                _ = ctl.stop.cancelled() => None,
+            };
+            let stopped = status.is_none();
+            if stopped {
+                running.unit.terminate(pid);
+                if tokio::time::timeout(GRACE, running.child.wait()).await.is_err() {
+                    logs.system(&format!("Still running {}s after SIGTERM: killed", GRACE.as_secs())).await;
+                }
+            }
+            // Whatever the process left behind (daemons, orphans) ends with it.
+            *ctl.unit.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let oom = running.finish().await;
+            if stopped {
+                gone("Stopped".into(), None, true);
+                return;
+            }
+            let status = status.and_then(Result::ok);
+            let code = status.and_then(|s| s.code());
+            let how = if oom { format!("out of memory ({} MB limit)", plan.memory_mb) } else { describe_exit(status.as_ref()) };
+            if started.elapsed() > STABLE {
+                backoff = Duration::from_secs(1);
+            }
+            let restart = match policy {
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => code != Some(0) && restarts < max,
+                RestartPolicy::Always => true,
+            };
+            if !restart || ctl.stop.is_cancelled() {
+                let reason = if restarts > 0 { format!("{how} after {restarts} restarts") } else { how };
+                logs.system(&reason).await;
+                gone(reason, code, ctl.stop.is_cancelled());
+                return;
+            }
+            restarts += 1;
+            logs.system(&format!("{how}; restarting in {}s (restart {restarts})", backoff.as_secs())).await;
+            ctl.state.send_replace(State::Restarting);
+            let _ = events.send(InstanceEvent::Restarting { instance_id: id, exit_code: code, restart_in: backoff });
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = ctl.stop.cancelled() => {
+                    gone("Stopped".into(), code, true);
+                    return;
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    pub(super) async fn wait_ready(&self, ctl: Arc<Ctl>, deadline: Instant) -> Result<(), String> {
+        let s = &ctl.spec.spec;
+        let is_db = s.source_kind == app::services::SourceKind::Database;
+        let health = s.healthcheck_path.clone().filter(|_| !is_db);
+        let worker_ok = health.is_none() && s.port.is_none() && !is_db;
+        let mut state = ctl.state.subscribe();
+        let mut last = String::from("no answer yet");
+        loop {
+            let current = state.borrow_and_update().clone();
+            match current {
+                State::Gone(reason) => return Err(format!("The process ended before it was ready: {reason}")),
+                State::Running { since } => match &health {
+                    Some(path) => match http_status(&ctl.endpoint, path).await {
+                        Ok(code) if (200..400).contains(&code) => return Ok(()),
+                        Ok(code) => last = format!("it answered {code}"),
+                        Err(e) => last = e,
+                    },
+                    None => {
+                        if net::connect(&ctl.endpoint).await.is_ok() {
+                            return Ok(());
+                        }
+                        if worker_ok && since.elapsed() >= WORKER_SETTLE {
+                            return Ok(());
+                        }
+                    }
+                },
+                State::Restarting => {}
+            }
+            if Instant::now() >= deadline {
+                let secs = s.healthcheck_timeout_secs;
+                return Err(match &health {
+                    Some(path) => format!("The health check GET {path} did not succeed within {secs}s ({last})."),
+                    None => format!("The process did not listen on its PORT ({}) within {secs}s.", ctl.endpoint.addr.port()),
+                });
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), state.changed()).await;
+        }
+    }
+}
+
+fn describe_exit(status: Option<&std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("The process exited with code {c}"),
+            (None, Some(sig)) => format!("The process was killed by signal {sig}"),
+            _ => "The process ended".into(),
+        },
+        None => "The process ended".into(),
+    }
+}
+
+/// The status code of `GET path` (HTTP/1.1, no body read).
+async fn http_status(ep: &Endpoint, path: &str) -> Result<u16, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = net::connect(ep).await.map_err(|_| "not listening".to_string())?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: roundhouse-health\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut head = [0u8; 64];
+        let n = s.read(&mut head).await.map_err(|e| e.to_string())?;
+        let line = String::from_utf8_lossy(&head[..n]);
+        line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| "not an HTTP answer".to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt).await.map_err(|_| "timed out".to_string())?
+}

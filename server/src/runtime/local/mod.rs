@@ -1,0 +1,521 @@
+//! The local runtime: every build and instance is a supervised process tree on this machine,
+//! in a sandbox of its own (`runtime::sandbox`) — the project's uid, the environment's
+//! network, a cgroup with the service's limits — with its output captured line by line.
+//!
+//! Everything it starts carries `ROUNDHOUSE_RUNTIME_ID=<id of this data folder>` and lives in
+//! a cgroup under `roundhouse-<id>`, so whatever a crashed platform left behind is found and
+//! stopped (`recover`).
+
+mod build;
+mod database;
+mod instance;
+mod isolation;
+mod pump;
+mod run;
+mod stage;
+
+use super::{
+    sandbox::{
+        self,
+        cgroup::{CgroupRoot, Limits},
+        identity::Identities,
+        network::Networks,
+        probe, Launch, Mount, Sandbox,
+    },
+    procfs, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, Usage,
+};
+use crate::logs::LogSink;
+use app::{
+    infra::{live::Endpoint, Admission, Config, SandboxMode},
+    services::{Service, SourceKind},
+};
+use instance::{Ctl, Plan, State};
+use isolation::{Host, Isolation};
+use sqlx::PgPool;
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    ops::Deref,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// What the local runtime is configured with (from `Config`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub sandbox: SandboxMode,
+    pub uids: (u32, u32),
+    pub outbound: bool,
+    pub build_limits: Limits,
+    pub build_disk_bytes: u64,
+    /// The `roundhouse` binary static sites are served with (`serve-static`); this process's
+    /// own when unset.
+    pub platform_exe: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            data_dir: c.data_dir.clone(),
+            sandbox: c.sandbox,
+            uids: c.sandbox_uids,
+            outbound: c.sandbox_outbound,
+            build_limits: Limits { memory_bytes: u64::from(c.build_memory_mb) << 20, cpu_millis: c.build_cpu_millis, pids: 1024 },
+            build_disk_bytes: c.build_disk_mb << 20,
+            platform_exe: None,
+        }
+    }
+}
+
+pub struct LocalRuntime(Arc<Local>);
+
+impl Deref for LocalRuntime {
+    type Target = Local;
+    fn deref(&self) -> &Local {
+        &self.0
+    }
+}
+
+pub struct Local {
+    root: PathBuf,
+    /// Where host files are mounted for sandboxes (`stage`), unmounted at shutdown.
+    stage_dir: PathBuf,
+    settings: Settings,
+    isolation: Isolation,
+    admission: Admission,
+    tag: String,
+    instances: Mutex<HashMap<Uuid, Arc<Ctl>>>,
+    last_cpu: Mutex<HashMap<Uuid, (u64, Instant)>>,
+}
+
+/// The names a runtime's resources have on this machine, all derived from its data folder.
+struct Names {
+    id: String,
+    root: PathBuf,
+}
+
+impl Names {
+    fn of(data_dir: &Path) -> std::io::Result<Self> {
+        let root = super::runtime_dir(data_dir);
+        std::fs::create_dir_all(&root)?;
+        let root = root.canonicalize()?;
+        use sha2::{Digest, Sha256};
+        let id = hex::encode(&Sha256::digest(root.to_string_lossy().as_bytes())[..8]);
+        Ok(Names { id, root })
+    }
+    fn tag(&self) -> (String, String) {
+        ("ROUNDHOUSE_RUNTIME_ID".into(), self.id.clone())
+    }
+    fn cgroup(&self) -> String {
+        format!("roundhouse-{}", self.id)
+    }
+    fn run_dir(&self) -> PathBuf {
+        PathBuf::from("/run/roundhouse").join(&self.id)
+    }
+    fn netns_dir(&self) -> PathBuf {
+        self.run_dir().join("netns")
+    }
+    /// Read-only views of host files the sandbox shows (the toolchain, the platform's binary),
+    /// mounted where bubblewrap, running as a project's uid, can reach them. One per platform
+    /// process, so replicas sharing a data folder never unmount each other's.
+    fn stage_dir(&self) -> PathBuf {
+        self.run_dir().join(format!("stage-{}", std::process::id()))
+    }
+
+    /// Stage folders of platform processes that are gone.
+    fn stale_stages(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.run_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let pid: i32 = name.strip_prefix("stage-")?.parse().ok()?;
+                (pid != std::process::id() as i32 && !procfs::alive(pid)).then(|| e.path())
+            })
+            .collect()
+    }
+}
+
+impl LocalRuntime {
+    /// A runtime keeping its builds and volumes under `<data_dir>/runtime`. With the sandbox on,
+    /// it checks at once that the sandbox works here; if not, it runs nothing and `admission`
+    /// says why.
+    pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
+        let names = Names::of(&settings.data_dir)?;
+        for sub in ["builds", "volumes", "homes", "etc"] {
+            std::fs::create_dir_all(names.root.join(sub))?;
+        }
+        // Projects' uids may pass through (not list) the runtime's folders: bubblewrap, running
+        // as one of them, mounts its own folders from there.
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [names.root.clone(), names.root.join("builds"), names.root.join("volumes"), names.root.join("homes"), names.root.join("etc")] {
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
+        }
+        let exe = match &settings.platform_exe {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe()?,
+        };
+        let (isolation, admission) = match settings.sandbox {
+            SandboxMode::Off => {
+                let base_env = ["PATH", "HOME", "LANG", "TZ", "CARGO_HOME", "RUSTUP_HOME", "USER"]
+                    .into_iter()
+                    .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+                    .collect();
+                let host = Host { tag: names.tag(), base_env, static_server: format!("{} serve-static .", build::shell_quote(&exe.to_string_lossy())) };
+                (Isolation::Host(host), Admission::AdminsOnly)
+            }
+            SandboxMode::On => match sandbox_here(&settings, &names, db, exe) {
+                Ok(s) => (Isolation::Sandboxed(s), Admission::Everyone),
+                Err(problems) => {
+                    let why = problems.join("; ");
+                    tracing::error!(missing = %why, "the sandbox cannot be set up on this machine: deployments are refused");
+                    (Isolation::Unavailable(why.clone()), Admission::Nobody(why))
+                }
+            },
+        };
+        let tag = format!("{}={}", names.tag().0, names.tag().1);
+        Ok(LocalRuntime(Arc::new(Local {
+            stage_dir: names.stage_dir(),
+            root: names.root,
+            settings,
+            isolation,
+            admission,
+            tag,
+            instances: Mutex::new(HashMap::new()),
+            last_cpu: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    /// Who may deploy, given what the sandbox can do here.
+    pub fn admission(&self) -> Admission {
+        self.admission.clone()
+    }
+
+    /// The `KEY=value` entry that marks this runtime's processes.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Units (builds, instances) with a live process right now.
+    pub fn live_units(&self) -> Vec<String> {
+        match &self.isolation {
+            Isolation::Sandboxed(_) => Self::live_units_of(&self.settings.data_dir),
+            _ => procfs::tagged(&self.tag).into_iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// The sandboxed units with a live process of the runtime on `data_dir` (any process's).
+    pub fn live_units_of(data_dir: &Path) -> Vec<String> {
+        let Ok(names) = Names::of(data_dir) else { return Vec::new() };
+        let Ok(root) = CgroupRoot::open(Path::new("/sys/fs/cgroup"), &names.cgroup()) else { return Vec::new() };
+        let mut live: Vec<String> = root.units().into_iter().filter(|u| root.existing(u).is_some_and(|c| !c.is_empty())).collect();
+        live.sort();
+        live
+    }
+
+    /// The host uid of a project's sandbox.
+    pub async fn project_uid(&self, project: Uuid) -> Result<u32, String> {
+        self.uid(project).await
+    }
+
+    /// After the reconciler stopped everything (the platform is shutting down): takes down
+    /// the networks and the staged mounts this process made on the host (not another
+    /// replica's).
+    pub fn release_host_resources(&self) {
+        if let Isolation::Sandboxed(s) = &self.isolation {
+            s.networks().release_all();
+        }
+        stage::Stage::new(self.stage_dir.clone()).remove();
+    }
+
+    /// The limits the kernel enforces on a unit of the runtime on `data_dir` (`i-<instance>`,
+    /// `b-<deployment>`), while it exists.
+    pub fn unit_limits(data_dir: &Path, unit: &str) -> Option<Limits> {
+        let names = Names::of(data_dir).ok()?;
+        CgroupRoot::open(Path::new("/sys/fs/cgroup"), &names.cgroup()).ok()?.existing(unit)?.limits()
+    }
+
+    /// Kills and removes everything a runtime on `data_dir` ever made on this machine —
+    /// processes, cgroups, networks — without a database. For tests that end, and for tools.
+    pub fn destroy(data_dir: &Path) {
+        let Ok(names) = Names::of(data_dir) else { return };
+        let tag = format!("{}={}", names.tag().0, names.tag().1);
+        for pid in procfs::tagged(&tag) {
+            procfs::signal(pid, libc::SIGKILL);
+        }
+        if let Ok(root) = CgroupRoot::open(Path::new("/sys/fs/cgroup"), &names.cgroup()) {
+            root.destroy();
+        }
+        if let Ok(nets) = Networks::new(names.netns_dir(), None, names.tag()) {
+            nets.destroy_all();
+        }
+        stage::Stage::new(names.stage_dir()).remove();
+        for stale in names.stale_stages() {
+            stage::Stage::new(stale).remove();
+        }
+        let _ = std::fs::remove_dir(names.netns_dir());
+        let _ = std::fs::remove_dir(names.run_dir());
+    }
+}
+
+/// The sandbox, if every piece of it works here; otherwise what is missing.
+fn sandbox_here(settings: &Settings, names: &Names, db: PgPool, exe: PathBuf) -> Result<Sandbox, Vec<String>> {
+    let (bwrap, slirp) = probe::programs(settings.outbound)?;
+    let mut problems = Vec::new();
+    if let Some(closed) = probe::closed_ancestor(&names.root) {
+        problems.push(format!(
+            "the sandbox's processes cannot reach {} because {} is closed to other users: make it traversable (chmod o+x {}) or move ROUNDHOUSE_DATA_DIR",
+            names.root.display(),
+            closed.display(),
+            closed.display()
+        ));
+    }
+    for stale in names.stale_stages() {
+        stage::Stage::new(stale).remove();
+    }
+    let staged = stage::Stage::new(names.stage_dir());
+    let exe = staged.file("roundhouse", &exe).map_err(|e| vec![format!("cannot show the platform's binary to sandboxes ({e})")])?;
+    let toolchain = rust_toolchain().and_then(|t| match staged.dir("rust", &t) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, toolchain = %t.display(), "the Rust toolchain cannot be shown to sandboxes: Rust builds will not find cargo");
+            None
+        }
+    });
+    let cgroups = CgroupRoot::open(Path::new("/sys/fs/cgroup"), &names.cgroup()).map_err(|e| problems.push(e)).ok();
+    // The last uid of the range: the one given to a project last, if ever.
+    if let Err(e) = probe::trial_run(&bwrap, settings.uids.1) {
+        problems.push(e);
+    }
+    let networks = match Networks::new(names.netns_dir(), slirp, names.tag()) {
+        Ok(n) => {
+            // A network made and taken down: namespaces (and the uplink) work here.
+            match n.acquire(Uuid::nil()) {
+                Ok(lease) => drop(lease),
+                Err(e) => problems.push(e),
+            }
+            Some(n)
+        }
+        Err(e) => {
+            problems.push(format!("cannot keep network namespaces in {} ({e})", names.netns_dir().display()));
+            None
+        }
+    };
+    if !problems.is_empty() {
+        staged.remove();
+    }
+    match (cgroups, networks) {
+        (Some(cgroups), Some(networks)) if problems.is_empty() => Ok(Sandbox::new(
+            bwrap,
+            cgroups,
+            networks,
+            Identities::new(db, settings.uids),
+            names.root.join("etc"),
+            settings.outbound,
+            exe,
+            toolchain,
+            names.tag(),
+        )),
+        _ => Err(problems),
+    }
+}
+
+/// Writes a private file (mode 0600) for a process of the runtime into a folder its project's
+/// uid owns: whatever is at that name (a link the project left, say) is replaced, never followed.
+fn sandbox_file(path: &Path, body: &[u8], owner: Option<u32>) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    if let Some(uid) = owner {
+        std::os::unix::fs::fchown(&f, Some(uid), Some(uid))?;
+    }
+    f.write_all(body)
+}
+
+/// The sysroot of the Rust toolchain the platform's user has, offered read-only to builds.
+fn rust_toolchain() -> Option<PathBuf> {
+    let out = std::process::Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    (out.status.success() && dir.join("bin/cargo").is_file()).then_some(dir)
+}
+
+impl Local {
+    async fn uid(&self, project: Uuid) -> Result<u32, String> {
+        match &self.isolation {
+            Isolation::Sandboxed(s) => s.uid(project).await,
+            // SAFETY: geteuid has no preconditions.
+            _ => Ok(unsafe { libc::geteuid() }),
+        }
+    }
+
+    fn instance_limits(&self, s: &Service) -> Limits {
+        Limits { memory_bytes: (s.memory_mb.max(16) as u64) << 20, cpu_millis: s.cpu_millis.max(10) as u32, pids: s.max_processes.max(16) as u32 }
+    }
+
+    fn ctl(&self, id: Uuid) -> Option<Arc<Ctl>> {
+        self.instances.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    async fn stop_instance(&self, instance_id: Uuid) {
+        let Some(ctl) = self.ctl(instance_id) else { return };
+        ctl.stop.cancel();
+        let task = ctl.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.instances.lock().unwrap_or_else(|e| e.into_inner()).remove(&instance_id);
+        self.last_cpu.lock().unwrap_or_else(|e| e.into_inner()).remove(&instance_id);
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for LocalRuntime {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn recover(&self) -> anyhow::Result<usize> {
+        let found = procfs::tagged(&self.tag);
+        for &pid in &found {
+            procfs::signal(pid, libc::SIGKILL);
+        }
+        let mut cleaned = found.len();
+        if let Isolation::Sandboxed(s) = &self.isolation {
+            let (cgroups, networks) = (s.cgroups().clone(), s.networks().clone());
+            cleaned += tokio::task::spawn_blocking(move || cgroups.clear() + networks.destroy_all()).await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while found.iter().any(|&p| procfs::alive(p)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(cleaned)
+    }
+
+    async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String> {
+        // A build that fails, is cancelled or is dropped (past its deadline) leaves no folder:
+        // only a build that ran can be rolled back to.
+        struct Discard(Option<PathBuf>);
+        impl Drop for Discard {
+            fn drop(&mut self) {
+                if let Some(dir) = self.0.take() {
+                    std::thread::spawn(move || std::fs::remove_dir_all(dir));
+                }
+            }
+        }
+        let mut discard = Discard(Some(self.build_dir(job.deployment_id)));
+        let built = self.build_job(job, logs, cancel).await;
+        if built.is_ok() {
+            discard.0 = None;
+        }
+        built
+    }
+
+    fn has_artifact(&self, artifact: &str) -> bool {
+        let p = Path::new(artifact);
+        p.starts_with(&self.root) && p.is_dir()
+    }
+
+    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String> {
+        let s = &spec.spec;
+        let is_db = s.source_kind == SourceKind::Database;
+        let network = self.isolation.network(s.environment_id).await?;
+        let port = if is_db { spec.private_port } else { self.isolation.free_port(network.as_ref()).await? };
+        let mut env = spec.env.clone();
+        env.insert("PORT".into(), port.to_string());
+        let mut volume = None;
+        if let (Some(path), false) = (&s.volume_path, is_db) {
+            let mount = Mount { host: self.volume_dir(s.id).join("data"), at: path.clone(), writable: true };
+            env.insert("ROUNDHOUSE_VOLUME_MOUNT_PATH".into(), self.isolation.visible(&mount));
+            volume = Some(mount);
+        }
+        let (workdir, script) = if is_db {
+            (self.database_mount(&spec), self.database_command(&spec, &logs).await?)
+        } else {
+            let artifact = PathBuf::from(&spec.artifact);
+            let start = std::fs::read_to_string(artifact.join(build::START_FILE)).map_err(|_| "The build of this deployment is gone: deploy again.".to_string())?;
+            (Mount { host: artifact.join("app"), at: sandbox::APP_DIR.into(), writable: false }, start)
+        };
+        let plan = Plan {
+            launch: Launch {
+                unit: format!("i-{}", spec.instance_id),
+                project: s.project_id,
+                environment: s.environment_id,
+                workdir,
+                home: self.home_dir(s.id),
+                volume,
+                script,
+                env,
+                limits: self.instance_limits(s),
+                stdin: false,
+                refuses_root: is_db && s.source == "postgres",
+            },
+            memory_mb: s.memory_mb,
+        };
+        let endpoint = Endpoint { network: network.as_ref().map(|n| n.path().to_string()), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        let ctl = Arc::new(Ctl {
+            spec: spec.clone(),
+            endpoint: endpoint.clone(),
+            _network: network,
+            stop: CancellationToken::new(),
+            state: watch::channel(State::Restarting).0,
+            done: Mutex::new(None),
+            unit: Mutex::new(None),
+        });
+        self.instances.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.instance_id, ctl.clone());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(self.0.clone().supervise(ctl.clone(), plan, logs, events, tx));
+        *ctl.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        match rx.await {
+            Ok(Ok(())) => Ok(endpoint),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("The instance supervisor ended before the process started.".into()),
+        }
+    }
+
+    async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), String> {
+        let ctl = self.ctl(instance_id).ok_or("The instance is gone.")?;
+        self.wait_ready(ctl, deadline).await
+    }
+
+    async fn stop(&self, instance_id: Uuid) {
+        self.stop_instance(instance_id).await
+    }
+
+    fn usage(&self) -> Vec<(Uuid, Usage)> {
+        let ctls: Vec<Arc<Ctl>> = self.instances.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut last = self.last_cpu.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        ctls.iter()
+            .filter_map(|c| {
+                let unit = c.unit.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+                let (nanos, bytes) = unit.usage();
+                let id = c.spec.instance_id;
+                let cpu = match last.insert(id, (nanos, now)) {
+                    Some((n0, at)) if nanos >= n0 => {
+                        let secs = now.duration_since(at).as_secs_f64().max(0.001);
+                        ((nanos - n0) as f64 / 1e9 / secs * 100.0) as f32
+                    }
+                    _ => 0.0,
+                };
+                Some((id, Usage { cpu_percent: cpu, memory_bytes: bytes }))
+            })
+            .collect()
+    }
+
+    async fn private_listener(&self, environment_id: Uuid, port: u16) -> Result<PrivateListener, String> {
+        let network = self.isolation.network(environment_id).await?;
+        let listener = super::net::listen(network.as_ref().map(|n| n.path()), SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .map_err(|e| format!("Cannot listen on the private port {port}: {e}"))?;
+        Ok(PrivateListener { listener, hold: Box::new(network) })
+    }
+}
