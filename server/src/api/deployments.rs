@@ -101,7 +101,8 @@ pub struct LogQuery {
     /// Only lines containing this text (case-insensitive).
     pub search: Option<String>,
     /// Stream: stored lines, then new ones as they come, as server-sent events (`event: line`,
-    /// data: a LogLine). `status` events tell the deployment's state changes.
+    /// `id`: the line id, data: a LogLine). `status` events tell the deployment's state changes.
+    /// A reconnecting client's `Last-Event-ID` header resumes after that line.
     pub follow: Option<bool>,
     /// `text` for a plain-text download.
     pub format: Option<String>,
@@ -109,12 +110,22 @@ pub struct LogQuery {
 
 /// A deployment's build and runtime logs, secrets redacted.
 #[utoipa::path(get, path = "/deployments/{id}/logs", tag = "deployments", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Deployment id"), LogQuery),
+    params(("id" = Uuid, Path, description = "Deployment id"), LogQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this line id (sent by a reconnecting EventSource); wins over `after`")),
     responses((status = 200, body = Vec<LogLine>, description = "JSON lines; text/event-stream with follow=true; text/plain with format=text"),
         (status = 404, body = ErrorBody)))]
-pub async fn logs(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>, ApiQuery(q): ApiQuery<LogQuery>) -> Result<Response, AppError> {
+pub async fn logs(
+    State(state): State<AppState>,
+    Caller(auth): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, AppError> {
     let d = service::get(&state.db, auth.user.id, id).await?;
-    let after = q.after.unwrap_or(0).max(0);
+    // A browser's EventSource reconnecting says where it was with `Last-Event-ID` (each line
+    // event's id is its line id): that wins over the `after` it first connected with.
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+    let after = resume.or(q.after).unwrap_or(0).max(0);
     if q.follow.unwrap_or(false) {
         return Ok(follow(state, d, after, q.search));
     }

@@ -465,3 +465,73 @@ async fn killing_the_platform_mid_deploy_converges_with_no_orphan_and_no_duplica
     second.terminate();
     assert!(units().is_empty(), "left after shutdown: {:?}", units());
 }
+
+/// Requests through the proxy, four at a time, until `stop`: every answer's status and body.
+fn hammer(app: &TestApp, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<Vec<(StatusCode, String)>> {
+    let router = app.router.clone();
+    tokio::spawn(async move {
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let (router, stop) = (router.clone(), stop.clone());
+            workers.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let req = Request::builder().uri("/").header(header::HOST, "web.shop.localhost:3000").body(Body::empty()).unwrap();
+                    let resp = router.clone().oneshot(req).await.unwrap();
+                    let status = resp.status();
+                    let body = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).to_string();
+                    seen.push((status, body));
+                }
+                seen
+            }));
+        }
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        all
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_deployments_drops_no_request_and_sends_none_to_an_instance_not_ready() {
+    let app = TestApp::with_runtime().await;
+    let src = fixture_copy("1");
+    let s = setup(&app, &src, json!({})).await;
+    let v1 = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &v1, &["running"]).await;
+    until_proxy(&app, "/", |r| r.status == StatusCode::OK).await;
+    // Every later instance takes 1.5 s to get ready: traffic must wait for it.
+    set_var(&app, &s.token, &s.service, "READY_DELAY_MS", "1500", false).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answers = hammer(&app, stop.clone());
+    // A new version replaces the old one.
+    std::fs::write(src.join("VERSION"), "2").unwrap();
+    assert_eq!(upload(&app, &s.token, &s.service, targz(&src)).await.status, StatusCode::CREATED);
+    let v2 = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &v2, &["running"]).await;
+    wait_for(&app, &s.token, &v1, &["removed"]).await;
+    let stats = app.via_proxy("web.shop.localhost", "/stats").await.body;
+    assert_eq!((stats["version"].as_str(), stats["early_requests"].as_i64()), (Some("2"), Some(0)), "{stats}");
+    // A rollback brings the first build back.
+    let r = app.post(&format!("/deployments/{v1}/rollback"), &s.token, json!({})).await;
+    let v3 = r.body["id"].as_str().unwrap().to_string();
+    wait_for(&app, &s.token, &v3, &["running"]).await;
+    wait_for(&app, &s.token, &v2, &["removed"]).await;
+    // A restart runs the same build in fresh instances.
+    let r = app.post(&format!("/deployments/{v3}/restart"), &s.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let v4 = r.body["id"].as_str().unwrap().to_string();
+    wait_for(&app, &s.token, &v4, &["running"]).await;
+    wait_for(&app, &s.token, &v3, &["removed"]).await;
+    let stats = app.via_proxy("web.shop.localhost", "/stats").await.body;
+    assert_eq!((stats["version"].as_str(), stats["early_requests"].as_i64()), (Some("1"), Some(0)), "{stats}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = answers.await.unwrap();
+
+    let bad: Vec<&(StatusCode, String)> = answers.iter().filter(|(st, body)| *st != StatusCode::OK || !body.starts_with("hello v")).collect();
+    assert!(bad.is_empty(), "{} of {} requests failed during the switches, e.g. {:?}", bad.len(), answers.len(), &bad[..bad.len().min(3)]);
+    assert!(answers.iter().any(|(_, b)| b.starts_with("hello v2")) && answers.iter().any(|(_, b)| b.starts_with("hello v1")));
+    assert!(answers.len() > 50, "a steady stream: {} requests", answers.len());
+}
