@@ -28,9 +28,15 @@ async function newPage() {
   const page = await browser.context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(e.message));
-  // Chromium logs every 4xx answer as a console error; those are expected (a refused form).
+  // Chromium logs every 4xx answer as a console error. A refused form (a server function
+  // under /api/ answering 4xx) is expected and checked by the test itself; any other (a
+  // missing asset, a page) is an error.
+  page.refusals = [];
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) page.errors.push(m.text());
+    if (m.type() !== 'error') return;
+    const url = m.location()?.url || '';
+    if (/status of 4\d\d/.test(m.text()) && new URL(url, server.url).pathname.startsWith('/api/')) page.refusals.push(url);
+    else page.errors.push(`${m.text()} ${url}`);
   });
   return page;
 }
@@ -80,6 +86,12 @@ test('register, verify, create a project, see it, sign out and back in', async (
 
   // Unverified: the dashboard says so, and creating a project is refused with that reason.
   await page.waitForSelector('text=Confirm your email address to create projects');
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.fill('input[name=name]', 'too-early');
+  await page.click('button:has-text("Create project")');
+  await page.waitForSelector('text=Verify your email address before creating projects');
+  assert.equal(await page.locator('[data-testid=project-list] li').count(), 0, 'no project was created');
+  assert.equal(page.refusals.length, 1, 'the one refused call');
   await verifyFromOutbox(page, email);
 
   await goto(page, '/dashboard');
@@ -122,7 +134,12 @@ test('a wrong password is refused with a message and no session', async () => {
   await signIn(page, server.admin.email, 'definitely-not-it');
   await page.waitForSelector('text=That email and password do not match an account.');
   assert.match(page.url(), /\/login/);
+  const cookies = await browser.context.cookies(server.url);
+  assert.deepEqual(cookies.filter((c) => c.name === 'rh_session'), [], 'no session cookie');
+  const me = await page.evaluate(async () => (await fetch('/api/v1/me')).status);
+  assert.equal(me, 401, 'and no session behind it');
   await page.screenshot({ path: `${SHOTS}login-error.png` });
+  assert.deepEqual(page.errors, []);
   await page.close();
 });
 
@@ -147,6 +164,7 @@ test('an admin suspends a user, who then cannot sign in', async () => {
   await signIn(page, email, password);
   await page.waitForSelector('text=This account is suspended');
   assert.match(page.url(), /\/login/);
+  assert.deepEqual(page.errors, []);
   await page.close();
 });
 
@@ -157,6 +175,7 @@ test('a signed-in non-admin gets 403 on /admin', async () => {
   const res = await page.goto(server.url + '/admin');
   assert.equal(res.status(), 403);
   await page.waitForSelector('text=This page is for administrators.');
+  assert.deepEqual(page.errors.filter((e) => !/status of 403/.test(e)), [], 'nothing failed but the refusal itself');
   await page.close();
 });
 
@@ -172,6 +191,7 @@ test('sign-in works without JavaScript (the form posts)', async () => {
   await page.waitForURL('**/account');
   await page.waitForSelector(`text=${server.admin.email}`);
   assert.equal(await page.getAttribute('body', 'data-hydrated'), null, 'the page never hydrated');
+  assert.deepEqual(page.errors.filter((e) => !/roundhouse\.js/.test(e)), [], 'nothing failed but the blocked bundle');
   await page.close();
 });
 

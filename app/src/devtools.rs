@@ -65,7 +65,11 @@ pub fn OutboxPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="mt-6 text-slate-400">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match mails.await {
-                        Err(e) => view! { <crate::ui::ErrorNote error=e/> }.into_any(),
+                        Err(e) => {
+                            // Outside dev mode the page does not exist (404), rather than say why.
+                            crate::ui::respond_with_status(&e);
+                            view! { <crate::ui::ErrorNote error=e/> }.into_any()
+                        }
                         Ok(list) if list.is_empty() => view! {
                             <crate::ui::EmptyState title="No mail yet" body="Register an account and its verification mail appears here."/>
                         }.into_any(),

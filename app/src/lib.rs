@@ -123,7 +123,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/services/:id") view=services::pages::ServicePage ssr=SsrMode::Async/>
                     <Route path=path!("/deployments/:id") view=deployments::pages::DeploymentPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=admin::pages::AdminPage/>
-                    <Route path=path!("/dev/mail") view=devtools::OutboxPage/>
+                    <Route path=path!("/dev/mail") view=devtools::OutboxPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <ui::ToastRegion/>

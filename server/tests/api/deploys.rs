@@ -191,7 +191,8 @@ async fn an_app_deploys_answers_through_the_proxy_and_its_logs_hide_secrets() {
         }
     }
     assert!(seen.contains("event: status\ndata: running"), "{seen}");
-    assert!(seen.contains("hello v1 starting"), "stored lines come first");
+    let stored = seen.find("hello v1 starting").expect("the stored lines");
+    assert!(stored < seen.find("burst line 0").unwrap(), "stored lines come first, then the new ones");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,6 +217,7 @@ async fn a_failing_health_check_fails_the_deployment_and_the_old_one_keeps_servi
     let s = setup(&app, &fixture(), json!({ "healthcheck_timeout_secs": 3 })).await;
     let first = deploy(&app, &s.token, &s.service).await;
     wait_for(&app, &s.token, &first, &["running"]).await;
+    let serving = until_proxy(&app, "/", |r| r.status == StatusCode::OK).await.text;
     set_var(&app, &s.token, &s.service, "UNHEALTHY", "1", false).await;
     let second = deploy(&app, &s.token, &s.service).await;
     let d = wait_for(&app, &s.token, &second, &["failed"]).await;
@@ -224,7 +226,7 @@ async fn a_failing_health_check_fails_the_deployment_and_the_old_one_keeps_servi
     let old = app.get(&format!("/deployments/{first}"), &s.token).await.body;
     assert_eq!(old["deployment"]["status"], "running");
     let r = app.via_proxy("web.shop.localhost", "/").await;
-    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!((r.status, &r.text), (StatusCode::OK, &serving), "the very instance that served before still serves");
     // Only the first deployment's instance is left: the failed one's unit is gone entirely.
     let instance: uuid::Uuid = sqlx::query_scalar("SELECT i.id FROM instances i WHERE i.deployment_id = $1::uuid AND i.state = 'healthy'")
         .bind(&first)
@@ -534,4 +536,143 @@ async fn switching_deployments_drops_no_request_and_sends_none_to_an_instance_no
     assert!(bad.is_empty(), "{} of {} requests failed during the switches, e.g. {:?}", bad.len(), answers.len(), &bad[..bad.len().min(3)]);
     assert!(answers.iter().any(|(_, b)| b.starts_with("hello v2")) && answers.iter().any(|(_, b)| b.starts_with("hello v1")));
     assert!(answers.len() > 50, "a steady stream: {} requests", answers.len());
+}
+
+/// The `boot` of the instance answering through a platform process (empty when none answers).
+async fn boot_via(p: &Platform) -> String {
+    let (code, body) = p.http("web.shop.localhost", "/").await;
+    if code != 200 {
+        return String::new();
+    }
+    body.rsplit(' ').next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_platform_replicas_share_one_database_and_the_survivor_takes_over() {
+    let app = TestApp::new().await;
+    let (dir, ports) = test_data_dir();
+    let _cleanup = RuntimeGuard { reconciler: None, dir: dir.clone() };
+    let s = setup(&app, &fixture(), json!({})).await;
+    // Two replicas on one database (and, here, one machine and data folder).
+    let mut first = Platform::start(&app, &dir, ports).await;
+    let second = Platform::start(&app, &dir, ports).await;
+    let doubled: i64 = sqlx::query_scalar("SELECT count(*) - count(DISTINCT version) FROM _sqlx_migrations").fetch_one(&app.db).await.unwrap();
+    assert_eq!(doubled, 0, "every migration ran once");
+
+    let d = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &d, &["running"]).await;
+    // One leads and runs the service; the other learns the routes through NOTIFY and routes too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let boot = loop {
+        let (a, b) = (boot_via(&first).await, boot_via(&second).await);
+        if !a.is_empty() && a == b {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "both replicas should route to the one instance: {a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The reconciler's advisory lock (0x526f756e6468) in this test's database.
+    let leaders: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 21103 AND objid = 1970168936 AND objsubid = 1
+           AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(leaders, 1, "one replica holds the reconciler's lock");
+
+    // The first (the leader: it started first) dies; the survivor takes over and converges on
+    // one instance of the running deployment, answering through itself.
+    first.kill_hard();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = boot_via(&second).await;
+        let units = server::runtime::local::LocalRuntime::live_units_of(&dir);
+        if !now.is_empty() && now != boot && units.len() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the survivor did not take over: {now:?} {units:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = app.get(&format!("/deployments/{d}"), &s.token).await.body;
+    assert_eq!(d["deployment"]["status"], "running");
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state <> 'stopped'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(live, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_a_new_database_migrate_it_once() {
+    let db = std::sync::Arc::new(TestDb::empty().await);
+    let app = TestApp::on(db, |_| {}, std::sync::Arc::new(app::infra::mail::OutboxOnly));
+    let (dir, ports) = test_data_dir();
+    let _cleanup = RuntimeGuard { reconciler: None, dir: dir.clone() };
+    let (a, b) = tokio::join!(Platform::start(&app, &dir, ports), Platform::start(&app, &dir, ports));
+    let (versions, distinct): (i64, i64) = sqlx::query_as("SELECT count(*), count(DISTINCT version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(versions, server::seed::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64);
+    assert_eq!(versions, distinct, "no migration ran twice");
+    for p in [&a, &b] {
+        assert_eq!(p.http("127.0.0.1", "/readyz").await.0, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_backs_off_doubling_and_gives_up_after_its_restart_limit() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, &fixture(), json!({ "restart_policy": "on_failure", "restart_max": 3 })).await;
+    set_var(&app, &s.token, &s.service, "CRASH_AT_START", "1", false).await;
+    let d = deploy(&app, &s.token, &s.service).await;
+    let failed = wait_for(&app, &s.token, &d, &["failed"]).await;
+    assert_eq!(failed["deployment"]["reason"], "The process ended before it was ready: The process exited with code 3 after 3 restarts");
+    let logs = logs_text(&app, &s.token, &d).await;
+    let restarts: Vec<&str> = logs.lines().filter_map(|l| l.split("[system] ").nth(1)).filter(|l| l.contains("restarting in")).collect();
+    assert_eq!(
+        restarts,
+        [
+            "The process exited with code 3; restarting in 1s (restart 1)",
+            "The process exited with code 3; restarting in 2s (restart 2)",
+            "The process exited with code 3; restarting in 4s (restart 3)",
+        ]
+    );
+    assert_eq!(logs.matches("crashing at start on purpose").count(), 4, "the first start and three restarts");
+    assert!(app.live_units().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, &fixture(), json!({})).await;
+    set_var(&app, &s.token, &s.service, "IGNORE_TERM", "1", false).await;
+    let d = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &d, &["running"]).await;
+    let r = app.post(&format!("/deployments/{d}/stop"), &s.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !logs_text(&app, &s.token, &d).await.contains("Still running 10s after SIGTERM: killed") || !app.live_units().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not killed after the grace period: {:?}", app.live_units());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_health_check_ready_means_listening_on_port() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, &fixture(), json!({ "healthcheck_path": "" })).await;
+    let d = deploy(&app, &s.token, &s.service).await;
+    let running = wait_for(&app, &s.token, &d, &["running"]).await;
+    let events: Vec<&str> = running["events"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert!(events.contains(&"1 instance(s) ready"), "{events:?}");
+    assert_eq!(app.via_proxy("web.shop.localhost", "/").await.status, StatusCode::OK);
+
+    // A web service (it has a port) that never listens fails within its timeout.
+    let idle = add_service(&app, &s.token, &s.project, "idle", &fixture(), json!({
+        "start_command": "sleep 600", "healthcheck_path": "", "port": 8080, "healthcheck_timeout_secs": 2,
+    }))
+    .await;
+    let d = deploy(&app, &s.token, &idle).await;
+    let failed = wait_for(&app, &s.token, &d, &["failed"]).await;
+    let reason = failed["deployment"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("The process did not listen on its PORT (") && reason.ends_with(") within 2s."), "{reason}");
 }

@@ -94,6 +94,19 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// A database with nothing in it, not even the migrations.
+    pub async fn empty() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin = admin_options();
+        let name = format!("roundhouse_t_{}_e{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut conn = admin.connect().await.unwrap();
+        conn.execute(&*format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
+        conn.execute(&*format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+        conn.close().await.unwrap();
+        let pool = PgPoolOptions::new().max_connections(4).connect_with(admin.clone().database(&name)).await.unwrap();
+        TestDb { pool, name, admin }
+    }
+
     /// The URL of this test's database, for a platform process of its own.
     pub fn url(&self) -> String {
         let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");

@@ -311,13 +311,17 @@ mod tests {
     fn the_tree_copy_skips_build_output_and_vcs_and_stops_past_its_budget() {
         let base = std::env::temp_dir().join(format!("rh-copy-{}", std::process::id()));
         let src = base.join("src");
-        std::fs::create_dir_all(src.join("node_modules/x")).unwrap();
         std::fs::create_dir_all(src.join("lib")).unwrap();
         std::fs::write(src.join("lib/a.txt"), "a").unwrap();
-        std::fs::write(src.join("node_modules/x/b"), "b").unwrap();
+        for skipped in SKIPPED {
+            std::fs::create_dir_all(src.join(skipped)).unwrap();
+            std::fs::write(src.join(skipped).join("inside"), "b").unwrap();
+        }
         assert_eq!(copy_tree(&src, &base.join("dst"), &mut Budget(1024)).unwrap(), 1);
         assert!(base.join("dst/lib/a.txt").is_file());
-        assert!(!base.join("dst/node_modules").exists());
+        for skipped in SKIPPED {
+            assert!(!base.join("dst").join(skipped).exists(), "{skipped} is not copied");
+        }
         std::fs::write(src.join("lib/big"), vec![0u8; 4096]).unwrap();
         assert!(copy_tree(&src, &base.join("dst2"), &mut Budget(1024)).is_err());
         assert!(!size_within(&src, &mut Budget(1024)), "4 KiB do not fit in 1 KiB");

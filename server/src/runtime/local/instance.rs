@@ -30,6 +30,29 @@ const STABLE: Duration = Duration::from_secs(60);
 /// A process that neither listens nor has a health check counts as ready once it has run this long.
 const WORKER_SETTLE: Duration = Duration::from_secs(3);
 
+/// The wait before each restart: 1 s, doubling up to 30 s; a process that stayed up for a
+/// minute starts again from 1 s.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_secs(1))
+    }
+}
+
+impl Backoff {
+    /// The wait before restarting a process that was up for `up_for`.
+    fn next(&mut self, up_for: Duration) -> Duration {
+        if up_for > STABLE {
+            self.0 = Duration::from_secs(1);
+        }
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+        wait
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum State {
     Running { since: Instant },
@@ -71,7 +94,7 @@ impl Local {
         let max = ctl.spec.spec.restart_max.max(0) as u32;
         let mut first = Some(first);
         let mut restarts = 0u32;
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Backoff::default();
         let gone = |reason: String, code: Option<i32>, stopped: bool| {
             ctl.state.send_replace(State::Gone(reason.clone()));
             let _ = events.send(InstanceEvent::Exited { instance_id: id, exit_code: code, reason, stopped });
@@ -118,9 +141,6 @@ impl Local {
             let status = status.and_then(Result::ok);
             let code = status.and_then(|s| s.code());
             let how = if oom { format!("out of memory ({} MB limit)", plan.memory_mb) } else { describe_exit(status.as_ref()) };
-            if started.elapsed() > STABLE {
-                backoff = Duration::from_secs(1);
-            }
             let restart = match policy {
                 RestartPolicy::Never => false,
                 RestartPolicy::OnFailure => code != Some(0) && restarts < max,
@@ -133,17 +153,17 @@ impl Local {
                 return;
             }
             restarts += 1;
-            logs.system(&format!("{how}; restarting in {}s (restart {restarts})", backoff.as_secs())).await;
+            let wait = backoff.next(started.elapsed());
+            logs.system(&format!("{how}; restarting in {}s (restart {restarts})", wait.as_secs())).await;
             ctl.state.send_replace(State::Restarting);
-            let _ = events.send(InstanceEvent::Restarting { instance_id: id, exit_code: code, restart_in: backoff });
+            let _ = events.send(InstanceEvent::Restarting { instance_id: id, exit_code: code, restart_in: wait });
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = ctl.stop.cancelled() => {
                     gone("Stopped".into(), code, true);
                     return;
                 }
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -212,4 +232,19 @@ async fn http_status(ep: &Endpoint, path: &str) -> Result<u16, String> {
         line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| "not an HTTP answer".to_string())
     };
     tokio::time::timeout(Duration::from_secs(5), attempt).await.map_err(|_| "timed out".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_doubling_to_thirty_seconds_and_start_over_after_a_minute_up() {
+        let mut b = Backoff::default();
+        let crashing = Duration::from_millis(200);
+        let waits: Vec<u64> = (0..7).map(|_| b.next(crashing).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(b.next(Duration::from_secs(61)).as_secs(), 1, "up for a minute: from 1 s again");
+        assert_eq!(b.next(crashing).as_secs(), 2);
+    }
 }

@@ -299,7 +299,7 @@ fn sandbox_here(settings: &Settings, names: &Names, db: PgPool, exe: PathBuf) ->
     let networks = match Networks::new(names.netns_dir(), slirp, names.tag()) {
         Ok(n) => {
             // A network made and taken down: namespaces (and the uplink) work here.
-            match n.acquire(Uuid::nil()) {
+            match n.acquire(Uuid::new_v4()) {
                 Ok(lease) => drop(lease),
                 Err(e) => problems.push(e),
             }
