@@ -676,3 +676,22 @@ async fn without_a_health_check_ready_means_listening_on_port() {
     let reason = failed["deployment"]["reason"].as_str().unwrap();
     assert!(reason.starts_with("The process did not listen on its PORT (") && reason.ends_with(") within 2s."), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phase_past_its_deadline_with_no_one_working_on_it_fails() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, &fixture(), json!({})).await;
+    // A deployment left deploying by a replica that is gone, its deadline passed.
+    let spec: serde_json::Value = app.get(&format!("/services/{}", s.service), &s.token).await.body;
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO deployments (service_id, number, status, trigger, spec, deadline)
+         VALUES ($1::uuid, 1, 'deploying', 'deploy', $2, now() - interval '1 second') RETURNING id",
+    )
+    .bind(&s.service)
+    .bind(&spec)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let d = wait_for(&app, &s.token, &id.to_string(), &["failed"]).await;
+    assert_eq!(d["deployment"]["reason"], "Its deadline passed with no progress");
+}
