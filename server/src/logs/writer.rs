@@ -19,8 +19,8 @@ use uuid::Uuid;
 /// The most lines, and (about) the most bytes of lines, stored in one transaction.
 pub(super) const BATCH_LINES: usize = 10_000;
 pub(super) const BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// With fewer lines than this waiting, the writer waits `GATHER` for more: a trickle is stored
-/// in fewer transactions. A flood always has more waiting, and is never held back.
+/// With fewer lines than this waiting, the writer waits `GATHER` for more, so a trickle is
+/// stored in fewer transactions; with more, it stores them at once.
 const GATHER_BELOW: usize = 256;
 const GATHER: Duration = Duration::from_millis(10);
 /// Attempts to store a batch before it is reported and dropped.

@@ -144,6 +144,9 @@ impl Networks {
 /// A new network namespace with its loopback up, bind-mounted at `path`.
 fn create_namespace(path: &Path) -> io::Result<()> {
     remove_namespace(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     std::fs::File::create(path)?;
     let target = CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
     // `unshare` changes only the calling thread: a thread of its own, gone afterwards.
