@@ -195,19 +195,44 @@ test('sign-in works without JavaScript (the form posts)', async () => {
   await page.close();
 });
 
-test('visitors browse templates and pricing, and Deploy asks them to sign in', async () => {
+test('a visitor finds a template, registers from its Deploy button, deploys it and opens its URL', async () => {
   await signOutEverywhere();
   const page = await newPage();
   await goto(page, '/templates');
-  await page.fill('input[name=q]', 'redis');
+  await page.fill('input[name=q]', 'static');
   await page.click('button:has-text("Apply")');
-  await page.waitForURL(/q=redis/);
+  await page.waitForURL(/q=static/);
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=template-list] li').length === 1);
-  await page.click('text=Redis');
-  await page.waitForURL('**/templates/redis');
-  await page.waitForSelector('text=REDIS_PASSWORD');
-  await page.click('text=Sign in to deploy');
-  await page.waitForURL(/\/login\?next=\/templates\/redis/);
+  await page.click('[data-testid=template-list] >> text=Static site');
+  await page.waitForURL('**/templates/static-site');
+  await page.waitForSelector('[data-testid=template-graph] [data-node=web]');
+  await page.screenshot({ path: `${SHOTS}template.png`, fullPage: true });
+  await page.click('[data-testid=deploy-template]');
+  await page.waitForURL(/\/register\?next=\/templates\/static-site\/deploy/);
+
+  // Register, confirm the email, and come back to the deploy.
+  const email = `gus-${Date.now()}@example.com`;
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.fill('input[name=name]', 'Gus');
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', 'gus password 123');
+  await page.click('button[type=submit]:has-text("Create account")');
+  await page.waitForURL('**/templates/static-site/deploy');
+  await verifyFromOutbox(page, email);
+  await goto(page, '/templates/static-site/deploy');
+  await page.fill('input[name=project_name]', 'site');
+  await page.screenshot({ path: `${SHOTS}template-deploy.png`, fullPage: true });
+  await page.click('[data-testid=deploy-form] button[type=submit]');
+  await page.waitForURL(/\/projects\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.locator('[data-service=web] [data-testid=status]:has-text("running")').waitFor({ timeout: 60_000 });
+
+  const app = await newPage();
+  const port = new URL(server.url).port;
+  await app.goto(`http://web.site.localhost:${port}/`);
+  assert.match(await app.textContent('h1'), /Your static site is live/);
+  await app.close();
+
   await goto(page, '/pricing');
   assert.equal(await page.locator('[data-testid=plan]').count(), 3);
   await page.screenshot({ path: `${SHOTS}pricing.png`, fullPage: true });

@@ -12,11 +12,13 @@ pub mod deployments;
 pub mod devtools;
 pub mod domain;
 pub mod error;
+pub mod graph;
 pub mod home;
 #[cfg(feature = "ssr")]
 pub mod infra;
 pub mod projects;
 pub mod services;
+pub mod templates;
 pub mod ui;
 pub mod variables;
 
@@ -112,6 +114,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/pricing") view=catalogue::pages::PricingPage/>
                     <Route path=path!("/templates") view=catalogue::pages::TemplatesPage/>
                     <Route path=path!("/templates/:slug") view=catalogue::pages::TemplatePage ssr=SsrMode::Async/>
+                    <Route path=path!("/templates/:slug/deploy") view=templates::pages::DeployTemplatePage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=auth::pages::LoginPage/>
                     <Route path=path!("/register") view=auth::pages::RegisterPage/>
                     <Route path=path!("/verify") view=auth::pages::VerifyPage/>

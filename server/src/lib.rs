@@ -3,6 +3,7 @@
 //! one axum router. `main.rs` adds configuration, the database and the listener.
 
 pub mod api;
+pub mod cli;
 pub mod logs;
 pub mod metrics;
 pub mod middleware;

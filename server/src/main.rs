@@ -8,11 +8,17 @@ use secrecy::ExposeSecret;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `roundhouse template validate FILE…`
+    if args.first().map(String::as_str) == Some("template") {
+        return server::cli::template(&args[1..]);
+    }
     if let Err(err) = run().await {
         eprintln!("roundhouse: {err:#}");
-        std::process::exit(1);
+        return std::process::ExitCode::FAILURE;
     }
+    std::process::ExitCode::SUCCESS
 }
 
 /// As many open files as the host allows: every proxied request and private connection
@@ -50,6 +56,7 @@ async fn run() -> anyhow::Result<()> {
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")?;
     server::seed::migrate(&db).await?;
+    server::seed::templates(&db).await?;
 
     let mail: Arc<dyn MailTransport> = match &config.smtp_url {
         Some(url) => Arc::new(Smtp::from_url(url, &config.mail_from)?),

@@ -13,7 +13,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -33,23 +33,21 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .find_map(auth::session_token_from_cookie_header)
 }
 
+/// The client's address: the socket peer, or — with `ROUNDHOUSE_TRUST_PROXY` on, behind exactly
+/// one reverse proxy of the operator's — the address that proxy appended to `X-Forwarded-For`.
+/// Only the rightmost entry is the proxy's word; everything left of it was sent by the client and
+/// could be anything, so it never decides the rate-limit key or the recorded address.
 fn client_ip(state: &AppState, req: &Request) -> String {
-    if state.config.trust_proxy {
-        if let Some(ip) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            return ip.to_string();
-        }
-    }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip());
+    let forwarded = if state.config.trust_proxy { appended_by_proxy(req.headers()) } else { None };
+    forwarded.or(peer).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// The rightmost `X-Forwarded-For` entry (of the last such header: repeated headers read as one
+/// comma-joined list), if it is an IP address (`ip` or `ip:port`).
+fn appended_by_proxy(headers: &HeaderMap) -> Option<IpAddr> {
+    let entry = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?.rsplit(',').next()?.trim();
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Resolves the caller once per request and stores it in the request extensions, where the
@@ -136,6 +134,7 @@ fn needs_sign_in(path: &str) -> bool {
         || path.starts_with("/services/")
         || path.starts_with("/deployments/")
         || path.starts_with("/admin/")
+        || (path.starts_with("/templates/") && path.ends_with("/deploy"))
 }
 
 fn percent_encode(s: &str) -> String {
@@ -200,8 +199,28 @@ mod tests {
     }
 
     #[test]
+    fn only_the_rightmost_forwarded_entry_counts_and_only_if_it_is_an_address() {
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(appended_by_proxy(&headers(&["6.6.6.6, 203.0.113.7"])), ip("203.0.113.7"));
+        assert_eq!(appended_by_proxy(&headers(&["6.6.6.6", "203.0.113.7"])), ip("203.0.113.7"));
+        assert_eq!(appended_by_proxy(&headers(&["2001:db8::1"])), ip("2001:db8::1"));
+        assert_eq!(appended_by_proxy(&headers(&["[2001:db8::1]:443"])), ip("2001:db8::1"));
+        assert_eq!(appended_by_proxy(&headers(&["203.0.113.7:5000"])), ip("203.0.113.7"));
+        assert_eq!(appended_by_proxy(&headers(&["203.0.113.7, unknown"])), None);
+        assert_eq!(appended_by_proxy(&headers(&["203.0.113.7,"])), None);
+        assert_eq!(appended_by_proxy(&headers(&[])), None);
+    }
+
+    #[test]
     fn dashboard_pages_need_sign_in_and_public_ones_do_not() {
-        for p in ["/dashboard", "/account", "/admin", "/projects/abc"] {
+        for p in ["/dashboard", "/account", "/admin", "/projects/abc", "/templates/redis/deploy"] {
             assert!(needs_sign_in(p), "{p}");
         }
         for p in ["/", "/pricing", "/templates", "/login", "/projectsx", "/administrator"] {

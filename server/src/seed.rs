@@ -13,6 +13,15 @@ pub async fn migrate(db: &sqlx::PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(db).await.context("applying database migrations")
 }
 
+/// Writes the bundled template catalogue (`templates/`): new and changed templates.
+pub async fn templates(db: &sqlx::PgPool) -> anyhow::Result<()> {
+    let changed = app::templates::store::sync_bundled(db).await.context("writing the bundled templates")?;
+    if changed > 0 {
+        tracing::info!(changed, "bundled templates written");
+    }
+    Ok(())
+}
+
 /// Creates the dev admin when the platform has no admin yet. Returns the credentials when
 /// they were just created.
 pub async fn dev_admin(state: &AppState) -> anyhow::Result<Option<(String, String)>> {

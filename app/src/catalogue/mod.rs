@@ -27,38 +27,6 @@ pub struct Plan {
     pub max_memory_mb: i32,
 }
 
-/// One service a template creates.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-pub struct TemplateService {
-    pub name: String,
-    pub source: String,
-    #[serde(default)]
-    pub image: Option<String>,
-    #[serde(default)]
-    pub engine: Option<String>,
-    #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub start: Option<String>,
-    #[serde(default)]
-    pub build: Option<String>,
-    #[serde(default)]
-    pub volume: Option<String>,
-    #[serde(default)]
-    pub healthcheck: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-pub struct TemplateVariable {
-    pub service: String,
-    pub name: String,
-    pub value: String,
-    #[serde(default)]
-    pub description: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema, sqlx::FromRow))]
 pub struct TemplateSummary {
@@ -67,36 +35,70 @@ pub struct TemplateSummary {
     pub name: String,
     pub summary: String,
     pub category: String,
+    pub tags: Vec<String>,
     pub deploy_count: i32,
     pub featured: bool,
 }
 
+/// One page of the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct TemplatePage {
+    pub templates: Vec<TemplateSummary>,
+    /// Templates matching the query, on every page.
+    pub total: i64,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+impl TemplatePage {
+    pub fn pages(&self) -> u32 {
+        (self.total.max(0) as u64).div_ceil(u64::from(self.per_page.max(1))) as u32
+    }
+}
+
+/// A template as its page shows it: the whole format ([`crate::templates::Spec`]) and what the
+/// platform makes of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Template {
     pub id: Uuid,
     pub slug: String,
     pub name: String,
     pub summary: String,
-    pub description: String,
     pub category: String,
-    pub services: Vec<TemplateService>,
-    pub variables: Vec<TemplateVariable>,
-    pub cpu_millis: i32,
-    pub memory_mb: i32,
+    pub tags: Vec<String>,
     pub deploy_count: i32,
     pub featured: bool,
+    /// The stored version of the template (a new one on every change).
+    pub version: i32,
+    /// The template file's content (see docs/templates.md).
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub spec: crate::templates::Spec,
+    /// The README rendered to HTML (raw HTML in it is shown as text).
+    pub readme_html: String,
+    /// The runtimes that can run it.
+    #[cfg_attr(feature = "ssr", schema(value_type = Vec<String>))]
+    pub runtimes: Vec<crate::templates::RuntimeKind>,
+    /// Why the local runtime cannot run it (empty when it can).
+    pub local_blockers: Vec<String>,
+    /// The first public plan with room for it (services, replicas, memory), if any.
+    pub plan: Option<String>,
 }
 
-/// How the catalogue is filtered and ordered.
+/// How the catalogue is filtered, ordered and paged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct TemplateQuery {
-    /// Words to find in the name or summary.
+    /// Words to find (full-text: name, tags, category, summary, README; word prefixes match).
     pub q: Option<String>,
     pub category: Option<String>,
-    /// `popular` (default), `name` or `new`.
+    /// `popular` (default: featured, then most deployed), `name` or `new`.
     pub sort: Option<String>,
+    /// The page, from 1.
+    pub page: Option<u32>,
+    /// Templates per page (1–100, default 24).
+    pub per_page: Option<u32>,
 }
 
 #[server(endpoint = "list_plans")]
@@ -108,7 +110,7 @@ pub async fn list_plans() -> Result<Vec<Plan>, AppError> {
 }
 
 #[server(endpoint = "list_templates")]
-pub async fn list_templates(query: TemplateQuery) -> Result<Vec<TemplateSummary>, AppError> {
+pub async fn list_templates(query: TemplateQuery) -> Result<TemplatePage, AppError> {
     crate::infra::request::with_status(async move {
         service::list_templates(&crate::infra::request::state()?.db, &query).await
     })

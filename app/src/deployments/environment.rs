@@ -105,6 +105,7 @@ pub fn builtins(config: &Config, sb: &SecretBox, s: &ServiceMeta, project: (&str
     put("ROUNDHOUSE_ENVIRONMENT_NAME", environment.to_string());
     put("ROUNDHOUSE_PUBLIC_URL", config.service_url(&s.name, environment, project_slug));
     put("ROUNDHOUSE_PRIVATE_DOMAIN", format!("127.0.0.1:{}", s.private_port));
+    put("ROUNDHOUSE_PRIVATE_HOST", "127.0.0.1".into());
     if s.kind == SourceKind::Database {
         let password = sb.derive(&format!("{}:{}", s.source, s.id));
         secrets.push(password.clone());

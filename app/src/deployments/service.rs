@@ -158,6 +158,16 @@ pub async fn deploy(state: &AppState, owner: Uuid, service_id: Uuid) -> AppResul
 /// its source is one its owner may use, and an upload service has an archive.
 async fn admit(state: &AppState, service: &services::Service) -> AppResult<()> {
     let owner = crate::auth::service::find_user(&state.db, project_owner(&state.db, service.project_id).await?).await?;
+    admit_owner(state, &owner)?;
+    services::service::check_source_policy(&state.config, &owner, service.source_kind, &service.source)?;
+    if service.source_kind == SourceKind::Upload && service.source.is_empty() {
+        return Err(AppError::validation("source", "Upload an archive of your code first (a .tar.gz), then deploy."));
+    }
+    Ok(())
+}
+
+/// Whether the platform's containment lets `owner`'s projects deploy at all.
+pub fn admit_owner(state: &AppState, owner: &crate::auth::User) -> AppResult<()> {
     match state.admission() {
         Admission::Everyone => {}
         Admission::AdminsOnly if owner.is_admin() => {}
@@ -169,10 +179,6 @@ async fn admit(state: &AppState, service: &services::Service) -> AppResult<()> {
         Admission::Nobody(why) => {
             return Err(AppError::conflict("runtime", format!("Deployments are paused: this machine cannot sandbox what runs ({why}).")))
         }
-    }
-    services::service::check_source_policy(&state.config, &owner, service.source_kind, &service.source)?;
-    if service.source_kind == SourceKind::Upload && service.source.is_empty() {
-        return Err(AppError::validation("source", "Upload an archive of your code first (a .tar.gz), then deploy."));
     }
     Ok(())
 }

@@ -21,7 +21,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub smtp_url: Option<SecretString>,
     pub mail_from: String,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    /// Take the client address from the rightmost `X-Forwarded-For` entry: the one our single
+    /// trusted reverse proxy appended (only behind such a proxy).
     pub trust_proxy: bool,
     pub login_per_ip_per_minute: u32,
     pub login_per_account_per_minute: u32,
@@ -54,6 +55,8 @@ pub struct Config {
     pub build_memory_mb: u32,
     pub build_cpu_millis: u32,
     pub build_disk_mb: u64,
+    /// PEM certificates git clones of builds trust besides the system's (an internal CA).
+    pub git_ca_file: Option<PathBuf>,
 }
 
 /// `ROUNDHOUSE_SANDBOX`: `on` (the default) runs every build and instance in a sandbox of its
@@ -119,6 +122,20 @@ fn run_mode(env: Option<&str>, addr: &SocketAddr) -> anyhow::Result<RunMode> {
         Some("prod" | "production") => RunMode::Production,
         Some(other) => bail!("ROUNDHOUSE_ENV must be dev or production, not {other:?}"),
     })
+}
+
+/// A PEM file of CA certificates: it must exist and hold at least one certificate.
+fn parse_ca_file(name: &str) -> anyhow::Result<Option<PathBuf>> {
+    var(name).map(|v| ca_file(name, &v)).transpose()
+}
+
+fn ca_file(name: &str, value: &str) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from(value.trim());
+    let pem = std::fs::read_to_string(&path).with_context(|| format!("{name}: cannot read {}", path.display()))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        bail!("{name}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display());
+    }
+    Ok(path)
 }
 
 fn var(name: &str) -> Option<String> {
@@ -200,6 +217,7 @@ impl Config {
             build_memory_mb: parse_u32("ROUNDHOUSE_BUILD_MEMORY_MB", 2048)?.max(64),
             build_cpu_millis: parse_u32("ROUNDHOUSE_BUILD_CPU_MILLIS", 1000)?.max(100),
             build_disk_mb: u64::from(parse_u32("ROUNDHOUSE_BUILD_DISK_MB", 4096)?.max(16)),
+            git_ca_file: parse_ca_file("ROUNDHOUSE_GIT_CA_FILE")?,
         })
     }
 
@@ -232,6 +250,7 @@ impl Config {
             build_memory_mb: 1024,
             build_cpu_millis: 1000,
             build_disk_mb: 512,
+            git_ca_file: None,
         }
     }
 
@@ -277,5 +296,20 @@ mod tests {
         assert_eq!(run_mode(Some("dev"), &public).unwrap(), RunMode::Dev);
         assert_eq!(run_mode(Some("production"), &loopback).unwrap(), RunMode::Production);
         assert!(run_mode(Some("staging"), &loopback).is_err());
+    }
+
+    #[test]
+    fn a_git_ca_file_must_exist_and_hold_a_certificate() {
+        let dir = std::env::temp_dir().join(format!("rh-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (pem, empty) = (dir.join("ca.pem"), dir.join("empty.pem"));
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert_eq!(ca_file("X", pem.to_str().unwrap()).unwrap(), pem);
+        let missing = ca_file("ROUNDHOUSE_GIT_CA_FILE", dir.join("missing.pem").to_str().unwrap()).unwrap_err();
+        assert!(format!("{missing:#}").starts_with("ROUNDHOUSE_GIT_CA_FILE: cannot read"), "{missing:#}");
+        let not_pem = ca_file("ROUNDHOUSE_GIT_CA_FILE", empty.to_str().unwrap()).unwrap_err();
+        assert!(not_pem.to_string().contains("holds no PEM certificate"), "{not_pem}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -146,6 +146,13 @@ pub struct ServiceInput {
 
 pub mod pages;
 
+/// A cron schedule of five fields (minute hour day-of-month month day-of-week), each made of
+/// digits, `*`, `/`, `,` and `-`.
+pub fn valid_cron(s: &str) -> bool {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    fields.len() == 5 && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)))
+}
+
 use crate::{error::AppError, variables::Variable};
 use leptos::prelude::*;
 

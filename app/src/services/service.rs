@@ -154,12 +154,7 @@ fn in_range(field: &str, v: i32, min: i32, max: i32, what: &str) -> AppResult<i3
     }
 }
 
-/// A cron schedule of five fields (minute hour day-of-month month day-of-week), each made of
-/// digits, `*`, `/`, `,` and `-`.
-pub fn valid_cron(s: &str) -> bool {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    fields.len() == 5 && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)))
-}
+pub use super::valid_cron;
 
 fn validate_source(kind: SourceKind, source: &str) -> AppResult<String> {
     let s = source.trim();
@@ -439,6 +434,51 @@ pub async fn get(db: &PgPool, owner: Uuid, id: Uuid) -> AppResult<Service> {
     row.map(Service::from).ok_or_else(|| AppError::not_found("Service"))
 }
 
+/// A new service's settings, checked: what [`insert`] writes.
+#[derive(Debug, Clone)]
+pub struct NewService(Settings);
+
+impl NewService {
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+    pub fn replicas(&self) -> i32 {
+        self.0.replicas
+    }
+    pub fn memory_mb(&self) -> i32 {
+        self.0.memory_mb
+    }
+}
+
+/// Checks a new service's settings and whether `owner` may use its source.
+pub fn prepare(config: &Config, owner: &User, input: &ServiceInput) -> AppResult<NewService> {
+    let name = input.name.clone().ok_or_else(|| AppError::validation("name", "Give the service a name."))?;
+    let kind = input.source_kind.ok_or_else(|| AppError::validation("source_kind", "Choose a source: upload, git, directory, image or database."))?;
+    let source = input.source.clone().unwrap_or_default();
+    let mut settings = apply(Settings::defaults(name, kind, source), input)?;
+    if kind == SourceKind::Database && settings.port.is_none() {
+        settings.port = Some(if settings.source == "postgres" { 5432 } else { 6379 });
+    }
+    check_source_policy(config, owner, settings.source_kind, &settings.source)?;
+    Ok(NewService(settings))
+}
+
+/// Writes a prepared service into an environment (on the caller's connection or transaction).
+pub async fn insert(conn: &mut sqlx::PgConnection, environment_id: Uuid, s: &NewService) -> AppResult<Uuid> {
+    let settings = &s.0;
+    let insert = sqlx::query_scalar(
+        "INSERT INTO services (environment_id, name, source_kind, source, build_command, start_command, port, replicas,
+            cpu_millis, memory_mb, healthcheck_path, healthcheck_timeout_secs, restart_policy, restart_max, max_processes, volume_path, cron_schedule)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+    )
+    .bind(environment_id);
+    match bind_settings_scalar(insert, settings).fetch_one(&mut *conn).await {
+        Ok(id) => Ok(id),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("services_environment_name_key") => Err(duplicate(&settings.name)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn create(db: &PgPool, config: &Config, owner: &User, project_id: Uuid, input: &ServiceInput) -> AppResult<Service> {
     let environment_id: Option<Uuid> = sqlx::query_scalar(
         "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id
@@ -458,26 +498,9 @@ pub async fn create(db: &PgPool, config: &Config, owner: &User, project_id: Uuid
         }
         None => return Err(AppError::not_found("Project")),
     };
-    let name = input.name.clone().ok_or_else(|| AppError::validation("name", "Give the service a name."))?;
-    let kind = input.source_kind.ok_or_else(|| AppError::validation("source_kind", "Choose a source: upload, git, directory, image or database."))?;
-    let source = input.source.clone().unwrap_or_default();
-    let mut settings = apply(Settings::defaults(name, kind, source), input)?;
-    if kind == SourceKind::Database && settings.port.is_none() {
-        settings.port = Some(if settings.source == "postgres" { 5432 } else { 6379 });
-    }
-    check_source_policy(config, owner, settings.source_kind, &settings.source)?;
-    check_plan(db, owner, &settings, true).await?;
-    let insert = sqlx::query_scalar(
-        "INSERT INTO services (environment_id, name, source_kind, source, build_command, start_command, port, replicas,
-            cpu_millis, memory_mb, healthcheck_path, healthcheck_timeout_secs, restart_policy, restart_max, max_processes, volume_path, cron_schedule)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
-    )
-    .bind(environment_id);
-    let id: Uuid = match bind_settings_scalar(insert, &settings).fetch_one(db).await {
-        Ok(id) => id,
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("services_environment_name_key") => return Err(duplicate(&settings.name)),
-        Err(e) => return Err(e.into()),
-    };
+    let settings = prepare(config, owner, input)?;
+    check_plan(db, owner, &settings.0, true).await?;
+    let id = insert(&mut *db.acquire().await?, environment_id, &settings).await?;
     tracing::info!(service_id = %id, "service created");
     get(db, owner.id, id).await
 }

@@ -223,25 +223,8 @@ pub async fn store(db: &PgPool, config: &Config, owner: &User, service_id: Uuid,
         .map_err(|_| AppError::Internal)?
         .map_err(|e| AppError::validation("archive", e.to_string()))?;
     drop(permit);
-    let sha256 = hex::encode(Sha256::digest(&*bytes));
     let mut tx = db.begin().await?;
-    let upload: SourceUpload = sqlx::query_as(
-        "INSERT INTO source_uploads (service_id, sha256, size_bytes, files, archive, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, service_id, sha256, size_bytes, files, created_at",
-    )
-    .bind(service_id)
-    .bind(&sha256)
-    .bind(bytes.len() as i64)
-    .bind(summary.files as i32)
-    .bind(&*bytes)
-    .bind(owner.id)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE services SET source = $2, updated_at = now() WHERE id = $1")
-        .bind(service_id)
-        .bind(upload.id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    let upload = record(&mut tx, owner.id, service_id, &bytes, &summary).await?;
     // Older uploads go, but never one an unfinished deployment still builds from.
     sqlx::query(
         "DELETE FROM source_uploads u WHERE u.service_id = $1
@@ -255,6 +238,29 @@ pub async fn store(db: &PgPool, config: &Config, owner: &User, service_id: Uuid,
     .await?;
     tx.commit().await?;
     tracing::info!(%service_id, upload_id = %upload.id, bytes = bytes.len(), files = summary.files, "source archive uploaded");
+    Ok(upload)
+}
+
+/// Stores an inspected archive as the service's current source (on the caller's transaction).
+pub async fn record(conn: &mut sqlx::PgConnection, actor: Uuid, service_id: Uuid, bytes: &[u8], summary: &Summary) -> AppResult<SourceUpload> {
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    let upload: SourceUpload = sqlx::query_as(
+        "INSERT INTO source_uploads (service_id, sha256, size_bytes, files, archive, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, service_id, sha256, size_bytes, files, created_at",
+    )
+    .bind(service_id)
+    .bind(&sha256)
+    .bind(bytes.len() as i64)
+    .bind(summary.files as i32)
+    .bind(bytes)
+    .bind(actor)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE services SET source = $2, updated_at = now() WHERE id = $1")
+        .bind(service_id)
+        .bind(upload.id.to_string())
+        .execute(&mut *conn)
+        .await?;
     Ok(upload)
 }
 

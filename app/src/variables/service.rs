@@ -202,6 +202,33 @@ pub async fn set(db: &PgPool, sb: &SecretBox, scope: Scope, name: &str, input: &
     })
 }
 
+/// Writes a new variable on the caller's transaction (names already checked; a template's
+/// deploy). A name taken in the scope is a conflict that names it.
+pub async fn insert_new(conn: &mut sqlx::PgConnection, sb: &SecretBox, scope: Scope, name: &str, value: &str, secret: bool) -> AppResult<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(AppError::validation(name, "Values are at most 32 KiB."));
+    }
+    let id = Uuid::new_v4();
+    let inserted = sqlx::query(
+        "INSERT INTO variables (id, environment_id, service_id, name, value_sealed, secret) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(scope.environment_id)
+    .bind(scope.service_id)
+    .bind(name)
+    .bind(sb.seal(value, &aad(id)))
+    .bind(secret)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        let owner = if scope.service_id.is_some() { "This service" } else { "This environment" };
+        return Err(AppError::conflict(name, format!("{owner} already has a variable named {name}.")));
+    }
+    Ok(())
+}
+
 pub async fn delete(db: &PgPool, scope: Scope, name: &str) -> AppResult<()> {
     let done = sqlx::query("DELETE FROM variables WHERE environment_id = $1 AND service_id IS NOT DISTINCT FROM $2 AND name = $3")
         .bind(scope.environment_id)

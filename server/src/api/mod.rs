@@ -93,7 +93,7 @@ impl Modify for BearerAuth {
         deployments::list, deployments::create, deployments::get, deployments::rollback, deployments::redeploy,
         deployments::restart, deployments::cancel, deployments::stop, deployments::logs, deployments::project_events,
         deployments::metrics,
-        catalogue::list_templates, catalogue::get_template, catalogue::list_plans,
+        catalogue::list_templates, catalogue::get_template, catalogue::deploy_template, catalogue::list_plans,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
@@ -153,6 +153,7 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/events", get(deployments::project_events))
         .route("/templates", get(catalogue::list_templates))
         .route("/templates/{slug}", get(catalogue::get_template))
+        .route("/templates/{slug}/deploy", post(catalogue::deploy_template))
         .route("/plans", get(catalogue::list_plans))
         .fallback(not_found)
 }

@@ -36,6 +36,8 @@ async fn ensure_template(admin: &PgConnectOptions) -> String {
     for m in server::seed::MIGRATOR.iter() {
         std::hash::Hash::hash(&(m.version, &*m.checksum), &mut hasher);
     }
+    // The bundled templates are written into it too.
+    std::hash::Hash::hash(&app::templates::bundled::files(), &mut hasher);
     let name = format!("roundhouse_template_{:016x}", std::hash::Hasher::finish(&hasher));
     let mut conn = admin.connect().await.expect("connecting to DATABASE_URL");
     conn.execute("SELECT pg_advisory_lock(7283746501)").await.expect("template lock");
@@ -51,6 +53,9 @@ async fn ensure_template(admin: &PgConnectOptions) -> String {
         let mut tconn = admin.clone().database(&building).connect().await.unwrap();
         server::seed::MIGRATOR.run(&mut tconn).await.expect("migrating the template database");
         tconn.close().await.unwrap();
+        let pool = PgPoolOptions::new().max_connections(1).connect_with(admin.clone().database(&building)).await.unwrap();
+        server::seed::templates(&pool).await.expect("writing the bundled templates");
+        pool.close().await;
         conn.execute(&*format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).await.unwrap();
     }
     // Databases of test processes that have ended (their drop may not have finished).

@@ -12,7 +12,7 @@ async fn public_pages_render_on_the_server() {
         ("/", "Push your code"),
         ("/pricing", "Hobby"),
         ("/templates", "PostgreSQL"),
-        ("/templates/redis", "REDIS_PASSWORD"),
+        ("/templates/redis", "REDIS_URL = ${{Redis.REDIS_URL}}"),
         ("/login", "Sign in"),
         ("/register", "Create your account"),
         ("/docs", "Getting started"),

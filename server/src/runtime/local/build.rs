@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 /// Build-tree entries never copied from a directory source.
 const SKIPPED: [&str; 5] = [".git", "node_modules", "target", ".venv", "__pycache__"];
 pub const START_FILE: &str = "start";
+/// Where distributions keep the system's CA bundle (Debian and Ubuntu, Fedora and RHEL, Alpine
+/// and the BSDs); the sandbox sees the host's `/etc/ssl/certs`.
+const SYSTEM_CA_BUNDLES: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 const DISK_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// A step of a build ends one of these ways.
@@ -87,15 +90,23 @@ impl Local {
             SourceKind::Git => {
                 log.line(&format!("Cloning {}", without_credentials(&spec.source))).await;
                 // The URL (which may hold a token) travels as a variable, not on a command line.
-                let script = "git -c protocol.allow=never -c protocol.https.allow=always -c protocol.ssh.allow=always -c core.hooksPath=/dev/null \
-                     -c credential.helper= clone --depth 1 --quiet --no-recurse-submodules -- \"$ROUNDHOUSE_GIT_URL\" ."
-                    .to_string();
+                let clone = "git -c protocol.allow=never -c protocol.https.allow=always -c protocol.ssh.allow=always -c core.hooksPath=/dev/null \
+                     -c credential.helper= clone --depth 1 --quiet --no-recurse-submodules -- \"$ROUNDHOUSE_GIT_URL\" .";
+                // With an operator's CA, the clone (and only the clone) trusts the system's CAs
+                // and it: the bundle comes in on standard input, into the sandbox's private /tmp.
+                let ca_bundle = self.git_ca_bundle().await?;
+                let script = match ca_bundle {
+                    Some(_) => format!(
+                        "ca=$(mktemp) && cat > \"$ca\" && GIT_SSL_CAINFO=\"$ca\" {clone}; rc=$?; rm -f \"$ca\"; exit $rc"
+                    ),
+                    None => clone.to_string(),
+                };
                 let mut env = BTreeMap::new();
                 env.insert("ROUNDHOUSE_GIT_URL".to_string(), spec.source.clone());
                 env.insert("GIT_TERMINAL_PROMPT".to_string(), "0".to_string());
                 env.insert("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string());
                 env.insert("GIT_SSH_COMMAND".to_string(), "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new".to_string());
-                match self.run_step(&job, &app, script, env, None, &logs, &cancel).await? {
+                match self.run_step(&job, &app, script, env, ca_bundle, &logs, &cancel).await? {
                     Step::Exited(0) => {}
                     Step::Exited(c) => {
                         return Err(format!("git clone exited with code {c}: check the URL and that the repository is reachable from this machine."))
@@ -153,6 +164,28 @@ impl Local {
     /// Runs one step of a build in its sandbox, with its output in the build log. A cancelled
     /// build answers `Err`; a step over the memory or disk budget, `Step::Failed`.
     #[allow(clippy::too_many_arguments)]
+    /// The CA bundle a clone trusts when the operator added one: the system's bundle (where
+    /// the sandbox's git finds it too), then `ROUNDHOUSE_GIT_CA_FILE`. Read at each clone, so
+    /// a renewed file needs no restart.
+    async fn git_ca_bundle(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(extra) = &self.settings.git_ca_file else { return Ok(None) };
+        let mut bundle = Vec::new();
+        for system in SYSTEM_CA_BUNDLES {
+            if let Ok(pem) = tokio::fs::read(system).await {
+                bundle = pem;
+                break;
+            }
+        }
+        if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+            bundle.push(b'\n');
+        }
+        let pem = tokio::fs::read(extra)
+            .await
+            .map_err(|e| format!("Could not read the git CA file {} (ROUNDHOUSE_GIT_CA_FILE): {e}", extra.display()))?;
+        bundle.extend(pem);
+        Ok(Some(bundle))
+    }
+
     async fn run_step(
         &self,
         job: &BuildJob,

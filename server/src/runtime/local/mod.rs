@@ -59,6 +59,8 @@ pub struct Settings {
     /// The `roundhouse` binary static sites are served with (`serve-static`); this process's
     /// own when unset.
     pub platform_exe: Option<PathBuf>,
+    /// CA certificates git clones trust besides the system's (`ROUNDHOUSE_GIT_CA_FILE`).
+    pub git_ca_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -71,6 +73,7 @@ impl Settings {
             build_limits: Limits { memory_bytes: u64::from(c.build_memory_mb) << 20, cpu_millis: c.build_cpu_millis, pids: 1024 },
             build_disk_bytes: c.build_disk_mb << 20,
             platform_exe: None,
+            git_ca_file: c.git_ca_file.clone(),
         }
     }
 }
@@ -235,6 +238,11 @@ impl LocalRuntime {
             s.networks().release_all();
         }
         stage::Stage::new(self.stage_dir.clone()).remove();
+        // Empty once no replica of this data folder uses them (removing a folder in use fails).
+        if let Some(run_dir) = self.stage_dir.parent() {
+            let _ = std::fs::remove_dir(run_dir.join("netns"));
+            let _ = std::fs::remove_dir(run_dir);
+        }
     }
 
     /// The limits the kernel enforces on a unit of the runtime on `data_dir` (`i-<instance>`,

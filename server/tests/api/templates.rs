@@ -1,0 +1,169 @@
+//! Deploying templates: for real on the local runtime, and every way a deploy is refused
+//! (each leaves nothing behind).
+
+use crate::{deploys::wait_for, helpers::*};
+use axum::http::{header, StatusCode};
+use serde_json::{json, Value};
+
+async fn count(app: &TestApp, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&app.db).await.unwrap()
+}
+
+async fn deploy(app: &TestApp, token: &str, slug: &str, body: Value) -> Reply {
+    app.post(&format!("/templates/{slug}/deploy"), token, body).await
+}
+
+/// The names and deployment ids of what a template deploy queued.
+fn queued(r: &Reply) -> Vec<(String, String)> {
+    r.body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert!(s["error"].is_null(), "{s}");
+            (s["name"].as_str().unwrap().to_string(), s["deployment"]["id"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_static_site_template_deploys_and_answers() {
+    let app = TestApp::with_runtime().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let r = deploy(&app, &token, "static-site", json!({ "project_name": "site" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let services = queued(&r);
+    assert_eq!(services.len(), 1);
+    wait_for(&app, &token, &services[0].1, &["running"]).await;
+    let page = app.via_proxy("web.site.localhost", "/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("Your static site is live"), "{}", page.text);
+    let deploys: i32 = sqlx::query_scalar("SELECT deploy_count FROM templates WHERE slug = 'static-site'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(deploys, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_redis_templates_deploy_into_one_project_and_run() {
+    let app = TestApp::with_runtime().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let p = app.post("/projects", &token, json!({ "name": "data" })).await;
+    let project = p.body["id"].as_str().unwrap().to_string();
+    let pg = deploy(&app, &token, "postgresql", json!({ "project_id": project })).await;
+    assert_eq!(pg.status, StatusCode::CREATED, "{}", pg.text);
+    let redis = deploy(&app, &token, "redis", json!({ "project_id": project })).await;
+    assert_eq!(redis.status, StatusCode::CREATED, "{}", redis.text);
+    for (name, id) in queued(&pg).into_iter().chain(queued(&redis)) {
+        let d = wait_for(&app, &token, &id, &["running"]).await;
+        assert_eq!(d["deployment"]["status"], "running", "{name}");
+    }
+    let services = app.get(&format!("/projects/{project}/services"), &token).await;
+    let names: Vec<&str> = services.body.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Postgres", "Redis"]);
+    assert_eq!(services.body[0]["volume_path"], "/var/lib/postgresql/data");
+
+    // Deploying the same template again into the same environment is a conflict that names
+    // the service, and creates nothing more.
+    let before = count(&app, "services").await;
+    let again = deploy(&app, &token, "redis", json!({ "project_id": project })).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.error_message().contains("\"Redis\""), "{}", again.text);
+    assert_eq!(count(&app, "services").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_become_shared_variables_generated_ones_secret() {
+    let app = TestApp::with_runtime().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let r = deploy(&app, &token, "python-http", json!({ "project_name": "hello", "inputs": { "GREETING": "roundhouse" } })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (_, id) = queued(&r).remove(0);
+    wait_for(&app, &token, &id, &["running"]).await;
+    let answer = app.via_proxy("api.hello.localhost", "/").await;
+    assert_eq!(answer.body["hello"], "roundhouse", "{}", answer.text);
+    let env = r.body["environment_id"].as_str().unwrap();
+    let shared = app.get(&format!("/environments/{env}/variables"), &token).await;
+    assert_eq!(shared.status, StatusCode::OK, "{}", shared.text);
+    assert_eq!(shared.body[0]["name"], "GREETING");
+    assert_eq!(shared.body[0]["value"], "roundhouse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_deploy_names_the_reason_and_creates_nothing() {
+    let app = TestApp::with_runtime().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let projects_before = count(&app, "projects").await;
+    let nothing_changed = |app: &TestApp| {
+        let app_db = app.db.clone();
+        async move {
+            let after: (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM services), (SELECT count(*) FROM variables)",
+            )
+            .fetch_one(&app_db)
+            .await
+            .unwrap();
+            after
+        }
+    };
+
+    // An image template on the local runtime.
+    let image = deploy(&app, &token, "ghost", json!({})).await;
+    assert_eq!(image.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", image.text);
+    assert!(image.error_message().contains("ghost runs the image ghost:5-alpine, which needs an image-capable runtime"), "{}", image.text);
+    // A required input left out, a generated one given, an unknown one.
+    for (inputs, field) in [
+        (json!({}), "inputs.REPOSITORY"),
+        (json!({ "REPOSITORY": "https://example.com/a.git", "SECRET_KEY": "mine" }), "inputs.SECRET_KEY"),
+        (json!({ "REPOSITORY": "https://example.com/a.git", "COLOUR": "red" }), "inputs.COLOUR"),
+        (json!({ "REPOSITORY": "file:///etc" }), "inputs.REPOSITORY"),
+    ] {
+        let r = deploy(&app, &token, "django-postgres", json!({ "inputs": inputs })).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert_eq!(r.error_field(), field, "{}", r.text);
+    }
+    // With good inputs, the template is still one this runtime cannot run (a pre-deploy command).
+    let blocked = deploy(&app, &token, "django-postgres", json!({ "inputs": { "REPOSITORY": "https://example.com/a.git" } })).await;
+    assert_eq!(blocked.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", blocked.text);
+    assert_eq!(blocked.error_field(), "template");
+    assert!(blocked.error_message().contains("web has a pre-deploy command"), "{}", blocked.text);
+    // The plan: the Free plan has three services. Three one-service templates fit in a
+    // project; a fourth is refused, naming the plan with room.
+    let p = app.post("/projects", &token, json!({ "name": "data" })).await;
+    let project = p.body["id"].as_str().unwrap().to_string();
+    for slug in ["postgresql", "redis", "static-site"] {
+        let r = deploy(&app, &token, slug, json!({ "project_id": project })).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{slug}: {}", r.text);
+    }
+    let mid = nothing_changed(&app).await;
+    let over = deploy(&app, &token, "python-http", json!({ "project_id": project })).await;
+    assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED, "{}", over.text);
+    assert_eq!(
+        over.error_message(),
+        "Your Free plan allows 3 services; you have 3 and this template adds 1. The Hobby plan has room for it."
+    );
+    assert_eq!(nothing_changed(&app).await, mid, "the refused deploy left no project, service or variable");
+    // Refused after its new project was made: the project goes too.
+    let in_new = deploy(&app, &token, "python-http", json!({ "project_name": "fourth" })).await;
+    assert_eq!(in_new.status, StatusCode::PAYMENT_REQUIRED, "{}", in_new.text);
+    assert_eq!(nothing_changed(&app).await, mid, "the new project was removed with the rest");
+    assert_eq!(count(&app, "projects").await, projects_before + 1, "refused deploys into new projects left none");
+    // Unknown templates, and another user's project.
+    assert_eq!(deploy(&app, &token, "nope", json!({})).await.status, StatusCode::NOT_FOUND);
+    let eve = app.verified_user("Eve", "eve@example.com").await;
+    let cross = deploy(&app, &eve, "static-site", json!({ "project_id": project })).await;
+    assert_eq!(cross.status, StatusCode::NOT_FOUND, "{}", cross.text);
+    assert_eq!(nothing_changed(&app).await, mid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_out_visitors_are_sent_to_sign_in_and_back_to_the_deploy() {
+    let app = TestApp::new().await;
+    let r = app.page("/templates/redis/deploy", None).await;
+    assert!(r.status.is_redirection(), "{} {}", r.status, r.text);
+    assert_eq!(r.headers[header::LOCATION], "/login?next=/templates/redis/deploy");
+    app.verified_user("Ada", "ada@example.com").await;
+    let cookie = app.browser_login("ada@example.com").await;
+    let page = app.page("/templates/redis/deploy", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains(r#"data-testid="deploy-form""#), "{}", page.text);
+    assert!(page.text.contains("Deploy Redis"));
+}
