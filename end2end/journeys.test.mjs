@@ -217,7 +217,7 @@ test('a visitor finds a template, registers from its Deploy button, deploys it a
   await page.fill('input[name=email]', email);
   await page.fill('input[name=password]', 'gus password 123');
   await page.click('button[type=submit]:has-text("Create account")');
-  await page.waitForURL('**/templates/static-site/deploy');
+  await page.waitForURL((u) => u.pathname === '/templates/static-site/deploy');
   await verifyFromOutbox(page, email);
   await goto(page, '/templates/static-site/deploy');
   await page.fill('input[name=project_name]', 'site');
