@@ -164,6 +164,28 @@ fn parse_number<T: std::str::FromStr>(field: &str, raw: Option<String>, what: &s
     }
 }
 
+/// A reference between two services of one environment: `from`'s variables refer to `to`
+/// (`${{Postgres.DATABASE_URL}}`), so `from` uses `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ServiceLink {
+    pub from: Uuid,
+    pub to: Uuid,
+}
+
+/// The references between a project's services (the arrows of its canvas). Only names are
+/// read out of the values; no value leaves the server.
+#[server(endpoint = "service_links")]
+pub async fn service_links(project_id: Uuid) -> Result<Vec<ServiceLink>, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let state = request::state()?;
+        service::links(&state.db, &state.secrets, auth.user.id, project_id).await
+    })
+    .await
+}
+
 #[server(endpoint = "list_services")]
 pub async fn list_services(project_id: Uuid) -> Result<Vec<Service>, AppError> {
     crate::infra::request::with_status(async move {

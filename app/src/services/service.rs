@@ -425,6 +425,29 @@ pub async fn list(db: &PgPool, owner: Uuid, project_id: Uuid) -> AppResult<Vec<S
     Ok(rows.into_iter().map(Service::from).collect())
 }
 
+/// The references between the services of `owner`'s project, from their variables' values.
+pub async fn links(db: &PgPool, sb: &crate::infra::secretbox::SecretBox, owner: Uuid, project_id: Uuid) -> AppResult<Vec<super::ServiceLink>> {
+    use crate::variables::template::{references, Reference};
+    let services = list(db, owner, project_id).await?;
+    let mut out = std::collections::BTreeSet::new();
+    let environments: std::collections::BTreeSet<Uuid> = services.iter().map(|s| s.environment_id).collect();
+    for env in environments {
+        for v in crate::variables::service::environment_values(db, sb, env).await? {
+            let Some(from) = v.service_id else { continue };
+            for r in references(&v.value).unwrap_or_default() {
+                if let Reference::Service { service, .. } = r {
+                    if let Some(to) = services.iter().find(|s| s.environment_id == env && s.name == service) {
+                        if to.id != from {
+                            out.insert(super::ServiceLink { from, to: to.id });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 pub async fn get(db: &PgPool, owner: Uuid, id: Uuid) -> AppResult<Service> {
     let row: Option<Row> = sqlx::query_as(&format!("{SELECT} WHERE s.id = $1 AND p.owner_id = $2"))
         .bind(id)

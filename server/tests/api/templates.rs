@@ -167,3 +167,41 @@ async fn signed_out_visitors_are_sent_to_sign_in_and_back_to_the_deploy() {
     assert!(page.text.contains(r#"data-testid="deploy-form""#), "{}", page.text);
     assert!(page.text.contains("Deploy Redis"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_project_canvas_draws_each_service_and_an_arrow_for_each_reference() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    sqlx::query("UPDATE users SET plan_id = 'hobby' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
+    let p = app.post("/projects", &token, json!({ "name": "wired" })).await;
+    let project = p.body["id"].as_str().unwrap().to_string();
+    for (name, kind, source) in [("Postgres", "database", "postgres"), ("Redis", "database", "redis"), ("api", "upload", ""), ("lonely", "upload", "")] {
+        let r = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": name, "source_kind": kind, "source": source })).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let services = app.get(&format!("/projects/{project}/services"), &token).await;
+    let id = |n: &str| services.body.as_array().unwrap().iter().find(|s| s["name"] == n).unwrap()["id"].as_str().unwrap().to_string();
+    for (var, value) in [("DATABASE_URL", "${{Postgres.DATABASE_URL}}"), ("REDIS_URL", "${{Redis.REDIS_URL}}/0"), ("SELF", "${{PORT}}")] {
+        let r = app.api(axum::http::Method::PUT, &format!("/services/{}/variables/{var}", id("api")), Some(&token), Some(json!({ "value": value }))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let cookie = app.browser_login("ada@example.com").await;
+    let links = app.server_fn("service_links", Some(&cookie), &[("project_id", &project)]).await;
+    assert_eq!(links.status, StatusCode::OK, "{}", links.text);
+    let mut got: Vec<(String, String)> = links.body.as_array().unwrap().iter()
+        .map(|l| (l["from"].as_str().unwrap().to_string(), l["to"].as_str().unwrap().to_string())).collect();
+    got.sort();
+    let mut want = vec![(id("api"), id("Postgres")), (id("api"), id("Redis"))];
+    want.sort();
+    assert_eq!(got, want, "api uses Postgres and Redis; its own ${{{{PORT}}}} is no arrow");
+    assert!(!links.text.contains("postgresql://"), "no value leaves the server");
+
+    let page = app.page(&format!("/projects/{project}"), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains(r#"data-testid="canvas""#), "{}", page.text);
+    for n in ["Postgres", "Redis", "api", "lonely"] {
+        assert!(page.text.contains(&format!(r#"data-node="{n}""#)), "no card for {n}");
+    }
+    assert!(page.text.contains(r#"data-edge="api uses Postgres""#) && page.text.contains(r#"data-edge="api uses Redis""#));
+    assert_eq!(page.text.matches("data-edge=").count(), 2);
+}

@@ -63,10 +63,12 @@ async fn another_user_can_neither_read_nor_change_services_variables_or_deployme
         ("deployment_action", vec![("id", &deployment), ("action", "stop")]),
         ("service_metrics", vec![("service_id", service)]),
         ("latest_deployments", vec![("project_id", project)]),
+        ("service_links", vec![("project_id", project)]),
+        ("deploy_template", vec![("slug", "redis"), ("project_id", project)]),
     ];
     let mut names: Vec<&str> = calls.iter().map(|(n, _)| *n).collect();
     names.dedup();
-    assert_eq!(names.len(), 16, "every server function of services, variables and deployments");
+    assert_eq!(names.len(), 18, "every server function of services, variables, deployments and template deploys");
     for (name, form) in &calls {
         let r = app.server_fn(name, Some(&eve), form).await;
         // latest_deployments answers the caller's own (none) rather than a 404: either way,
