@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cron;
 pub mod logs;
 pub mod metrics;
 pub mod middleware;

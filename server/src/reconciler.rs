@@ -56,6 +56,10 @@ struct Inner {
     supervised: HashMap<Uuid, Vec<Supervised>>,
     /// Private port listeners, by service.
     forwarders: HashMap<Uuid, tokio::task::JoinHandle<()>>,
+    /// Runs of cron services going now: instance → (deployment, the time it was scheduled for).
+    cron_runs: HashMap<Uuid, (Uuid, chrono::DateTime<Utc>)>,
+    /// Schedules are due between the last check and now (unset until this replica leads).
+    cron_checked: Option<chrono::DateTime<Utc>>,
 }
 
 pub struct Reconciler {
@@ -187,6 +191,9 @@ impl Reconciler {
             loop {
                 if let Err(e) = self.tick().await {
                     tracing::warn!(error = %e, "reconcile step failed");
+                }
+                if let Err(e) = self.run_due_crons().await {
+                    tracing::warn!(error = %e, "running cron schedules failed");
                 }
                 if last_metrics.elapsed() >= METRICS_EVERY {
                     last_metrics = Instant::now();
@@ -433,6 +440,30 @@ impl Reconciler {
             }
         }
 
+        // A cron service runs on its schedule (`run_due_crons`), not as instances.
+        if let Some(schedule) = spec.cron_schedule.clone() {
+            self.inner().supervised.entry(id).or_default();
+            let next = crate::cron::next(&schedule, Utc::now())
+                .map(|t| format!("at {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .ok_or_else(|| format!("The schedule \"{schedule}\" cannot be read."))?;
+            if relaunch {
+                sink.system(&format!("Scheduled again: {schedule}, next run {next}")).await;
+                return Ok(());
+            }
+            let reason = format!("Scheduled: {schedule}, next run {next}");
+            if !deployments::transition(db, id, &[Status::Deploying], Status::Running, &reason, None).await.map_err(|e| internal(&e))? {
+                return Ok(());
+            }
+            sink.system(&format!("Deployment #{number} is scheduled: {schedule}, next run {next}")).await;
+            for (old, _) in self.running_others(service_id, id).await.map_err(|e| internal(&e))? {
+                deployments::transition(db, old, &[Status::Running], Status::Removed, &format!("Replaced by deployment #{number}"), None)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                self.stop_deployment(old).await;
+            }
+            return Ok(());
+        }
+
         let replicas = if spec.source_kind == SourceKind::Database { 1 } else { spec.replicas.max(1) };
         let mut started = Vec::new();
         for replica in 0..replicas {
@@ -502,6 +533,104 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Starts the runs of cron deployments whose schedule came due since the last check.
+    async fn run_due_crons(self: &Arc<Self>) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let since = {
+            let mut inner = self.inner();
+            let since = inner.cron_checked.unwrap_or(now);
+            inner.cron_checked = Some(now);
+            since
+        };
+        if since >= now {
+            return Ok(());
+        }
+        let db = &self.state.db;
+        let rows: Vec<(Uuid, serde_json::Value, Option<String>, Uuid)> = sqlx::query_as(
+            "SELECT d.id, d.spec, d.artifact, s.environment_id FROM deployments d JOIN services s ON s.id = d.service_id
+             WHERE d.status = 'running' AND d.spec->>'cron_schedule' IS NOT NULL",
+        )
+        .fetch_all(db)
+        .await?;
+        for (id, spec, artifact, env_id) in rows {
+            let Ok(mut spec) = serde_json::from_value::<Service>(spec) else { continue };
+            let Some(at) = spec.cron_schedule.as_deref().and_then(|c| crate::cron::due(c, since, now)) else { continue };
+            // Written first: whichever replica leads, this time runs once.
+            let claimed = sqlx::query("INSERT INTO cron_runs (deployment_id, scheduled_for) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id)
+                .bind(at)
+                .execute(db)
+                .await?
+                .rows_affected()
+                == 1;
+            if !claimed {
+                continue;
+            }
+            let when = at.format("%H:%M UTC").to_string();
+            let busy = self.inner().supervised.get(&id).is_some_and(|runs| !runs.is_empty());
+            if busy {
+                sqlx::query("UPDATE cron_runs SET finished_at = now(), outcome = 'skipped: the previous run was still going' WHERE deployment_id = $1 AND scheduled_for = $2")
+                    .bind(id)
+                    .bind(at)
+                    .execute(db)
+                    .await?;
+                self.sink(id, Default::default()).system(&format!("Skipped the run of {when}: the previous run is still going")).await;
+                continue;
+            }
+            let env = environment::load(db, &self.state.secrets, &self.state.config, env_id).await?;
+            let sink = self.sink(id, Arc::new(Redactor::new(&env.secrets)));
+            let started = async {
+                let vars = env.resolve(spec.id).map_err(|e| format!("variables do not resolve: {e}"))?;
+                let artifact = artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("the build of this deployment is gone: deploy again")?;
+                self.still_admitted(&spec).await?;
+                // A run ends when its command does; it is never restarted.
+                spec.restart_policy = app::services::RestartPolicy::Never;
+                let instance_id = Uuid::new_v4();
+                sqlx::query("INSERT INTO instances (id, deployment_id, replica, state) VALUES ($1, $2, 0, 'starting')")
+                    .bind(instance_id)
+                    .bind(id)
+                    .execute(db)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query("UPDATE cron_runs SET instance_id = $3 WHERE deployment_id = $1 AND scheduled_for = $2")
+                    .bind(id)
+                    .bind(at)
+                    .bind(instance_id)
+                    .execute(db)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                {
+                    let mut inner = self.inner();
+                    inner.supervised.entry(id).or_default().push(Supervised { instance_id, service_id: spec.id });
+                    inner.cron_runs.insert(instance_id, (id, at));
+                }
+                sink.system(&format!("Run of {when} started")).await;
+                let private_port = env.service(spec.id).map(|s| s.private_port).unwrap_or(0);
+                let run = InstanceSpec { instance_id, deployment_id: id, replica: 0, spec: spec.clone(), artifact, env: vars, private_port };
+                if let Err(e) = self.runtime.start(run, sink.clone(), self.events.clone()).await {
+                    let mut inner = self.inner();
+                    inner.cron_runs.remove(&instance_id);
+                    if let Some(list) = inner.supervised.get_mut(&id) {
+                        list.retain(|i| i.instance_id != instance_id);
+                    }
+                    return Err(e);
+                }
+                Ok::<(), String>(())
+            }
+            .await;
+            if let Err(why) = started {
+                sqlx::query("UPDATE cron_runs SET finished_at = now(), outcome = $3 WHERE deployment_id = $1 AND scheduled_for = $2")
+                    .bind(id)
+                    .bind(at)
+                    .bind(format!("not started: {why}"))
+                    .execute(db)
+                    .await?;
+                sink.system(&format!("The run of {when} could not start: {why}")).await;
+            }
+        }
+        Ok(())
+    }
+
     async fn running_others(&self, service_id: Uuid, except: Uuid) -> sqlx::Result<Vec<(Uuid, i32)>> {
         sqlx::query_as("SELECT id, number FROM deployments WHERE service_id = $1 AND status = 'running' AND id <> $2")
             .bind(service_id)
@@ -559,6 +688,33 @@ impl Reconciler {
                             .await?;
                         proxy::reload_routes(&self.state).await;
                         notify_routes(&self.state).await;
+                    }
+                    InstanceEvent::Exited { instance_id, exit_code, reason, stopped } if self.inner().cron_runs.contains_key(&instance_id) => {
+                        let Some((deployment, scheduled_for)) = self.inner().cron_runs.remove(&instance_id) else { return Ok(()) };
+                        if let Some(list) = self.inner().supervised.get_mut(&deployment) {
+                            list.retain(|i| i.instance_id != instance_id);
+                        }
+                        sqlx::query("UPDATE instances SET state = 'stopped', exit_code = $2, updated_at = now() WHERE id = $1")
+                            .bind(instance_id)
+                            .bind(exit_code)
+                            .execute(db)
+                            .await?;
+                        let outcome = match (exit_code, stopped) {
+                            (_, true) => "stopped".to_string(),
+                            (Some(0), _) => "succeeded".to_string(),
+                            _ => format!("failed: {reason}"),
+                        };
+                        sqlx::query("UPDATE cron_runs SET finished_at = now(), exit_code = $3, outcome = $4 WHERE deployment_id = $1 AND scheduled_for = $2")
+                            .bind(deployment)
+                            .bind(scheduled_for)
+                            .bind(exit_code)
+                            .bind(&outcome)
+                            .execute(db)
+                            .await?;
+                        let code = exit_code.map_or("none".to_string(), |c| c.to_string());
+                        self.sink(deployment, Default::default())
+                            .system(&format!("Run of {} {outcome} (exit code {code})", scheduled_for.format("%H:%M UTC")))
+                            .await;
                     }
                     InstanceEvent::Exited { instance_id, exit_code, reason, stopped } => {
                         let deployment: Option<Uuid> = sqlx::query_scalar(

@@ -426,9 +426,6 @@ impl ServiceSpec {
             }
             _ => {}
         }
-        if self.cron.is_some() {
-            return Some(format!("{n} runs on a cron schedule, which the local runtime does not run yet"));
-        }
         if self.pre_deploy.is_some() {
             return Some(format!("{n} has a pre-deploy command, which the local runtime does not run yet"));
         }

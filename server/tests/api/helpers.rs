@@ -268,6 +268,11 @@ impl TestApp {
         self.send(req.body(Body::empty()).expect("request")).await
     }
 
+    pub async fn via_proxy_request(&self, host: &str, method: Method, path: &str) -> Reply {
+        let req = Request::builder().method(method).uri(path).header(header::HOST, format!("{host}:3000"));
+        self.send(req.body(Body::empty()).expect("request")).await
+    }
+
     pub async fn send(&self, req: Request<Body>) -> Reply {
         let response = self.router.clone().oneshot(req).await.expect("router never fails");
         let status = response.status();

@@ -205,3 +205,58 @@ async fn the_project_canvas_draws_each_service_and_an_arrow_for_each_reference()
     assert!(page.text.contains(r#"data-edge="api uses Postgres""#) && page.text.contains(r#"data-edge="api uses Redis""#));
     assert_eq!(page.text.matches("data-edge=").count(), 2);
 }
+
+/// Polls a deployment's logs until `needle` shows up (or fails after `secs`).
+async fn until_logged(app: &TestApp, token: &str, deployment: &str, needle: &str, secs: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let logs = crate::deploys::logs_text(app, token, deployment).await;
+        if logs.contains(needle) {
+            return logs;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {needle:?} in the logs within {secs}s:\n{logs}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_stack_deploys_its_worker_consumes_and_its_scheduler_runs_on_time() {
+    let app = TestApp::with_runtime().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    sqlx::query("UPDATE users SET plan_id = 'hobby' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
+    let r = deploy(&app, &token, "production-app", json!({ "project_name": "stack" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let services = queued(&r);
+    let order: Vec<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(order, ["Postgres", "Redis", "api", "worker", "scheduler", "frontend"], "what a service needs is deployed before it");
+    let id = |name: &str| services.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    for (name, d) in &services {
+        let done = wait_for(&app, &token, d, &["running"]).await;
+        if name == "scheduler" {
+            let reason = done["deployment"]["reason"].as_str().unwrap();
+            assert!(reason.starts_with("Scheduled: * * * * *, next run at "), "{reason}");
+        }
+    }
+
+    // The API queues a job on Redis; the worker takes it and records it in Postgres.
+    let posted = app.via_proxy_request("api.stack.localhost", axum::http::Method::POST, "/jobs").await;
+    assert_eq!(posted.status, StatusCode::ACCEPTED, "{}", posted.text);
+    let job = posted.body["job"].as_str().unwrap().to_string();
+    until_logged(&app, &token, &id("worker"), &format!("worker: processed {job}"), 60).await;
+    let stats = app.via_proxy("api.stack.localhost", "/").await;
+    assert!(stats.body["jobs_done"].as_i64().unwrap() >= 1, "{}", stats.text);
+    // The frontend reads the API over the private network.
+    let page = app.via_proxy("frontend.stack.localhost", "/").await;
+    assert!(page.text.contains("jobs done"), "{}", page.text);
+
+    // The scheduler runs at the next minute, in its sandbox, its output in its logs; the job it
+    // queues reaches the worker.
+    let logs = until_logged(&app, &token, &id("scheduler"), "succeeded (exit code 0)", 75).await;
+    assert!(logs.contains("scheduler: enqueued scheduled-"), "{logs}");
+    until_logged(&app, &token, &id("worker"), "worker: processed scheduled-", 30).await;
+    let runs: Vec<(Option<i32>, Option<String>)> = sqlx::query_as("SELECT exit_code, outcome FROM cron_runs").fetch_all(&app.db).await.unwrap();
+    assert!(runs.iter().any(|r| r == &(Some(0), Some("succeeded".to_string()))), "{runs:?}");
+    // A finished run leaves the scheduler scheduled, not crashed.
+    let d = app.get(&format!("/deployments/{}", id("scheduler")), &token).await;
+    assert_eq!(d.body["deployment"]["status"], "running");
+}
