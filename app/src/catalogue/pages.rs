@@ -299,7 +299,7 @@ fn TemplateDetail(template: Template, signed_in: bool) -> impl IntoView {
                     <tbody>
                         {asked.into_iter().map(|i| view! {
                             <tr>
-                                <td><code>{i.name.clone()}</code>{i.required.then(|| " (required)")}</td>
+                                <td><code>{i.name.clone()}</code>{i.required.then_some(" (required)")}</td>
                                 <td>{i.description.clone()}</td>
                                 <td>{i.default.clone().unwrap_or_default()}</td>
                             </tr>

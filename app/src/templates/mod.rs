@@ -8,6 +8,8 @@
 #[cfg(feature = "ssr")]
 pub mod bundled;
 #[cfg(feature = "ssr")]
+pub mod compose;
+#[cfg(feature = "ssr")]
 pub mod deploy;
 #[cfg(feature = "ssr")]
 pub mod generate;

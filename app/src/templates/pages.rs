@@ -74,7 +74,7 @@ pub fn DeployTemplatePage() -> impl IntoView {
                                 });
                                 view! {
                                     <label>
-                                        <span class="block text-sm text-slate-300"><code>{i.name.clone()}</code>{i.required.then(|| " (required)")}</span>
+                                        <span class="block text-sm text-slate-300"><code>{i.name.clone()}</code>{i.required.then_some(" (required)")}</span>
                                         <input class="input" type=kind name=format!("inputs[{}]", i.name) value=i.default.clone().unwrap_or_default() required=i.required/>
                                         <span class="block text-xs text-slate-500">{i.description.clone()}</span>
                                         <span class="block text-sm text-rose-400" role="alert">{error}</span>
