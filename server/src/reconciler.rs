@@ -48,6 +48,17 @@ struct Supervised {
     service_id: Uuid,
 }
 
+/// What a pre-deploy command runs with.
+struct PreDeploy<'a> {
+    id: Uuid,
+    spec: &'a Service,
+    artifact: &'a str,
+    vars: &'a std::collections::BTreeMap<String, String>,
+    private_port: u16,
+    command: &'a str,
+    sink: &'a LogSink,
+}
+
 #[derive(Default)]
 struct Inner {
     /// Deployments a pipeline is working on.
@@ -60,6 +71,8 @@ struct Inner {
     cron_runs: HashMap<Uuid, (Uuid, chrono::DateTime<Utc>)>,
     /// Schedules are due between the last check and now (unset until this replica leads).
     cron_checked: Option<chrono::DateTime<Utc>>,
+    /// One-off runs (pre-deploy commands) waited for: instance → where its exit code goes.
+    exits: HashMap<Uuid, tokio::sync::oneshot::Sender<Option<i32>>>,
 }
 
 pub struct Reconciler {
@@ -464,6 +477,14 @@ impl Reconciler {
             return Ok(());
         }
 
+        // Migrations and the like: once, before any instance of this deployment takes traffic.
+        if let (Some(command), false, false) = (spec.pre_deploy_command.clone(), relaunch, spec.source_kind == SourceKind::Database) {
+            let step = PreDeploy { id, spec: &spec, artifact: &artifact, vars: &vars, private_port, command: &command, sink: &sink };
+            if !self.pre_deploy(step, cancel, build_timeout).await? {
+                return Ok(());
+            }
+        }
+
         let replicas = if spec.source_kind == SourceKind::Database { 1 } else { spec.replicas.max(1) };
         let mut started = Vec::new();
         for replica in 0..replicas {
@@ -484,6 +505,7 @@ impl Reconciler {
                 artifact: artifact.clone(),
                 env: vars.clone(),
                 private_port,
+                command: None,
             };
             let endpoint = self.runtime.start(spec, sink.clone(), self.events.clone()).await?;
             sqlx::query("UPDATE instances SET port = $2, network = $3 WHERE id = $1")
@@ -533,6 +555,70 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Runs a deployment's pre-deploy command once in the service's sandbox and waits for it:
+    /// `Ok(true)` when it exited 0, `Ok(false)` when the deployment was cancelled meanwhile.
+    async fn pre_deploy(&self, step: PreDeploy<'_>, cancel: &CancellationToken, limit: Duration) -> Result<bool, String> {
+        let PreDeploy { id, spec, artifact, vars, private_port, command, sink } = step;
+        let mut run = spec.clone();
+        run.restart_policy = app::services::RestartPolicy::Never;
+        let instance_id = Uuid::new_v4();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        sqlx::query("INSERT INTO instances (id, deployment_id, replica, state) VALUES ($1, $2, 0, 'starting')")
+            .bind(instance_id)
+            .bind(id)
+            .execute(&self.state.db)
+            .await
+            .map_err(|e| e.to_string())?;
+        {
+            let mut inner = self.inner();
+            inner.exits.insert(instance_id, tx);
+            inner.supervised.entry(id).or_default().push(Supervised { instance_id, service_id: spec.id });
+        }
+        let forget = |this: &Self| {
+            let mut inner = this.inner();
+            inner.exits.remove(&instance_id);
+            if let Some(list) = inner.supervised.get_mut(&id) {
+                list.retain(|i| i.instance_id != instance_id);
+            }
+        };
+        sink.system(&format!("Running the pre-deploy command: {command}")).await;
+        let one_off = InstanceSpec {
+            instance_id,
+            deployment_id: id,
+            replica: 0,
+            spec: run,
+            artifact: artifact.to_string(),
+            env: vars.clone(),
+            private_port,
+            command: Some(command.to_string()),
+        };
+        if let Err(e) = self.runtime.start(one_off, sink.clone(), self.events.clone()).await {
+            forget(self);
+            return Err(format!("The pre-deploy command could not start: {e}"));
+        }
+        let code = tokio::select! {
+            code = tokio::time::timeout(limit, rx) => code,
+            _ = cancel.cancelled() => {
+                self.runtime.stop(instance_id).await;
+                forget(self);
+                return Ok(false);
+            }
+        };
+        forget(self);
+        match code {
+            Ok(Ok(Some(0))) => {
+                sink.system("The pre-deploy command succeeded").await;
+                Ok(true)
+            }
+            Ok(Ok(Some(c))) => Err(format!("The pre-deploy command exited with code {c}.")),
+            Ok(_) => Err("The pre-deploy command was stopped before it finished.".into()),
+            Err(_) => {
+                self.runtime.stop(instance_id).await;
+                Err(format!("The pre-deploy command did not finish within {}s.", limit.as_secs()))
+            }
+        }
+    }
+
     /// Starts the runs of cron deployments whose schedule came due since the last check.
     async fn run_due_crons(self: &Arc<Self>) -> anyhow::Result<()> {
         let now = Utc::now();
@@ -553,80 +639,97 @@ impl Reconciler {
         .fetch_all(db)
         .await?;
         for (id, spec, artifact, env_id) in rows {
-            let Ok(mut spec) = serde_json::from_value::<Service>(spec) else { continue };
+            let Ok(spec) = serde_json::from_value::<Service>(spec) else { continue };
             let Some(at) = spec.cron_schedule.as_deref().and_then(|c| crate::cron::due(c, since, now)) else { continue };
-            // Written first: whichever replica leads, this time runs once.
+            // Written first: whichever replica leads, this time runs once. One deployment's
+            // trouble never costs the others their run.
             let claimed = sqlx::query("INSERT INTO cron_runs (deployment_id, scheduled_for) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(id)
                 .bind(at)
                 .execute(db)
-                .await?
-                .rows_affected()
-                == 1;
-            if !claimed {
-                continue;
+                .await;
+            match claimed {
+                Ok(r) if r.rows_affected() == 1 => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(deployment_id = %id, error = %e, "claiming a cron run failed");
+                    continue;
+                }
             }
             let when = at.format("%H:%M UTC").to_string();
             let busy = self.inner().supervised.get(&id).is_some_and(|runs| !runs.is_empty());
             if busy {
-                sqlx::query("UPDATE cron_runs SET finished_at = now(), outcome = 'skipped: the previous run was still going' WHERE deployment_id = $1 AND scheduled_for = $2")
+                let _ = sqlx::query("UPDATE cron_runs SET finished_at = now(), outcome = 'skipped: the previous run was still going' WHERE deployment_id = $1 AND scheduled_for = $2")
                     .bind(id)
                     .bind(at)
                     .execute(db)
-                    .await?;
+                    .await;
                 self.sink(id, Default::default()).system(&format!("Skipped the run of {when}: the previous run is still going")).await;
                 continue;
             }
-            let env = environment::load(db, &self.state.secrets, &self.state.config, env_id).await?;
-            let sink = self.sink(id, Arc::new(Redactor::new(&env.secrets)));
-            let started = async {
-                let vars = env.resolve(spec.id).map_err(|e| format!("variables do not resolve: {e}"))?;
-                let artifact = artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("the build of this deployment is gone: deploy again")?;
-                self.still_admitted(&spec).await?;
-                // A run ends when its command does; it is never restarted.
-                spec.restart_policy = app::services::RestartPolicy::Never;
-                let instance_id = Uuid::new_v4();
-                sqlx::query("INSERT INTO instances (id, deployment_id, replica, state) VALUES ($1, $2, 0, 'starting')")
-                    .bind(instance_id)
-                    .bind(id)
-                    .execute(db)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sqlx::query("UPDATE cron_runs SET instance_id = $3 WHERE deployment_id = $1 AND scheduled_for = $2")
-                    .bind(id)
-                    .bind(at)
-                    .bind(instance_id)
-                    .execute(db)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                {
-                    let mut inner = self.inner();
-                    inner.supervised.entry(id).or_default().push(Supervised { instance_id, service_id: spec.id });
-                    inner.cron_runs.insert(instance_id, (id, at));
+            // Marked as going now (so the next check sees it busy); started off the leader's
+            // loop, so many schedules at one minute never hold up reconciling.
+            let placeholder = Uuid::new_v4();
+            self.inner().supervised.entry(id).or_default().push(Supervised { instance_id: placeholder, service_id: spec.id });
+            let this = self.clone();
+            tokio::spawn(async move {
+                let started = this.start_cron_run(id, spec, artifact, env_id, at).await;
+                if let Some(list) = this.inner().supervised.get_mut(&id) {
+                    list.retain(|i| i.instance_id != placeholder);
                 }
-                sink.system(&format!("Run of {when} started")).await;
-                let private_port = env.service(spec.id).map(|s| s.private_port).unwrap_or(0);
-                let run = InstanceSpec { instance_id, deployment_id: id, replica: 0, spec: spec.clone(), artifact, env: vars, private_port };
-                if let Err(e) = self.runtime.start(run, sink.clone(), self.events.clone()).await {
-                    let mut inner = self.inner();
-                    inner.cron_runs.remove(&instance_id);
-                    if let Some(list) = inner.supervised.get_mut(&id) {
-                        list.retain(|i| i.instance_id != instance_id);
-                    }
-                    return Err(e);
+                if let Err(why) = started {
+                    let _ = sqlx::query("UPDATE cron_runs SET finished_at = now(), outcome = $3 WHERE deployment_id = $1 AND scheduled_for = $2")
+                        .bind(id)
+                        .bind(at)
+                        .bind(format!("not started: {why}"))
+                        .execute(&this.state.db)
+                        .await;
+                    this.sink(id, Default::default()).system(&format!("The run of {when} could not start: {why}")).await;
                 }
-                Ok::<(), String>(())
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts one run of a cron deployment in the service's sandbox.
+    async fn start_cron_run(&self, id: Uuid, mut spec: Service, artifact: Option<String>, env_id: Uuid, at: chrono::DateTime<Utc>) -> Result<(), String> {
+        let db = &self.state.db;
+        let env = environment::load(db, &self.state.secrets, &self.state.config, env_id).await.map_err(|e| e.to_string())?;
+        let sink = self.sink(id, Arc::new(Redactor::new(&env.secrets)));
+        let vars = env.resolve(spec.id).map_err(|e| format!("variables do not resolve: {e}"))?;
+        let artifact = artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("the build of this deployment is gone: deploy again")?;
+        self.still_admitted(&spec).await?;
+        // A run ends when its command does; it is never restarted.
+        spec.restart_policy = app::services::RestartPolicy::Never;
+        let instance_id = Uuid::new_v4();
+        sqlx::query("INSERT INTO instances (id, deployment_id, replica, state) VALUES ($1, $2, 0, 'starting')")
+            .bind(instance_id)
+            .bind(id)
+            .execute(db)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query("UPDATE cron_runs SET instance_id = $3 WHERE deployment_id = $1 AND scheduled_for = $2")
+            .bind(id)
+            .bind(at)
+            .bind(instance_id)
+            .execute(db)
+            .await
+            .map_err(|e| e.to_string())?;
+        {
+            let mut inner = self.inner();
+            inner.supervised.entry(id).or_default().push(Supervised { instance_id, service_id: spec.id });
+            inner.cron_runs.insert(instance_id, (id, at));
+        }
+        sink.system(&format!("Run of {} started", at.format("%H:%M UTC"))).await;
+        let private_port = env.service(spec.id).map(|s| s.private_port).unwrap_or(0);
+        let run = InstanceSpec { instance_id, deployment_id: id, replica: 0, spec, artifact, env: vars, private_port, command: None };
+        if let Err(e) = self.runtime.start(run, sink, self.events.clone()).await {
+            let mut inner = self.inner();
+            inner.cron_runs.remove(&instance_id);
+            if let Some(list) = inner.supervised.get_mut(&id) {
+                list.retain(|i| i.instance_id != instance_id);
             }
-            .await;
-            if let Err(why) = started {
-                sqlx::query("UPDATE cron_runs SET finished_at = now(), outcome = $3 WHERE deployment_id = $1 AND scheduled_for = $2")
-                    .bind(id)
-                    .bind(at)
-                    .bind(format!("not started: {why}"))
-                    .execute(db)
-                    .await?;
-                sink.system(&format!("The run of {when} could not start: {why}")).await;
-            }
+            return Err(e);
         }
         Ok(())
     }
@@ -688,6 +791,16 @@ impl Reconciler {
                             .await?;
                         proxy::reload_routes(&self.state).await;
                         notify_routes(&self.state).await;
+                    }
+                    InstanceEvent::Exited { instance_id, exit_code, .. } if self.inner().exits.contains_key(&instance_id) => {
+                        sqlx::query("UPDATE instances SET state = 'stopped', exit_code = $2, updated_at = now() WHERE id = $1")
+                            .bind(instance_id)
+                            .bind(exit_code)
+                            .execute(db)
+                            .await?;
+                        if let Some(waiting) = self.inner().exits.remove(&instance_id) {
+                            let _ = waiting.send(exit_code);
+                        }
                     }
                     InstanceEvent::Exited { instance_id, exit_code, reason, stopped } if self.inner().cron_runs.contains_key(&instance_id) => {
                         let Some((deployment, scheduled_for)) = self.inner().cron_runs.remove(&instance_id) else { return Ok(()) };

@@ -46,8 +46,12 @@ pub async fn list_templates(db: &PgPool, query: &TemplateQuery) -> AppResult<Tem
     if !(1..=10_000).contains(&page) {
         return Err(AppError::validation("page", "Pages start at 1."));
     }
-    // A search of only punctuation matches nothing rather than everything.
-    let tsquery = q.map(|q| prefix_query(q).unwrap_or_else(|| "nothing_matches_this:*".into()));
+    let tsquery = match q.map(prefix_query) {
+        // A search of only punctuation matches nothing rather than everything.
+        Some(None) => return Ok(TemplatePage { templates: vec![], total: 0, page, per_page }),
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
     let category = query.category.as_deref().filter(|c| !c.is_empty());
     let filter = "published
            AND ($1::text IS NULL OR search @@ to_tsquery('english', $1))

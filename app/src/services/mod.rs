@@ -101,6 +101,8 @@ pub struct Service {
     pub max_processes: i32,
     pub volume_path: Option<String>,
     pub cron_schedule: Option<String>,
+    /// Run once before each deployment takes traffic (e.g. migrations); a failure fails it.
+    pub pre_deploy_command: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -142,6 +144,7 @@ pub struct ServiceInput {
     pub max_processes: Option<i32>,
     pub volume_path: Option<String>,
     pub cron_schedule: Option<String>,
+    pub pre_deploy_command: Option<String>,
 }
 
 pub mod pages;
@@ -256,6 +259,7 @@ pub async fn update_service(
     max_processes: String,
     volume_path: String,
     cron_schedule: String,
+    #[server(default)] pre_deploy_command: String,
 ) -> Result<Service, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
@@ -278,6 +282,7 @@ pub async fn update_service(
             max_processes: parse_number("max_processes", Some(max_processes), "The process limit")?,
             volume_path: Some(volume_path),
             cron_schedule: Some(cron_schedule),
+            pre_deploy_command: Some(pre_deploy_command),
             ..Default::default()
         };
         let state = request::state()?;

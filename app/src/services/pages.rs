@@ -245,9 +245,10 @@ fn ServiceView(service: Service, update: ServerAction<UpdateService>) -> impl In
                         hint="Processes and threads at once (16–4096)" error=field_error(value, "max_processes")/>
                     <Field label="Volume mount path" name="volume_path" value=opt(&service.volume_path) placeholder="/data" error=field_error(value, "volume_path")/>
                     <Field label="Cron schedule" name="cron_schedule" value=opt(&service.cron_schedule) placeholder="*/15 * * * *" error=field_error(value, "cron_schedule")/>
+                    <Field label="Pre-deploy command" name="pre_deploy_command" value=opt(&service.pre_deploy_command) placeholder="python manage.py migrate" error=field_error(value, "pre_deploy_command")/>
                     <p class="text-sm text-rose-400 sm:col-span-2" role="alert">{form_error(value, &[
                         "name", "source", "build_command", "start_command", "port", "replicas", "cpu_millis", "memory_mb",
-                        "healthcheck_path", "healthcheck_timeout_secs", "restart_max", "max_processes", "volume_path", "cron_schedule",
+                        "healthcheck_path", "healthcheck_timeout_secs", "restart_max", "max_processes", "volume_path", "cron_schedule", "pre_deploy_command",
                     ])}</p>
                     <div><button type="submit" class="btn btn-primary">"Save settings"</button></div>
                 </ActionForm>

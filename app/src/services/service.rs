@@ -33,6 +33,7 @@ struct Row {
     max_processes: i32,
     volume_path: Option<String>,
     cron_schedule: Option<String>,
+    pre_deploy_command: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -61,6 +62,7 @@ impl From<Row> for Service {
             max_processes: r.max_processes,
             volume_path: r.volume_path,
             cron_schedule: r.cron_schedule,
+            pre_deploy_command: r.pre_deploy_command,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -70,7 +72,7 @@ impl From<Row> for Service {
 /// Services visible to `owner`, with their environment and project.
 const SELECT: &str = "SELECT s.id, e.project_id, p.name AS project, s.environment_id, e.name AS environment, s.name, s.source_kind, s.source,
         s.build_command, s.start_command, s.port, s.replicas, s.cpu_millis, s.memory_mb, s.healthcheck_path,
-        s.healthcheck_timeout_secs, s.restart_policy, s.restart_max, s.max_processes, s.volume_path, s.cron_schedule, s.created_at, s.updated_at
+        s.healthcheck_timeout_secs, s.restart_policy, s.restart_max, s.max_processes, s.volume_path, s.cron_schedule, s.pre_deploy_command, s.created_at, s.updated_at
     FROM services s JOIN environments e ON e.id = s.environment_id JOIN projects p ON p.id = e.project_id";
 
 /// The validated settings of a service, after applying an input to the current settings.
@@ -92,6 +94,7 @@ struct Settings {
     max_processes: i32,
     volume_path: Option<String>,
     cron_schedule: Option<String>,
+    pre_deploy_command: Option<String>,
 }
 
 impl Settings {
@@ -113,6 +116,7 @@ impl Settings {
             max_processes: 256,
             volume_path: None,
             cron_schedule: None,
+            pre_deploy_command: None,
         }
     }
 
@@ -134,6 +138,7 @@ impl Settings {
             max_processes: s.max_processes,
             volume_path: s.volume_path.clone(),
             cron_schedule: s.cron_schedule.clone(),
+            pre_deploy_command: s.pre_deploy_command.clone(),
         }
     }
 }
@@ -297,7 +302,8 @@ fn apply(mut cur: Settings, input: &ServiceInput) -> AppResult<Settings> {
     cur.source = validate_source(cur.source_kind, &cur.source)?;
     cur.build_command = optional(&input.build_command, cur.build_command);
     cur.start_command = optional(&input.start_command, cur.start_command);
-    for (field, v) in [("build_command", &cur.build_command), ("start_command", &cur.start_command)] {
+    cur.pre_deploy_command = optional(&input.pre_deploy_command, cur.pre_deploy_command);
+    for (field, v) in [("build_command", &cur.build_command), ("start_command", &cur.start_command), ("pre_deploy_command", &cur.pre_deploy_command)] {
         if v.as_ref().is_some_and(|c| c.len() > 2000) {
             return Err(AppError::validation(field, "Commands are at most 2000 characters."));
         }
@@ -345,7 +351,7 @@ fn apply(mut cur: Settings, input: &ServiceInput) -> AppResult<Settings> {
     Ok(cur)
 }
 
-async fn check_plan(db: &PgPool, owner: &User, s: &Settings, new_service: bool) -> AppResult<()> {
+async fn check_plan(db: &mut sqlx::PgConnection, owner: &User, s: &Settings, new_service: bool) -> AppResult<()> {
     let (plan, max_services, max_replicas, max_memory, count): (String, i32, i32, i32, i64) = sqlx::query_as(
         "SELECT p.name, p.max_services, p.max_replicas, p.max_memory_mb,
                 (SELECT count(*) FROM services s JOIN environments e ON e.id = s.environment_id
@@ -353,7 +359,7 @@ async fn check_plan(db: &PgPool, owner: &User, s: &Settings, new_service: bool) 
          FROM users u JOIN plans p ON p.id = u.plan_id WHERE u.id = $1",
     )
     .bind(owner.id)
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
     if new_service && count >= i64::from(max_services) {
         return Err(AppError::PlanLimit {
@@ -376,7 +382,7 @@ async fn check_plan(db: &PgPool, owner: &User, s: &Settings, new_service: bool) 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 type PgScalar<'q, T> = sqlx::query::QueryScalar<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
 
-/// Binds the settings as parameters $2..$17, in the column order the INSERT and the UPDATE share.
+/// Binds the settings as parameters $2..$18, in the column order the INSERT and the UPDATE share.
 macro_rules! bind_all {
     ($q:expr, $s:expr) => {
         $q.bind(&$s.name)
@@ -395,6 +401,7 @@ macro_rules! bind_all {
             .bind($s.max_processes)
             .bind(&$s.volume_path)
             .bind(&$s.cron_schedule)
+            .bind(&$s.pre_deploy_command)
     };
 }
 
@@ -491,8 +498,8 @@ pub async fn insert(conn: &mut sqlx::PgConnection, environment_id: Uuid, s: &New
     let settings = &s.0;
     let insert = sqlx::query_scalar(
         "INSERT INTO services (environment_id, name, source_kind, source, build_command, start_command, port, replicas,
-            cpu_millis, memory_mb, healthcheck_path, healthcheck_timeout_secs, restart_policy, restart_max, max_processes, volume_path, cron_schedule)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+            cpu_millis, memory_mb, healthcheck_path, healthcheck_timeout_secs, restart_policy, restart_max, max_processes, volume_path, cron_schedule, pre_deploy_command)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
     )
     .bind(environment_id);
     match bind_settings_scalar(insert, settings).fetch_one(&mut *conn).await {
@@ -522,8 +529,13 @@ pub async fn create(db: &PgPool, config: &Config, owner: &User, project_id: Uuid
         None => return Err(AppError::not_found("Project")),
     };
     let settings = prepare(config, owner, input)?;
-    check_plan(db, owner, &settings.0, true).await?;
-    let id = insert(&mut *db.acquire().await?, environment_id, &settings).await?;
+    // One creation at a time per owner (as for projects and template deploys), so parallel
+    // requests cannot all pass the plan's count.
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(owner.id).execute(&mut *tx).await?;
+    check_plan(&mut tx, owner, &settings.0, true).await?;
+    let id = insert(&mut tx, environment_id, &settings).await?;
+    tx.commit().await?;
     tracing::info!(service_id = %id, "service created");
     get(db, owner.id, id).await
 }
@@ -537,11 +549,11 @@ pub async fn update(db: &PgPool, config: &Config, owner: &User, id: Uuid, input:
     if settings.source_kind != current.source_kind || settings.source != current.source {
         check_source_policy(config, owner, settings.source_kind, &settings.source)?;
     }
-    check_plan(db, owner, &settings, false).await?;
+    check_plan(&mut *db.acquire().await?, owner, &settings, false).await?;
     let update = sqlx::query(
         "UPDATE services SET name = $2, source_kind = $3, source = $4, build_command = $5, start_command = $6, port = $7,
             replicas = $8, cpu_millis = $9, memory_mb = $10, healthcheck_path = $11, healthcheck_timeout_secs = $12,
-            restart_policy = $13, restart_max = $14, max_processes = $15, volume_path = $16, cron_schedule = $17, updated_at = now()
+            restart_policy = $13, restart_max = $14, max_processes = $15, volume_path = $16, cron_schedule = $17, pre_deploy_command = $18, updated_at = now()
          WHERE id = $1",
     )
     .bind(id);

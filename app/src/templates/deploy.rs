@@ -93,6 +93,7 @@ fn service_input(s: &ServiceSpec, environment_id: Uuid, inputs: &BTreeMap<String
         max_processes: None,
         volume_path: s.volumes.first().map(|v| v.mount.clone()),
         cron_schedule: s.cron.clone(),
+        pre_deploy_command: s.pre_deploy.clone(),
     })
 }
 

@@ -428,9 +428,6 @@ impl ServiceSpec {
             }
             _ => {}
         }
-        if self.pre_deploy.is_some() {
-            return Some(format!("{n} has a pre-deploy command, which the local runtime does not run yet"));
-        }
         if self.volumes.len() > 1 {
             return Some(format!("{n} mounts {} volumes; the local runtime gives a service one", self.volumes.len()));
         }

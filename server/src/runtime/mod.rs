@@ -39,6 +39,8 @@ pub struct InstanceSpec {
     pub env: BTreeMap<String, String>,
     /// The service's stable private port (a database listens on it itself).
     pub private_port: u16,
+    /// A one-off command to run instead of the build's start command (a pre-deploy step).
+    pub command: Option<String>,
 }
 
 /// What happens to an instance after it was started, reported by the runtime.

@@ -695,3 +695,31 @@ async fn a_phase_past_its_deadline_with_no_one_working_on_it_fails() {
     let d = wait_for(&app, &s.token, &id.to_string(), &["failed"]).await;
     assert_eq!(d["deployment"]["reason"], "Its deadline passed with no progress");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_deploy_command_runs_once_before_traffic_and_its_failure_keeps_the_old_deployment() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, &fixture(), json!({ "pre_deploy_command": "echo migrating the schema; echo to stderr >&2" })).await;
+    let first = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &first, &["running"]).await;
+    let logs = logs_text(&app, &s.token, &first).await;
+    let at = |needle: &str| logs.find(needle).unwrap_or_else(|| panic!("no {needle:?} in\n{logs}"));
+    // The command's own output line (the system line announcing it quotes it too).
+    assert!(at("] migrating the schema") < at("The pre-deploy command succeeded"));
+    assert!(at("The pre-deploy command succeeded") < at("Instance 0 started"), "it ran before any instance");
+    assert_eq!(logs.matches("] migrating the schema").count(), 1, "once:\n{logs}");
+
+    // A failing command fails the new deployment; the old one keeps serving.
+    let r = app
+        .api(axum::http::Method::PATCH, &format!("/services/{}", s.service), Some(&s.token), Some(json!({ "pre_deploy_command": "echo cannot migrate; exit 3" })))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["pre_deploy_command"], "echo cannot migrate; exit 3");
+    let second = deploy(&app, &s.token, &s.service).await;
+    let failed = wait_for(&app, &s.token, &second, &["failed"]).await;
+    assert_eq!(failed["deployment"]["reason"], "The pre-deploy command exited with code 3.");
+    assert!(logs_text(&app, &s.token, &second).await.contains("cannot migrate"));
+    let d = app.get(&format!("/deployments/{first}"), &s.token).await;
+    assert_eq!(d.body["deployment"]["status"], "running");
+    assert_eq!(app.via_proxy("web.shop.localhost", "/").await.status, StatusCode::OK);
+}

@@ -120,11 +120,6 @@ async fn a_refused_deploy_names_the_reason_and_creates_nothing() {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
         assert_eq!(r.error_field(), field, "{}", r.text);
     }
-    // With good inputs, the template is still one this runtime cannot run (a pre-deploy command).
-    let blocked = deploy(&app, &token, "django-postgres", json!({ "inputs": { "REPOSITORY": "https://example.com/a.git" } })).await;
-    assert_eq!(blocked.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", blocked.text);
-    assert_eq!(blocked.error_field(), "template");
-    assert!(blocked.error_message().contains("web has a pre-deploy command"), "{}", blocked.text);
     // The plan: the Free plan has three services. Three one-service templates fit in a
     // project; a fourth is refused, naming the plan with room.
     let p = app.post("/projects", &token, json!({ "name": "data" })).await;

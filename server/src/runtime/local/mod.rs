@@ -449,7 +449,10 @@ impl Runtime for LocalRuntime {
             (self.database_mount(&spec), self.database_command(&spec, &logs).await?)
         } else {
             let artifact = PathBuf::from(&spec.artifact);
-            let start = std::fs::read_to_string(artifact.join(build::START_FILE)).map_err(|_| "The build of this deployment is gone: deploy again.".to_string())?;
+            let start = match &spec.command {
+                Some(command) => command.clone(),
+                None => std::fs::read_to_string(artifact.join(build::START_FILE)).map_err(|_| "The build of this deployment is gone: deploy again.".to_string())?,
+            };
             (Mount { host: artifact.join("app"), at: sandbox::APP_DIR.into(), writable: false }, start)
         };
         let plan = Plan {
