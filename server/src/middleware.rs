@@ -146,6 +146,28 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// The most a request body to the platform itself may be (forms, server functions, JSON);
+/// source archives have their own limit (`ROUNDHOUSE_UPLOAD_MAX_MB`), and traffic to tenants'
+/// services never passes here.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Refuses bodies over [`MAX_BODY_BYTES`]: by their `Content-Length` at once (413), and a
+/// body without one stops being read there. Server functions read whole bodies into memory,
+/// so without this one request could exhaust the platform's.
+pub async fn limit_bodies(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/api/v1/services/") && path.ends_with("/source") {
+        return next.run(req).await;
+    }
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return AppError::TooLarge { message: format!("Requests are at most {} KB.", MAX_BODY_BYTES / 1024) }.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES));
+    next.run(Request::from_parts(parts, body)).await
+}
+
 /// Dashboard pages need a signed-in user: a visitor is sent to sign in and brought back
 /// after. The admin panel answers 403 to a signed-in non-admin (the page explains).
 pub async fn guard_pages(req: Request, next: Next) -> Response {

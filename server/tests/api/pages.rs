@@ -139,3 +139,22 @@ async fn the_dev_outbox_page_lists_mail_in_dev_and_is_hidden_in_production() {
     assert!(!page.text.contains("Confirm your email address") && !page.text.contains("/verify?token="), "{}", page.text);
 }
 
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_a_megabyte_is_refused_before_a_server_function_reads_it() {
+    let app = TestApp::new().await;
+    let big = "q=".to_string() + &"x".repeat(2 * 1024 * 1024);
+    let req = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri("/api/list_templates")
+        .header(axum::http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(axum::http::header::CONTENT_LENGTH, big.len())
+        .body(axum::body::Body::from(big))
+        .unwrap();
+    let r = app.send(req).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+    assert_eq!(r.error_code(), "too_large");
+    // A small one still works.
+    let ok = app.server_fn("list_categories", None, &[]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+}
