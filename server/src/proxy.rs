@@ -83,11 +83,11 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(backends) = table.by_host.get(&host).cloned() else {
         return page(StatusCode::NOT_FOUND, "No service here", &format!("Nothing is deployed at {host}. Check the address, or deploy the service."));
     };
-    forward(req, &backends, &host).await
+    forward(&state, req, &backends, &host).await
 }
 
-async fn forward(mut req: Request, backends: &Backends, host: &str) -> Response {
-    let Some(endpoint) = backends.pick() else {
+async fn forward(state: &AppState, mut req: Request, backends: &Backends, host: &str) -> Response {
+    let Some(endpoint) = backends.pick().cloned() else {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service not running",
@@ -95,10 +95,6 @@ async fn forward(mut req: Request, backends: &Backends, host: &str) -> Response 
         );
     };
     let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    let Ok(uri) = format!("http://{}{path}", net::authority(endpoint)).parse::<Uri>() else {
-        return page(StatusCode::BAD_REQUEST, "Bad request", "The request path is not valid.");
-    };
-    *req.uri_mut() = uri;
     let client_ip = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
     let headers = req.headers_mut();
     headers.insert("x-forwarded-host", HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static("")));
@@ -106,23 +102,49 @@ async fn forward(mut req: Request, backends: &Backends, host: &str) -> Response 
     if let Some(ip) = client_ip.and_then(|ip| HeaderValue::from_str(&ip).ok()) {
         headers.insert("x-forwarded-for", ip);
     }
-    // An instance that never answers must not hold the platform's connections forever.
-    let answer = match tokio::time::timeout(UPSTREAM_TIMEOUT, client().request(req)).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            return page(
-                StatusCode::GATEWAY_TIMEOUT,
-                "Service timed out",
-                &format!("{host} did not start answering within {} seconds.", UPSTREAM_TIMEOUT.as_secs()),
-            )
+    // A request without a body can be sent again if its instance went away between being
+    // picked and being connected to (a deployment switch): nothing of it reached the app.
+    let again = (axum::body::HttpBody::size_hint(req.body()).exact() == Some(0)).then(|| (req.method().clone(), req.headers().clone()));
+    match send(req, &endpoint, &path, host).await {
+        Err(e) if e.is_connect() && again.is_some() => {
+            let (method, headers) = again.unwrap_or_default();
+            let table = state.live.routes();
+            let other = table.by_host.get(host).and_then(|b| (0..b.endpoints.len()).filter_map(|_| b.pick().cloned()).find(|p| p != &endpoint));
+            let Some(other) = other else { return unreachable(host) };
+            let mut retry = Request::new(Body::empty());
+            *retry.method_mut() = method;
+            *retry.headers_mut() = headers;
+            send(retry, &other, &path, host).await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, addr = %other.addr, "proxying failed twice");
+                unreachable(host)
+            })
         }
-    };
-    match answer {
-        Ok(resp) => resp.map(Body::new).into_response(),
         Err(e) => {
             tracing::debug!(error = %e, addr = %endpoint.addr, "proxying failed");
-            page(StatusCode::BAD_GATEWAY, "Service unreachable", &format!("{host} did not answer. It may be restarting: try again in a moment."))
+            unreachable(host)
         }
+        Ok(resp) => resp,
+    }
+}
+
+fn unreachable(host: &str) -> Response {
+    page(StatusCode::BAD_GATEWAY, "Service unreachable", &format!("{host} did not answer. It may be restarting: try again in a moment."))
+}
+
+/// Sends `req` to one instance; an error only when no answer came (a timeout is a page).
+async fn send(mut req: Request, endpoint: &Endpoint, path: &str, host: &str) -> Result<Response, hyper_util::client::legacy::Error> {
+    let Ok(uri) = format!("http://{}{path}", net::authority(endpoint)).parse::<Uri>() else {
+        return Ok(page(StatusCode::BAD_REQUEST, "Bad request", "The request path is not valid."));
+    };
+    *req.uri_mut() = uri;
+    // An instance that never answers must not hold the platform's connections forever.
+    match tokio::time::timeout(UPSTREAM_TIMEOUT, client().request(req)).await {
+        Ok(answer) => answer.map(|resp| resp.map(Body::new).into_response()),
+        Err(_) => Ok(page(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Service timed out",
+            &format!("{host} did not start answering within {} seconds.", UPSTREAM_TIMEOUT.as_secs()),
+        )),
     }
 }
 
