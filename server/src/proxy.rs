@@ -10,7 +10,7 @@ use app::infra::{
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{header, HeaderValue, StatusCode, Uri},
+    http::{header, HeaderValue, Method, StatusCode, Uri},
     middleware::Next,
     response::{Html, IntoResponse, Response},
 };
@@ -102,29 +102,47 @@ async fn forward(state: &AppState, mut req: Request, backends: &Backends, host: 
     if let Some(ip) = client_ip.and_then(|ip| HeaderValue::from_str(&ip).ok()) {
         headers.insert("x-forwarded-for", ip);
     }
-    // A request without a body can be sent again if its instance went away between being
-    // picked and being connected to (a deployment switch): nothing of it reached the app.
-    let again = (axum::body::HttpBody::size_hint(req.body()).exact() == Some(0)).then(|| (req.method().clone(), req.headers().clone()));
-    match send(req, &endpoint, &path, host).await {
-        Err(e) if e.is_connect() && again.is_some() => {
-            let (method, headers) = again.unwrap_or_default();
-            let table = state.live.routes();
-            let other = table.by_host.get(host).and_then(|b| (0..b.endpoints.len()).filter_map(|_| b.pick().cloned()).find(|p| p != &endpoint));
-            let Some(other) = other else { return unreachable(host) };
+    // A request that changes nothing (GET, HEAD, OPTIONS) and has no body can be sent again
+    // when no answer came: its instance went away during a deployment switch, between being
+    // picked and answering. It goes to another instance of the current routes.
+    let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let again = (idempotent && axum::body::HttpBody::size_hint(req.body()).exact() == Some(0)).then(|| (req.method().clone(), req.headers().clone()));
+    let mut failed = vec![endpoint.clone()];
+    let mut result = send(req, &endpoint, &path, host).await;
+    if let Some((method, headers)) = again {
+        for attempt in 0..RETRIES {
+            let Err(e) = &result else { break };
+            tracing::debug!(error = %e, attempt, "no answer; trying another instance");
+            let Some(other) = other_instance(state, host, &failed).await else { break };
             let mut retry = Request::new(Body::empty());
-            *retry.method_mut() = method;
-            *retry.headers_mut() = headers;
-            send(retry, &other, &path, host).await.unwrap_or_else(|e| {
-                tracing::debug!(error = %e, addr = %other.addr, "proxying failed twice");
-                unreachable(host)
-            })
+            *retry.method_mut() = method.clone();
+            *retry.headers_mut() = headers.clone();
+            failed.push(other.clone());
+            result = send(retry, &other, &path, host).await;
         }
-        Err(e) => {
-            tracing::debug!(error = %e, addr = %endpoint.addr, "proxying failed");
-            unreachable(host)
-        }
-        Ok(resp) => resp,
     }
+    result.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, addr = %endpoint.addr, "proxying failed");
+        unreachable(host)
+    })
+}
+
+/// Times a request without a body is sent again when no answer came.
+const RETRIES: usize = 3;
+
+/// An instance of `host` in the current routes that has not failed this request; the routes
+/// may lag a switch by a moment, so they are read again briefly before giving up.
+async fn other_instance(state: &AppState, host: &str, failed: &[Endpoint]) -> Option<Endpoint> {
+    for _ in 0..5 {
+        let table = state.live.routes();
+        if let Some(b) = table.by_host.get(host) {
+            if let Some(e) = b.endpoints.iter().find(|e| !failed.contains(e)) {
+                return Some(e.clone());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
 }
 
 fn unreachable(host: &str) -> Response {
