@@ -234,9 +234,16 @@ async fn create(
     .fetch_one(&mut *tx)
     .await?;
     record_event(&mut tx, id, Status::Queued, reason).await?;
+    // Read before the commit: once committed, the reconciler may move it on at once, and the
+    // answer is the deployment as it was queued.
+    let row: Option<Row> = sqlx::query_as(&format!("{SELECT} {OWNED} WHERE d.id = $1 AND p.owner_id = $2"))
+        .bind(id)
+        .bind(actor)
+        .fetch_optional(&mut *tx)
+        .await?;
     tx.commit().await?;
     tracing::info!(deployment_id = %id, service_id = %service.id, trigger = trigger.as_str(), "deployment queued");
-    get(db, actor, id).await
+    row.map(Deployment::from).ok_or_else(|| AppError::not_found("Deployment"))
 }
 
 /// Records that a deployment entered `status`, and tells every replica (page streams) and the

@@ -56,7 +56,17 @@ async fn ensure_template(admin: &PgConnectOptions) -> String {
         let pool = PgPoolOptions::new().max_connections(1).connect_with(admin.clone().database(&building)).await.unwrap();
         server::seed::templates(&pool).await.expect("writing the bundled templates");
         pool.close().await;
-        conn.execute(&*format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).await.unwrap();
+        // A closed session may linger on the server for a moment: the rename waits for it.
+        let rename = format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"");
+        for attempt in 0.. {
+            match conn.execute(&*rename).await {
+                Ok(_) => break,
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") && attempt < 100 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("renaming the template database: {e}"),
+            }
+        }
     }
     // Databases of test processes that have ended (their drop may not have finished).
     let stale: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'roundhouse\\_t\\_%'")
