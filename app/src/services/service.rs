@@ -509,16 +509,22 @@ pub async fn insert(conn: &mut sqlx::PgConnection, environment_id: Uuid, s: &New
     }
 }
 
-pub async fn create(db: &PgPool, config: &Config, owner: &User, project_id: Uuid, input: &ServiceInput) -> AppResult<Service> {
-    let environment_id: Option<Uuid> = sqlx::query_scalar(
+/// The environment of `owner`'s project a new service goes in: `environment_id`, or the
+/// project's production environment; `None` when either is not the owner's.
+pub async fn owned_environment(db: &PgPool, owner: Uuid, project_id: Uuid, environment_id: Option<Uuid>) -> AppResult<Option<Uuid>> {
+    Ok(sqlx::query_scalar(
         "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id
          WHERE p.id = $1 AND p.owner_id = $2 AND (e.id = $3 OR ($3 IS NULL AND e.name = 'production'))",
     )
     .bind(project_id)
-    .bind(owner.id)
-    .bind(input.environment_id)
+    .bind(owner)
+    .bind(environment_id)
     .fetch_optional(db)
-    .await?;
+    .await?)
+}
+
+pub async fn create(db: &PgPool, config: &Config, owner: &User, project_id: Uuid, input: &ServiceInput) -> AppResult<Service> {
+    let environment_id = owned_environment(db, owner.id, project_id, input.environment_id).await?;
     let environment_id = match environment_id {
         Some(id) => id,
         None if input.environment_id.is_some() => {

@@ -107,15 +107,7 @@ async fn target(state: &AppState, owner: &User, spec: &Spec, req: &TemplateDeplo
             (crate::projects::service::create(db, owner, &name, &spec.template.summary).await?.id, true)
         }
     };
-    let environment: Option<Uuid> = sqlx::query_scalar(
-        "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id
-         WHERE p.id = $1 AND p.owner_id = $2 AND (e.id = $3 OR ($3 IS NULL AND e.name = 'production'))",
-    )
-    .bind(project_id)
-    .bind(owner.id)
-    .bind(req.environment_id)
-    .fetch_optional(db)
-    .await?;
+    let environment = services::service::owned_environment(db, owner.id, project_id, req.environment_id).await?;
     Ok((project_id, environment.ok_or_else(|| AppError::not_found("Environment"))?, created))
 }
 
