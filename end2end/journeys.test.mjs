@@ -240,6 +240,62 @@ test('a visitor finds a template, registers from its Deploy button, deploys it a
   await page.close();
 });
 
+test('an admin writes a template, publishes it, and its deploy shows the stack on the canvas with its arrows', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  await signIn(page, server.admin.email, server.admin.password);
+  await page.waitForURL('**/dashboard');
+  await goto(page, '/admin/templates/new');
+  const editor = page.locator('[data-testid=template-editor] textarea[name=source]');
+  await editor.fill('version = 1\n[template\n');
+  await page.click('[data-testid=template-editor] button[type=submit]');
+  await page.locator('[data-testid=save-error]:has-text("This is not a template file")').waitFor();
+  const slug = `duo-${Date.now()}`;
+  await editor.fill([
+    'version = 1',
+    '[template]',
+    `slug = "${slug}"`,
+    'name = "Duo"',
+    'summary = "A site and its database."',
+    'category = "starter"',
+    '[[services]]',
+    'name = "db"',
+    'source = { kind = "database", engine = "postgres" }',
+    'memory_mb = 128',
+    '[[services]]',
+    'name = "web"',
+    'source = { kind = "sample", name = "static-site" }',
+    'memory_mb = 128',
+    'port = 8080',
+    'depends_on = [{ service = "db", condition = "healthy" }]',
+    'env = { DATABASE_URL = "${{db.DATABASE_URL}}" }',
+    '',
+  ].join('\n'));
+  await page.click('[data-testid=template-editor] button[type=submit]');
+  await page.waitForURL(`**/admin/templates/${slug}`);
+  await page.locator('[data-testid=versions] >> text=v1 (current)').waitFor();
+  await page.screenshot({ path: `${SHOTS}admin-template-editor.png`, fullPage: true });
+  await goto(page, '/admin/templates');
+  const row = page.locator(`tr[data-slug="${slug}"]`);
+  await row.locator('button:has-text("Publish")').click();
+  await row.locator('text=published').waitFor();
+  await page.screenshot({ path: `${SHOTS}admin-templates.png`, fullPage: true });
+
+  await goto(page, `/templates/${slug}/deploy`);
+  await page.fill('input[name=project_name]', 'duo');
+  await page.click('[data-testid=deploy-form] button[type=submit]');
+  await page.waitForURL(/\/projects\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.locator('[data-testid=canvas] [data-edge="web uses db"]').waitFor({ state: 'attached' });
+  await page.locator('[data-testid=stack-progress]:has-text("2 of 2 running")').waitFor({ timeout: 90_000 });
+  // The cards are drawn (and are links) after live updates re-rendered the canvas in the browser.
+  for (const name of ['db', 'web']) await page.locator(`[data-testid=canvas] a[data-node=${name}]`).waitFor();
+  await page.locator('[data-testid=canvas] a[data-node=web] .dot-running').waitFor();
+  await page.screenshot({ path: `${SHOTS}stack.png`, fullPage: true });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
 test('add a service, set variables, see secrets masked and reveal one', async () => {
   await signOutEverywhere();
   const page = await newPage();

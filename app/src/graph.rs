@@ -59,7 +59,10 @@ fn origin(p: Place) -> (usize, usize) {
     (p.column * (NODE_W + GAP_X), p.row * (NODE_H + GAP_Y))
 }
 
-/// The graph as SVG: boxes with names, and arrows from each service to what it needs.
+/// The graph: cards (HTML, so a card is a real link with or without JavaScript) placed over an
+/// SVG layer with arrows from each service to what it needs. SVG links are avoided on purpose:
+/// an `<a>` made in the browser after hydration is an HTML element, and SVG shapes inside it
+/// are not drawn.
 #[component]
 pub fn ServiceGraph(nodes: Vec<Node>, edges: Vec<(usize, usize)>, #[prop(into)] label: String) -> impl IntoView {
     let places = layout(&nodes, &edges);
@@ -80,33 +83,37 @@ pub fn ServiceGraph(nodes: Vec<Node>, edges: Vec<(usize, usize)>, #[prop(into)] 
             view! { <path class="graph-edge" d=d marker-end="url(#graph-arrow)" data-edge=title><title>{tooltip}</title></path> }
         })
         .collect_view();
-    let boxes = nodes
+    let cards = nodes
         .into_iter()
         .zip(places.iter().copied())
         .map(|(node, place)| {
             let (x, y) = origin(place);
+            let style = format!("left: {}px; top: {}px; width: {NODE_W}px; height: {NODE_H}px", x + 1, y + 1);
             let body = view! {
-                <rect class="graph-node" x=x + 1 y=y + 1 width=NODE_W height=NODE_H rx="10"/>
-                {node.dot.clone().map(|dot| view! { <circle class=format!("graph-dot {dot}") cx=x + 16 cy=y + 20 r="5"/> })}
-                <text class="graph-name" x=x + if node.dot.is_some() { 28 } else { 14 } y=y + 25>{node.name.clone()}</text>
-                <text class="graph-detail" x=x + 14 y=y + 44>{node.detail.clone()}</text>
+                <span class="graph-name">
+                    {node.dot.clone().map(|dot| view! { <span class=format!("graph-dot {dot}") aria-hidden="true"></span> })}
+                    <span class="truncate">{node.name.clone()}</span>
+                </span>
+                <span class="graph-detail">{node.detail.clone()}</span>
             };
             match node.href.clone() {
-                Some(href) => view! { <a href=href data-node=node.name.clone()>{body}</a> }.into_any(),
-                None => view! { <g data-node=node.name.clone()>{body}</g> }.into_any(),
+                Some(href) => view! { <a class="graph-card" style=style href=href data-node=node.name.clone()>{body}</a> }.into_any(),
+                None => view! { <div class="graph-card" style=style data-node=node.name.clone()>{body}</div> }.into_any(),
             }
         })
         .collect_view();
     view! {
-        <svg class="service-graph" role="img" aria-label=label viewBox=format!("0 0 {width} {height}") width=width height=height>
-            <defs>
-                <marker id="graph-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
-                    <path d="M0,0 L10,5 L0,10 z" class="graph-arrowhead"/>
-                </marker>
-            </defs>
-            {arrows}
-            {boxes}
-        </svg>
+        <div class="service-graph" role="group" aria-label=label style=format!("width: {width}px; height: {height}px")>
+            <svg class="absolute inset-0" viewBox=format!("0 0 {width} {height}") width=width height=height aria-hidden="true">
+                <defs>
+                    <marker id="graph-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M0,0 L10,5 L0,10 z" class="graph-arrowhead"/>
+                    </marker>
+                </defs>
+                {arrows}
+            </svg>
+            {cards}
+        </div>
     }
 }
 

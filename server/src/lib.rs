@@ -13,6 +13,7 @@ pub mod reconciler;
 pub mod runtime;
 pub mod seed;
 pub mod telemetry;
+pub mod waits;
 
 use app::{infra::AppState, shell, App};
 use axum::{routing::get, Router};

@@ -13,6 +13,7 @@ use crate::{
     logs::{self, LogSink, LogTx, Redactor},
     proxy,
     runtime::{BuildJob, InstanceEvent, InstanceSpec, Runtime},
+    waits::{Gate, Waits},
 };
 use app::{
     deployments::{
@@ -22,7 +23,6 @@ use app::{
     },
     infra::{live::LiveEvent, Admission, AppState},
     services::{Service, SourceKind},
-    variables::resolve,
 };
 use chrono::Utc;
 use sqlx::{postgres::PgListener, Connection, PgConnection};
@@ -283,10 +283,8 @@ impl Reconciler {
             }
         }
         // Work in progress in other environments' services must not wait for each other, but a
-        // service waits for the services it refers to.
-        let busy: HashSet<(Uuid, String)> =
-            rows.iter().filter(|r| matches!(Status::parse(&r.3), Some(s) if s.in_progress())).map(|r| (r.1, r.2.clone())).collect();
-        let mut deps_cache: HashMap<Uuid, HashMap<String, Vec<String>>> = HashMap::new();
+        // service waits for the services it needs (`waits.rs`).
+        let mut waits: HashMap<Uuid, Waits> = HashMap::new();
         // One deployment of a service at a time: the next one waits for the one in flight.
         let mut services_in_flight: HashSet<Uuid> = rows.iter().filter(|r| in_flight.contains(&r.0)).map(|r| r.5).collect();
         for (id, env_id, name, st, deadline, service_id) in &rows {
@@ -297,12 +295,25 @@ impl Reconciler {
             }
             match st {
                 Status::Queued => {
-                    if !deps_cache.contains_key(env_id) {
-                        deps_cache.insert(*env_id, self.dependencies(*env_id).await.unwrap_or_default());
+                    if !waits.contains_key(env_id) {
+                        let loaded = self.waits(*env_id).await.unwrap_or_else(|e| {
+                            tracing::warn!(environment_id = %env_id, error = %e, "reading what services wait for");
+                            Waits::default()
+                        });
+                        waits.insert(*env_id, loaded);
                     }
-                    let waits = deps_cache[env_id].get(name).is_some_and(|deps| deps.iter().any(|d| busy.contains(&(*env_id, d.clone()))));
-                    if !waits && services_in_flight.insert(*service_id) {
-                        self.start_pipeline(*id, Mode::Deploy);
+                    match waits[env_id].gate(name) {
+                        Gate::Wait => {}
+                        Gate::Go => {
+                            if services_in_flight.insert(*service_id) {
+                                self.start_pipeline(*id, Mode::Deploy);
+                            }
+                        }
+                        Gate::Fail(reason) => {
+                            if deployments::transition(db, *id, &[Status::Queued], Status::Failed, &reason, None).await? {
+                                self.sink(*id, Default::default()).system(&format!("Failed: {reason}")).await;
+                            }
+                        }
                     }
                 }
                 Status::Running if !running_here => self.start_pipeline(*id, Mode::Relaunch),
@@ -316,14 +327,10 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Service name → the services it refers to, for one environment.
-    async fn dependencies(&self, env_id: Uuid) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    /// What the services of one environment wait for, and where those stand.
+    async fn waits(&self, env_id: Uuid) -> anyhow::Result<Waits> {
         let env = environment::load(&self.state.db, &self.state.secrets, &self.state.config, env_id).await?;
-        Ok(resolve::service_dependencies(&env.env)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.into_iter().collect()))
-            .collect())
+        Waits::load(&self.state.db, &env.env, env_id).await
     }
 
     fn start_pipeline(self: &Arc<Self>, id: Uuid, mode: Mode) {

@@ -20,6 +20,7 @@ pub fn AdminPage() -> impl IntoView {
         <Title text="Admin · Roundhouse"/>
         <section class="mx-auto max-w-6xl px-4 py-10">
             <h1 class="text-2xl font-semibold">"Admin"</h1>
+            <crate::templates::admin_pages::AdminNav current="Users"/>
             <h2 class="mt-6 text-lg font-medium">"Users"</h2>
             <Form method="GET" action="" attr:class="mt-3 flex gap-3" attr:role="search">
                 <input class="input max-w-sm" type="search" name="q" placeholder="Search email or name" value=move || q.get().unwrap_or_default()/>

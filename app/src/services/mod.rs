@@ -147,6 +147,7 @@ pub struct ServiceInput {
     pub pre_deploy_command: Option<String>,
 }
 
+pub mod canvas;
 pub mod pages;
 
 /// A cron schedule of five fields (minute hour day-of-month month day-of-week), each made of

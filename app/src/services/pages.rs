@@ -6,7 +6,7 @@ use crate::{
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-fn source_label(s: &Service) -> String {
+pub(super) fn source_label(s: &Service) -> String {
     match s.source_kind {
         SourceKind::Database => format!("{} database", s.source),
         SourceKind::Upload if s.source.is_empty() => "no archive yet".into(),
@@ -45,7 +45,8 @@ pub fn ServicesCard(project_id: Uuid, environments: Vec<Environment>) -> impl In
                             <EmptyState title="No services yet" body="Add one below: a directory or git repository with your code, a container image, or a database."/>
                         }.into_any(),
                         Ok((list, latest, links)) => view! {
-                            <Canvas services=list.clone() latest=latest.clone() links/>
+                            <super::canvas::StackProgress services=list.clone() latest=latest.clone()/>
+                            <super::canvas::Canvas services=list.clone() latest=latest.clone() links/>
                             <ul class="mt-3 divide-y divide-slate-800" data-testid="services">
                                 {list.into_iter().map(|s| {
                                     let status = latest.iter().find(|d| d.service_id == s.id).map(|d| d.status);
@@ -101,43 +102,6 @@ pub fn ServicesCard(project_id: Uuid, environments: Vec<Environment>) -> impl In
             <p class="mt-2 text-sm text-rose-400" role="alert">{form_error(value, &["name", "source_kind", "source", "port"])}</p>
         </div>
     }
-}
-
-/// The project canvas: each environment's services as cards (status dot, source), with an
-/// arrow from a service to each one its variables refer to. Live with the list (the same
-/// status stream refetches both); on a phone the list below stands in for it.
-#[component]
-fn Canvas(services: Vec<Service>, latest: Vec<crate::deployments::Deployment>, links: Vec<ServiceLink>) -> impl IntoView {
-    let mut environments: Vec<(Uuid, String)> = services.iter().map(|s| (s.environment_id, s.environment.clone())).collect();
-    environments.dedup();
-    environments.sort_by_key(|(_, name)| (name != "production", name.clone()));
-    environments.dedup();
-    environments
-        .into_iter()
-        .map(|(env, env_name)| {
-            let here: Vec<&Service> = services.iter().filter(|s| s.environment_id == env).collect();
-            let nodes = here
-                .iter()
-                .map(|s| {
-                    let status = latest.iter().find(|d| d.service_id == s.id).map(|d| d.status.as_str());
-                    crate::graph::Node {
-                        name: s.name.clone(),
-                        detail: format!("{} · {}", source_label(s), status.unwrap_or("not deployed")),
-                        href: Some(format!("/services/{}", s.id)),
-                        dot: Some(format!("dot-{}", status.unwrap_or("none"))),
-                    }
-                })
-                .collect();
-            let index = |id: Uuid| here.iter().position(|s| s.id == id);
-            let edges = links.iter().filter_map(|l| Some((index(l.from)?, index(l.to)?))).collect();
-            view! {
-                <div class="mt-3 hidden overflow-x-auto rounded-xl border border-slate-800 bg-slate-950/50 p-4 sm:block" data-testid="canvas" data-environment=env_name.clone()>
-                    <p class="mb-2 text-xs uppercase tracking-wide text-slate-500">{env_name.clone()}</p>
-                    <crate::graph::ServiceGraph nodes edges label=format!("Services of the {env_name} environment")/>
-                </div>
-            }
-        })
-        .collect_view()
 }
 
 #[component]

@@ -2,7 +2,7 @@
 //! variable and sample source in one transaction, then queue the deployments in dependency
 //! order. Nothing is created when any check fails.
 
-use super::{bundled, generate, validate::shared_input, TemplateDeployRequest, DeployedService, InputKind, ServiceSpec, Source, Spec, TemplateDeployment};
+use super::{bundled, generate, Condition, validate::shared_input, TemplateDeployRequest, DeployedService, InputKind, ServiceSpec, Source, Spec, TemplateDeployment};
 use crate::{
     auth::User,
     deployments,
@@ -155,8 +155,8 @@ async fn check_plan(tx: &mut sqlx::PgConnection, owner: &User, new: &[services::
 /// Deploys the published template `slug` for `owner`.
 pub async fn deploy(state: &AppState, owner: &User, slug: &str, req: &TemplateDeployRequest) -> AppResult<TemplateDeployment> {
     let db = &state.db;
-    let (template_id, Json(spec)): (Uuid, Json<Spec>) =
-        sqlx::query_as("SELECT id, spec FROM templates WHERE slug = $1 AND published")
+    let (template_id, version, Json(spec)): (Uuid, i32, Json<Spec>) =
+        sqlx::query_as("SELECT id, version, spec FROM templates WHERE slug = $1 AND published")
             .bind(slug)
             .fetch_optional(db)
             .await?
@@ -174,7 +174,7 @@ pub async fn deploy(state: &AppState, owner: &User, slug: &str, req: &TemplateDe
     deployments::service::admit_owner(state, owner)?;
     let order = spec.deploy_order().ok_or_else(|| AppError::validation("template", "This template's services need each other in a cycle."))?;
     let (project_id, environment_id, new_project) = target(state, owner, &spec, req).await?;
-    let created = match create_all(state, owner, template_id, &order, environment_id, &inputs).await {
+    let created = match create_all(state, owner, (template_id, version, project_id), &order, environment_id, &inputs).await {
         Ok(c) => c,
         Err(e) => {
             if new_project {
@@ -201,7 +201,7 @@ pub async fn deploy(state: &AppState, owner: &User, slug: &str, req: &TemplateDe
 async fn create_all(
     state: &AppState,
     owner: &User,
-    template_id: Uuid,
+    (template_id, version, project_id): (Uuid, i32, Uuid),
     order: &[&ServiceSpec],
     environment_id: Uuid,
     inputs: &BTreeMap<String, (String, bool)>,
@@ -235,7 +235,39 @@ async fn create_all(
         }
         created.push((id, spec.name.clone()));
     }
-    sqlx::query("UPDATE templates SET deploy_count = deploy_count + 1 WHERE id = $1").bind(template_id).execute(&mut *tx).await?;
+    // Declared dependencies: the reconciler starts a service after them (server/src/waits.rs).
+    for spec in order {
+        let Some(&(id, _)) = created.iter().find(|(_, n)| n == &spec.name) else { continue };
+        for dep in &spec.depends_on {
+            let Some(&(on, _)) = created.iter().find(|(_, n)| n == &dep.service) else { continue };
+            let condition = match dep.condition {
+                Condition::Started => "started",
+                Condition::Healthy => "healthy",
+            };
+            sqlx::query("INSERT INTO service_dependencies (service_id, depends_on_id, condition) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(id)
+                .bind(on)
+                .bind(condition)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    // Popularity counts people: a deploy by someone who deployed this template before is
+    // recorded but does not move it up the catalogue.
+    let first: bool = sqlx::query_scalar(
+        "WITH earlier AS (SELECT 1 FROM template_deploys WHERE template_id = $1 AND user_id = $3 LIMIT 1),
+              added AS (INSERT INTO template_deploys (template_id, version, user_id, project_id) VALUES ($1, $2, $3, $4))
+         SELECT NOT EXISTS (SELECT 1 FROM earlier)",
+    )
+    .bind(template_id)
+    .bind(version)
+    .bind(owner.id)
+    .bind(project_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if first {
+        sqlx::query("UPDATE templates SET deploy_count = deploy_count + 1 WHERE id = $1").bind(template_id).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(created)
 }

@@ -5,6 +5,8 @@
 //! The types here are shared with the browser (the template page shows the services, inputs
 //! and diagram); parsing, validation and generation run on the server.
 
+pub mod admin;
+pub mod admin_pages;
 #[cfg(feature = "ssr")]
 pub mod bundled;
 #[cfg(feature = "ssr")]

@@ -207,6 +207,13 @@ impl Reply {
     pub fn error_message(&self) -> &str {
         self.body["error"]["message"].as_str().unwrap_or_default()
     }
+    /// A server function's error names its field at the top level.
+    pub fn fn_error_field(&self) -> &str {
+        self.body["field"].as_str().unwrap_or_default()
+    }
+    pub fn fn_error_message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
     /// The session cookie a server function set, as `name=value`.
     pub fn session_cookie(&self) -> Option<String> {
         self.headers

@@ -17,5 +17,6 @@ mod projects;
 mod proxy_headers;
 mod services;
 mod sources;
+mod template_admin;
 mod templates;
 mod tenancy;

@@ -70,6 +70,101 @@ async fn postgres_and_redis_templates_deploy_into_one_project_and_run() {
     assert_eq!(count(&app, "services").await, before);
 }
 
+const NEEDS: &str = r#"version = 1
+[template]
+slug = "needs"
+name = "Needs"
+summary = "Services that wait for others."
+category = "starter"
+
+[[services]]
+name = "db"
+source = { kind = "database", engine = "postgres" }
+memory_mb = 256
+
+[[services]]
+name = "broken"
+source = { kind = "sample", name = "static-site" }
+build = "echo this build breaks >&2; exit 3"
+memory_mb = 128
+
+[[services]]
+name = "web"
+source = { kind = "sample", name = "static-site" }
+memory_mb = 128
+depends_on = [{ service = "db", condition = "healthy" }]
+
+[[services]]
+name = "after-broken"
+source = { kind = "sample", name = "static-site" }
+memory_mb = 128
+depends_on = [{ service = "broken", condition = "healthy" }]
+"#;
+
+/// When the deployment's status moved to `status` (its first such event).
+async fn moved_at(app: &TestApp, deployment: &str, status: &str) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT min(at) FROM deployment_events WHERE deployment_id = $1::uuid AND status = $2")
+        .bind(deployment)
+        .bind(status)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_dependencies_start_in_order_and_a_failed_one_fails_its_dependents_by_name() {
+    let app = TestApp::with_runtime().await;
+    app.register("Root", "root@example.com").await;
+    app.make_admin("root@example.com").await;
+    let admin = app.browser_login("root@example.com").await;
+    for (name, form) in [("admin_save_template", vec![("source", NEEDS)]), ("admin_set_template_flags", vec![("slug", "needs"), ("published", "true")])] {
+        let r = app.server_fn(name, Some(&admin), &form).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text);
+    }
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    sqlx::query("UPDATE users SET plan_id = 'hobby' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
+    let r = deploy(&app, &token, "needs", json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let ids: std::collections::HashMap<String, String> = queued(&r).into_iter().collect();
+
+    // web waits for db to be healthy: it starts building only once db runs.
+    wait_for(&app, &token, &ids["web"], &["running"]).await;
+    let db_running = moved_at(&app, &ids["db"], "running").await;
+    let web_building = moved_at(&app, &ids["web"], "building").await;
+    assert!(web_building >= db_running, "web built at {web_building}, before db ran at {db_running}");
+
+    // after-broken never builds: it fails, naming broken and why broken failed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let failed = loop {
+        let d = app.get(&format!("/deployments/{}", ids["after-broken"]), &token).await;
+        if d.body["deployment"]["status"] == "failed" {
+            break d.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "after-broken stayed {}", d.body["deployment"]["status"]);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let reason = failed["deployment"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("It waits for broken to be healthy, but broken's deployment #1 failed: "), "{reason}");
+    let built: i64 = sqlx::query_scalar("SELECT count(*) FROM deployment_events WHERE deployment_id = $1::uuid AND status = 'building'")
+        .bind(&ids["after-broken"])
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(built, 0, "it never started building");
+    let logs = app.get(&format!("/deployments/{}/logs?format=text", ids["after-broken"]), &token).await;
+    assert!(logs.text.contains("It waits for broken"), "{}", logs.text);
+
+    // Declared dependencies are arrows on the canvas.
+    let cookie = app.browser_login("ada@example.com").await;
+    let project = r.body["project_id"].as_str().unwrap();
+    let page = app.page(&format!("/projects/{project}"), Some(&cookie)).await;
+    assert!(page.text.contains(r#"data-edge="web uses db""#) && page.text.contains(r#"data-edge="after-broken uses broken""#), "{}", page.text);
+    // One view of the whole stack: what runs, and each failure with its reason.
+    assert!(page.text.contains("2 of 4 running · 2 failed"), "{}", page.text);
+    assert!(page.text.contains(r#"data-failed="broken""#) && page.text.contains(r#"data-failed="after-broken""#));
+    assert!(page.text.contains("It waits for broken to be healthy"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inputs_become_shared_variables_generated_ones_secret() {
     let app = TestApp::with_runtime().await;
