@@ -12,7 +12,7 @@
 use crate::{
     logs::{self, LogSink, LogTx, Redactor},
     proxy,
-    runtime::{BuildJob, InstanceEvent, InstanceSpec, Runtime},
+    runtime::{BuildJob, InstanceEvent, InstanceSpec, Peer, Runtime},
     waits::{Gate, Waits},
 };
 use app::{
@@ -55,6 +55,7 @@ struct PreDeploy<'a> {
     artifact: &'a str,
     vars: &'a std::collections::BTreeMap<String, String>,
     private_port: u16,
+    peers: &'a [Peer],
     command: &'a str,
     sink: &'a LogSink,
 }
@@ -66,7 +67,7 @@ struct Inner {
     /// Instances this leader runs, by deployment.
     supervised: HashMap<Uuid, Vec<Supervised>>,
     /// Private port listeners, by service.
-    forwarders: HashMap<Uuid, tokio::task::JoinHandle<()>>,
+    forwarders: HashMap<Uuid, Vec<tokio::task::JoinHandle<()>>>,
     /// Runs of cron services going now: instance → (deployment, the time it was scheduled for).
     cron_runs: HashMap<Uuid, (Uuid, chrono::DateTime<Utc>)>,
     /// Schedules are due between the last check and now (unset until this replica leads).
@@ -382,6 +383,7 @@ impl Reconciler {
         let sink = self.sink(id, Arc::new(Redactor::new(&env.secrets)));
         let vars = env.resolve(service_id).map_err(|e| format!("Variables do not resolve: {e}"))?;
         let private_port = env.service(service_id).map(|s| s.private_port).unwrap_or(0);
+        let peers = Peer::of(&env);
         let build_timeout = Duration::from_secs(self.state.config.build_timeout_secs);
 
         let artifact = if relaunch {
@@ -486,7 +488,7 @@ impl Reconciler {
 
         // Migrations and the like: once, before any instance of this deployment takes traffic.
         if let (Some(command), false, false) = (spec.pre_deploy_command.clone(), relaunch, spec.source_kind == SourceKind::Database) {
-            let step = PreDeploy { id, spec: &spec, artifact: &artifact, vars: &vars, private_port, command: &command, sink: &sink };
+            let step = PreDeploy { id, spec: &spec, artifact: &artifact, vars: &vars, private_port, peers: &peers, command: &command, sink: &sink };
             if !self.pre_deploy(step, cancel, build_timeout).await? {
                 return Ok(());
             }
@@ -513,6 +515,7 @@ impl Reconciler {
                 env: vars.clone(),
                 private_port,
                 command: None,
+                peers: peers.clone(),
             };
             let endpoint = self.runtime.start(spec, sink.clone(), self.events.clone()).await?;
             sqlx::query("UPDATE instances SET port = $2, network = $3 WHERE id = $1")
@@ -565,7 +568,7 @@ impl Reconciler {
     /// Runs a deployment's pre-deploy command once in the service's sandbox and waits for it:
     /// `Ok(true)` when it exited 0, `Ok(false)` when the deployment was cancelled meanwhile.
     async fn pre_deploy(&self, step: PreDeploy<'_>, cancel: &CancellationToken, limit: Duration) -> Result<bool, String> {
-        let PreDeploy { id, spec, artifact, vars, private_port, command, sink } = step;
+        let PreDeploy { id, spec, artifact, vars, private_port, peers, command, sink } = step;
         let mut run = spec.clone();
         run.restart_policy = app::services::RestartPolicy::Never;
         let instance_id = Uuid::new_v4();
@@ -598,6 +601,7 @@ impl Reconciler {
             env: vars.clone(),
             private_port,
             command: Some(command.to_string()),
+            peers: peers.to_vec(),
         };
         if let Err(e) = self.runtime.start(one_off, sink.clone(), self.events.clone()).await {
             forget(self);
@@ -729,7 +733,7 @@ impl Reconciler {
         }
         sink.system(&format!("Run of {} started", at.format("%H:%M UTC"))).await;
         let private_port = env.service(spec.id).map(|s| s.private_port).unwrap_or(0);
-        let run = InstanceSpec { instance_id, deployment_id: id, replica: 0, spec, artifact, env: vars, private_port, command: None };
+        let run = InstanceSpec { instance_id, deployment_id: id, replica: 0, spec, artifact, env: vars, private_port, command: None, peers: Peer::of(&env) };
         if let Err(e) = self.runtime.start(run, sink, self.events.clone()).await {
             let mut inner = self.inner();
             inner.cron_runs.remove(&instance_id);
@@ -899,12 +903,13 @@ impl Reconciler {
         let _ = sqlx::query("DELETE FROM service_metrics WHERE at < now() - interval '7 days'").execute(&self.state.db).await;
     }
 
-    /// Listens on every running app service's private port (`ROUNDHOUSE_PRIVATE_DOMAIN`), in
-    /// its environment's network, forwarding to its healthy instances; stops listening for
-    /// services that no longer run (so their network can go).
+    /// Listens, in each environment's network, wherever a running service answers the others
+    /// (`Runtime::private_addrs`: its private port, and its bare name with the ports it is
+    /// known by), forwarding to its healthy instances; stops listening for services that no
+    /// longer run (so their network can go).
     async fn ensure_forwarders(&self) {
-        let rows: Vec<(Uuid, Uuid, i32)> = match sqlx::query_as(
-            "SELECT s.id, s.environment_id, s.private_port FROM services s WHERE s.private_port IS NOT NULL AND s.source_kind <> 'database'
+        let rows: Vec<(Uuid, Uuid, i32, String, String, Option<i32>)> = match sqlx::query_as(
+            "SELECT s.id, s.environment_id, s.private_port, s.source_kind, s.source, s.port FROM services s WHERE s.private_port IS NOT NULL
              AND EXISTS (SELECT 1 FROM deployments d WHERE d.service_id = s.id AND d.status = 'running')",
         )
         .fetch_all(&self.state.db)
@@ -914,24 +919,34 @@ impl Reconciler {
             Err(_) => return,
         };
         let running: HashSet<Uuid> = rows.iter().map(|r| r.0).collect();
-        let missing: Vec<(Uuid, Uuid, i32)> = {
+        let missing: Vec<_> = {
             let mut inner = self.inner();
-            inner.forwarders.retain(|service, handle| {
-                let keep = running.contains(service) && !handle.is_finished();
+            inner.forwarders.retain(|service, handles| {
+                let keep = running.contains(service) && !handles.iter().all(|h| h.is_finished());
                 if !keep {
-                    handle.abort();
+                    handles.iter().for_each(|h| h.abort());
                 }
                 keep
             });
             rows.into_iter().filter(|r| !inner.forwarders.contains_key(&r.0)).collect()
         };
-        for (service_id, environment_id, port) in missing {
-            match self.runtime.private_listener(environment_id, port as u16).await {
-                Ok(listener) => {
-                    let handle = tokio::spawn(proxy::forward_private(self.state.clone(), service_id, listener));
-                    self.inner().forwarders.insert(service_id, handle);
+        for (service_id, environment_id, private_port, kind, source, port) in missing {
+            let database = kind == SourceKind::Database.as_str();
+            let known: Vec<u16> = if database {
+                app::services::engine_port(&source).into_iter().collect()
+            } else {
+                // `http://api/` and the port the service says it listens on.
+                std::iter::once(80).chain(port.map(|p| p as u16)).collect()
+            };
+            let mut handles = Vec::new();
+            for addr in self.runtime.private_addrs(private_port as u16, &known, database) {
+                match self.runtime.private_listener(environment_id, addr).await {
+                    Ok(listener) => handles.push(tokio::spawn(proxy::forward_private(self.state.clone(), service_id, listener))),
+                    Err(e) => tracing::warn!(error = %e, %addr, %service_id, "cannot listen where the service answers privately"),
                 }
-                Err(e) => tracing::warn!(error = %e, port, %service_id, "cannot listen on the service's private port"),
+            }
+            if !handles.is_empty() {
+                self.inner().forwarders.insert(service_id, handles);
             }
         }
     }

@@ -27,6 +27,15 @@ pub enum SourceKind {
     Database,
 }
 
+/// The port a database engine is known by (`db:5432`).
+pub fn engine_port(engine: &str) -> Option<u16> {
+    match engine {
+        "postgres" => Some(5432),
+        "redis" => Some(6379),
+        _ => None,
+    }
+}
+
 impl SourceKind {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -494,7 +494,7 @@ pub fn prepare(config: &Config, owner: &User, input: &ServiceInput) -> AppResult
     let source = input.source.clone().unwrap_or_default();
     let mut settings = apply(Settings::defaults(name, kind, source), input)?;
     if kind == SourceKind::Database && settings.port.is_none() {
-        settings.port = Some(if settings.source == "postgres" { 5432 } else { 6379 });
+        settings.port = super::engine_port(&settings.source).map(i32::from);
     }
     check_source_policy(config, owner, settings.source_kind, &settings.source)?;
     Ok(NewService(settings))

@@ -41,6 +41,21 @@ pub struct InstanceSpec {
     pub private_port: u16,
     /// A one-off command to run instead of the build's start command (a pre-deploy step).
     pub command: Option<String>,
+    /// The services of its environment (itself included): what their bare names reach.
+    pub peers: Vec<Peer>,
+}
+
+/// A service of an environment as the others address it: by its bare name (`db`, `db:5432`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub private_port: u16,
+}
+
+impl Peer {
+    pub fn of(env: &app::deployments::environment::DeployEnvironment) -> Vec<Peer> {
+        env.services.iter().filter(|s| s.private_port != 0).map(|s| Peer { name: s.name.clone(), private_port: s.private_port }).collect()
+    }
 }
 
 /// What happens to an instance after it was started, reported by the runtime.
@@ -89,10 +104,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// CPU and memory per running instance.
     fn usage(&self) -> Vec<(Uuid, Usage)>;
 
-    /// A listener on `port` in the network the environment's services share: how a service
-    /// is reachable by the others at a stable address (`ROUNDHOUSE_PRIVATE_DOMAIN`). The
-    /// network stays up while the listener lives.
-    async fn private_listener(&self, environment_id: Uuid, port: u16) -> Result<PrivateListener, String>;
+    /// A listener at `addr` in the network the environment's services share: how a service is
+    /// reachable by the others at a stable address (`ROUNDHOUSE_PRIVATE_DOMAIN`, and its bare
+    /// name: see `private_addrs`). The network stays up while the listener lives.
+    async fn private_listener(&self, environment_id: Uuid, addr: std::net::SocketAddrV4) -> Result<PrivateListener, String>;
+
+    /// Where a service answers the others of its environment: its private port on the
+    /// network's loopback, and the addresses its bare name resolves to with the ports it is
+    /// known by (`known_ports`).
+    /// `itself_on_private_port`: the service listens on its private port itself (a database).
+    fn private_addrs(&self, private_port: u16, known_ports: &[u16], itself_on_private_port: bool) -> Vec<std::net::SocketAddrV4>;
 }
 
 /// A listener in a runtime's network, holding that network up while it lives.

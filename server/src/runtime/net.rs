@@ -85,6 +85,27 @@ pub async fn connect(ep: &Endpoint) -> io::Result<TcpStream> {
     }
 }
 
+/// The loopback address a service's bare name resolves to inside its environment's network:
+/// `127.1.x.y` from its private port (unique on the platform), so every service has its own
+/// address and `db:5432` and `api:80` never collide. All of 127/8 is the network's loopback.
+pub fn private_ip(private_port: u16) -> std::net::Ipv4Addr {
+    let [hi, lo] = private_port.to_be_bytes();
+    std::net::Ipv4Addr::new(127, 1, hi, lo)
+}
+
+/// The `/etc/hosts` of a sandbox in an environment: localhost, and each service of the
+/// environment by its name (and its name in lower case with `-` for `_`, the form a DNS name
+/// takes) at its private address.
+pub fn hosts_file(peers: &[super::Peer]) -> String {
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for p in peers {
+        let dns = p.name.to_lowercase().replace('_', "-");
+        let names = if dns == p.name { p.name.clone() } else { format!("{} {dns}", p.name) };
+        out.push_str(&format!("{}\t{names}\n", private_ip(p.private_port)));
+    }
+    out
+}
+
 /// A listener on `addr` in `network` (the host's when `None`).
 pub async fn listen(network: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener> {
     match network {
@@ -174,5 +195,21 @@ mod tests {
         let other = Endpoint { network: Some("/run/roundhouse/x/netns/env2".into()), addr: "127.0.0.1:40001".parse().unwrap() };
         assert_ne!(authority(&other), a);
         assert_eq!(endpoint_of("e999999.roundhouse.invalid", 1), None);
+    }
+
+    #[test]
+    fn every_private_port_has_its_own_address_and_names_resolve_to_it() {
+        assert_eq!(private_ip(20000).to_string(), "127.1.78.32");
+        assert_eq!(private_ip(29999).to_string(), "127.1.117.47");
+        let all: std::collections::HashSet<_> = (1024..=65535).map(private_ip).collect();
+        assert_eq!(all.len(), 65535 - 1024 + 1, "no two ports share an address");
+        let peers = [
+            super::super::Peer { name: "db".into(), private_port: 20000 },
+            super::super::Peer { name: "My_Api".into(), private_port: 20001 },
+        ];
+        let hosts = hosts_file(&peers);
+        assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
+        assert!(hosts.contains("127.1.78.32\tdb\n"), "{hosts}");
+        assert!(hosts.contains("127.1.78.33\tMy_Api my-api\n"), "{hosts}");
     }
 }

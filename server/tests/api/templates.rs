@@ -165,6 +165,76 @@ async fn declared_dependencies_start_in_order_and_a_failed_one_fails_its_depende
     assert!(page.text.contains("It waits for broken to be healthy"));
 }
 
+const BY_NAME: &str = r#"version = 1
+[template]
+slug = "by-name"
+name = "By name"
+summary = "Services that call each other by their names."
+category = "starter"
+
+[[services]]
+name = "db"
+source = { kind = "database", engine = "postgres" }
+memory_mb = 256
+
+[[services]]
+name = "api"
+source = { kind = "sample", name = "static-site" }
+memory_mb = 128
+port = 8080
+
+[[services]]
+name = "caller"
+source = { kind = "sample", name = "static-site" }
+memory_mb = 128
+depends_on = [{ service = "db", condition = "healthy" }, { service = "api", condition = "healthy" }]
+pre_deploy = '''
+python3 - <<'PY'
+import socket, time, urllib.request
+for attempt in range(100):
+    try:
+        socket.create_connection(("db", 5432), 2).close()
+        for url in ("http://api/", "http://api:8080/"):
+            body = urllib.request.urlopen(url, timeout=2).read().decode()
+            assert "Your static site is live" in body, body
+        print("reached db:5432, http://api/ and http://api:8080/ as", socket.gethostbyname("db"), socket.gethostbyname("api"))
+        break
+    except OSError as e:
+        print("not yet:", e)
+        time.sleep(0.2)
+else:
+    raise SystemExit(1)
+try:
+    socket.gethostbyname("elsewhere")
+    raise SystemExit("a name of no service here resolved")
+except socket.gaierror:
+    print("elsewhere does not resolve")
+PY
+'''
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_reach_each_other_by_their_bare_names_and_usual_ports() {
+    let app = TestApp::with_runtime().await;
+    app.register("Root", "root@example.com").await;
+    app.make_admin("root@example.com").await;
+    let admin = app.browser_login("root@example.com").await;
+    for (name, form) in [("admin_save_template", vec![("source", BY_NAME)]), ("admin_set_template_flags", vec![("slug", "by-name"), ("published", "true")])] {
+        let r = app.server_fn(name, Some(&admin), &form).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text);
+    }
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    sqlx::query("UPDATE users SET plan_id = 'hobby' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
+    let r = deploy(&app, &token, "by-name", json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let ids: std::collections::HashMap<String, String> = queued(&r).into_iter().collect();
+    // The caller's pre-deploy command must succeed for it to run.
+    wait_for(&app, &token, &ids["caller"], &["running"]).await;
+    let logs = app.get(&format!("/deployments/{}/logs?format=text", ids["caller"]), &token).await;
+    assert!(logs.text.contains("reached db:5432, http://api/ and http://api:8080/ as 127.1."), "{}", logs.text);
+    assert!(logs.text.contains("elsewhere does not resolve"), "{}", logs.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inputs_become_shared_variables_generated_ones_secret() {
     let app = TestApp::with_runtime().await;

@@ -468,6 +468,7 @@ impl Runtime for LocalRuntime {
                 limits: self.instance_limits(s),
                 stdin: false,
                 refuses_root: is_db && s.source == "postgres",
+                hosts: (!spec.peers.is_empty()).then(|| super::net::hosts_file(&spec.peers)),
             },
             memory_mb: s.memory_mb,
         };
@@ -522,11 +523,26 @@ impl Runtime for LocalRuntime {
             .collect()
     }
 
-    async fn private_listener(&self, environment_id: Uuid, port: u16) -> Result<PrivateListener, String> {
+    async fn private_listener(&self, environment_id: Uuid, addr: std::net::SocketAddrV4) -> Result<PrivateListener, String> {
         let network = self.isolation.network(environment_id).await?;
-        let listener = super::net::listen(network.as_ref().map(|n| n.path()), SocketAddr::from(([127, 0, 0, 1], port)))
+        let listener = super::net::listen(network.as_ref().map(|n| n.path()), SocketAddr::V4(addr))
             .await
-            .map_err(|e| format!("Cannot listen on the private port {port}: {e}"))?;
+            .map_err(|e| format!("Cannot listen at {addr}: {e}"))?;
         Ok(PrivateListener { listener, hold: Box::new(network) })
+    }
+
+    fn private_addrs(&self, private_port: u16, known_ports: &[u16], itself_on_private_port: bool) -> Vec<std::net::SocketAddrV4> {
+        let own = super::net::private_ip(private_port);
+        let mut out = Vec::new();
+        if !itself_on_private_port {
+            out.push(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, private_port));
+        }
+        for port in std::iter::once(private_port).chain(known_ports.iter().copied()) {
+            let addr = std::net::SocketAddrV4::new(own, port);
+            if !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
+        out
     }
 }

@@ -71,6 +71,8 @@ pub struct Launch {
     /// The program refuses to run as root (PostgreSQL): only matters without the sandbox,
     /// where it then runs as the `postgres` (or `nobody`) system user.
     pub refuses_root: bool,
+    /// Its `/etc/hosts`: the environment's services by name (`net::hosts_file`), if it needs them.
+    pub hosts: Option<String>,
 }
 
 /// A command ready to spawn, with what it holds.
@@ -79,6 +81,21 @@ pub struct Prepared {
     pub unit: Cgroup,
     pub network: NetLease,
     pub uid: u32,
+}
+
+/// Writes the environment's hosts file beside the project's `/etc` (one per environment) and
+/// answers its path. Written in place, never replaced: sandboxes already running have it
+/// mounted, and see a service added later.
+fn environment_hosts(etc: &Path, environment: Uuid, hosts: &str) -> io::Result<PathBuf> {
+    use std::io::Write;
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let path = etc.join(format!("hosts-{environment}"));
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(hosts) {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&path)?;
+        f.write_all(hosts.as_bytes())?;
+    }
+    Ok(path)
 }
 
 pub struct Sandbox {
@@ -202,6 +219,10 @@ impl Sandbox {
         }
         args.extend(["--proc".into(), "/proc".into(), "--dev".into(), "/dev".into(), "--tmpfs".into(), "/tmp".into()]);
         args.extend(["--ro-bind-fd".into(), pass(etc)?.to_string(), "/etc".into()]);
+        if let Some(hosts) = &launch.hosts {
+            let file = environment_hosts(etc, launch.environment, hosts)?;
+            args.extend(["--ro-bind-fd".into(), pass(&file)?.to_string(), "/etc/hosts".into()]);
+        }
         for entry in identity::HOST_ETC {
             let host = Path::new("/etc").join(entry);
             if host.exists() {
