@@ -152,6 +152,21 @@ async fn check_plan(tx: &mut sqlx::PgConnection, owner: &User, new: &[services::
     Err(AppError::PlanLimit { message: format!("{what}{upgrade}") })
 }
 
+/// Every environment of `owner`'s projects, newest project first, production first.
+pub async fn targets(db: &sqlx::PgPool, owner: Uuid) -> AppResult<Vec<super::DeployTarget>> {
+    let rows: Vec<(Uuid, String, Uuid, String)> = sqlx::query_as(
+        "SELECT p.id, p.name, e.id, e.name FROM projects p JOIN environments e ON e.project_id = p.id
+         WHERE p.owner_id = $1 ORDER BY p.updated_at DESC, p.id, e.name <> 'production', e.name",
+    )
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(project_id, project, environment_id, environment)| super::DeployTarget { project_id, project, environment_id, environment })
+        .collect())
+}
+
 /// Deploys the published template `slug` for `owner`.
 pub async fn deploy(state: &AppState, owner: &User, slug: &str, req: &TemplateDeployRequest) -> AppResult<TemplateDeployment> {
     let db = &state.db;

@@ -64,8 +64,28 @@ pub struct DeployedService {
     pub error: Option<String>,
 }
 
+/// Where a template can go: each environment of each of the user's projects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployTarget {
+    pub project_id: Uuid,
+    pub project: String,
+    pub environment_id: Uuid,
+    pub environment: String,
+}
+
+#[server(endpoint = "deploy_targets")]
+pub async fn deploy_targets() -> Result<Vec<DeployTarget>, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        deploy::targets(&request::state()?.db, auth.user.id).await
+    })
+    .await
+}
+
 /// Deploys a template from its deploy page (a form: `inputs[NAME]` fields), then opens the
-/// project.
+/// project. `project_id` is one of the user's projects, `<project>/<environment>` for one of
+/// its environments, or `new` (with `project_name`).
 #[server(endpoint = "deploy_template")]
 pub async fn deploy_template(
     slug: String,
@@ -76,11 +96,15 @@ pub async fn deploy_template(
     crate::infra::request::with_status(async move {
         use crate::infra::request;
         let auth = request::require_user()?;
-        let project_id = match project_id.as_deref().map(str::trim).filter(|p| !p.is_empty() && *p != "new") {
-            Some(id) => Some(Uuid::parse_str(id).map_err(|_| AppError::validation("project_id", "Choose one of your projects."))?),
-            None => None,
+        let bad = || AppError::validation("project_id", "Choose one of your projects.");
+        let (project_id, environment_id) = match project_id.as_deref().map(str::trim).filter(|p| !p.is_empty() && *p != "new") {
+            None => (None, None),
+            Some(target) => match target.split_once('/') {
+                Some((p, e)) => (Some(Uuid::parse_str(p).map_err(|_| bad())?), Some(Uuid::parse_str(e).map_err(|_| bad())?)),
+                None => (Some(Uuid::parse_str(target).map_err(|_| bad())?), None),
+            },
         };
-        let req = TemplateDeployRequest { project_id, project_name, environment_id: None, inputs };
+        let req = TemplateDeployRequest { project_id, project_name, environment_id, inputs };
         let state = request::state()?;
         let done = deploy::deploy(&state, &auth.user, &slug, &req).await?;
         leptos_axum::redirect(&format!("/projects/{}", done.project_id));

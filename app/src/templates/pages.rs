@@ -1,9 +1,9 @@
-//! The deploy page of a template: pick a project, fill the inputs, deploy.
+//! The deploy page of a template: pick a project and environment (or a new project), fill the
+//! inputs, deploy.
 
 use super::*;
 use crate::{
     catalogue::get_template,
-    projects::list_projects,
     ui::ErrorNote,
 };
 use leptos_meta::Title;
@@ -14,7 +14,7 @@ pub fn DeployTemplatePage() -> impl IntoView {
     let params = use_params_map();
     let slug = Memo::new(move |_| params.with(|p| p.get("slug").unwrap_or_default()));
     let template = Resource::new(move || slug.get(), get_template);
-    let projects = Resource::new(|| (), |_| list_projects());
+    let projects = Resource::new(|| (), |_| deploy_targets());
     let deploy = ServerAction::<DeployTemplate>::new();
     let value = deploy.value();
     view! {
@@ -50,10 +50,12 @@ pub fn DeployTemplatePage() -> impl IntoView {
                         <ActionForm action=deploy attr:class="card mt-6 grid gap-4" attr:data-testid="deploy-form">
                             <input type="hidden" name="slug" value=t.slug.clone()/>
                             <label>
-                                <span class="block text-sm text-slate-300">"Project"</span>
+                                <span class="block text-sm text-slate-300">"Project and environment"</span>
                                 <select class="input" name="project_id">
                                     <option value="new">"A new project"</option>
-                                    {projects.into_iter().map(|p| view! { <option value=p.id.to_string()>{p.name.clone()}</option> }).collect_view()}
+                                    {projects.into_iter().map(|t| view! {
+                                        <option value=format!("{}/{}", t.project_id, t.environment_id)>{format!("{} · {}", t.project, t.environment)}</option>
+                                    }).collect_view()}
                                 </select>
                             </label>
                             <label>

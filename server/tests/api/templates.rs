@@ -420,3 +420,42 @@ async fn the_production_stack_deploys_its_worker_consumes_and_its_scheduler_runs
     let d = app.get(&format!("/deployments/{}", id("scheduler")), &token).await;
     assert_eq!(d.body["deployment"]["status"], "running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_form_deploys_into_the_environment_chosen_and_only_into_ones_own() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let p = app.post("/projects", &token, json!({ "name": "shop" })).await;
+    let project = p.body["id"].as_str().unwrap().to_string();
+    let staging = app.post(&format!("/projects/{project}/environments"), &token, json!({ "name": "staging" })).await;
+    let staging = staging.body["id"].as_str().unwrap().to_string();
+    let cookie = app.browser_login("ada@example.com").await;
+
+    let targets = app.server_fn("deploy_targets", Some(&cookie), &[]).await;
+    let listed: Vec<&str> = targets.body.as_array().unwrap().iter().map(|t| t["environment"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["production", "staging"], "{}", targets.text);
+
+    let target = format!("{project}/{staging}");
+    let r = app.server_fn("deploy_template", Some(&cookie), &[("slug", "redis"), ("project_id", &target)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["environment_id"], staging.as_str());
+    let env: String = sqlx::query_scalar("SELECT e.name FROM services s JOIN environments e ON e.id = s.environment_id WHERE s.name = 'Redis'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(env, "staging");
+
+    // Someone else's environment, even named with one's own project, is not found.
+    app.verified_user("Bob", "bob@example.com").await;
+    let bob = app.browser_login("bob@example.com").await;
+    let mine = app.post("/projects", &app.login("bob@example.com").await, json!({ "name": "bobs" })).await;
+    let bobs = mine.body["id"].as_str().unwrap().to_string();
+    let before = count(&app, "services").await;
+    let r = app.server_fn("deploy_template", Some(&bob), &[("slug", "redis"), ("project_id", &format!("{bobs}/{staging}"))]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = app.server_fn("deploy_template", Some(&bob), &[("slug", "redis"), ("project_id", "not/ids")]).await;
+    assert_eq!((r.status, r.fn_error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "project_id"), "{}", r.text);
+    assert_eq!(count(&app, "services").await, before);
+    let bob_targets = app.server_fn("deploy_targets", Some(&bob), &[]).await;
+    assert!(!bob_targets.text.contains(&staging), "{}", bob_targets.text);
+}
