@@ -7,6 +7,7 @@ pub mod admin;
 #[cfg(feature = "ssr")]
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod catalogue;
 pub mod deployments;
 pub mod devtools;
@@ -122,6 +123,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/reset") view=auth::pages::ResetPage/>
                     <Route path=path!("/account") view=auth::pages::AccountPage/>
                     <Route path=path!("/dashboard") view=projects::pages::DashboardPage/>
+                    <Route path=path!("/billing") view=billing::pages::BillingPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id") view=projects::pages::ProjectPage ssr=SsrMode::Async/>
                     <Route path=path!("/services/:id") view=services::pages::ServicePage ssr=SsrMode::Async/>
                     <Route path=path!("/deployments/:id") view=deployments::pages::DeploymentPage ssr=SsrMode::Async/>
@@ -184,6 +186,7 @@ fn UserMenu(user: User) -> impl IntoView {
     let session = use_session();
     view! {
         <a class="nav-link" href="/dashboard">"Dashboard"</a>
+        <a class="nav-link" href="/billing">"Billing"</a>
         {user.is_admin().then(|| view! { <a class="nav-link" href="/admin">"Admin"</a> })}
         <a class="nav-link" href="/account" title=user.email.clone()>{user.name.clone()}</a>
         <ActionForm action=session.logout>

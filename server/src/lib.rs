@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod cron;
 pub mod logs;
+pub mod metering;
 pub mod metrics;
 pub mod middleware;
 pub mod proxy;
@@ -73,6 +74,7 @@ pub fn spawn_maintenance(state: AppState) {
     // Every minute, each deployment's logs are cut to their newest ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT.
     let log_budget = logs::retention::budget(std::env::var("ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT").ok());
     tokio::spawn(logs::retention::run(state.db.clone(), log_budget));
+    metering::spawn(state.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {

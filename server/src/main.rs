@@ -104,7 +104,7 @@ async fn run() -> anyhow::Result<()> {
         app::infra::RuntimeKind::None => None,
     };
     let reconciler = server::reconciler::spawn(state.clone(), runtime);
-    let app = server::router(state);
+    let app = server::router(state.clone());
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!("listening on http://{addr}");
     println!("Roundhouse is serving on http://{addr}");
@@ -121,6 +121,9 @@ async fn run() -> anyhow::Result<()> {
     if let Some(r) = reconciler {
         tracing::info!("stopping the services this replica runs");
         r.stop_everything().await;
+    }
+    if let Err(e) = server::metering::flush_egress(&state).await {
+        tracing::warn!(error = %e, "storing the last egress usage failed");
     }
     if let Some(local) = local_runtime {
         local.release_host_resources();

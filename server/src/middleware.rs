@@ -129,6 +129,7 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
 fn needs_sign_in(path: &str) -> bool {
     path == "/dashboard"
         || path == "/account"
+        || path == "/billing"
         || path == "/admin"
         || path.starts_with("/projects/")
         || path.starts_with("/services/")

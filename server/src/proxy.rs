@@ -41,23 +41,25 @@ pub async fn reload_routes(state: &AppState) {
     };
     let mut hosts: HashMap<String, Vec<Endpoint>> = HashMap::new();
     let mut services: HashMap<Uuid, Vec<Endpoint>> = HashMap::new();
+    let mut service_of_host = HashMap::new();
     for (id, service, env, slug, kind, port, network) in rows {
         let endpoint = port.map(|p| Endpoint { network, addr: SocketAddr::from(([127, 0, 0, 1], p as u16)) });
         services.entry(id).or_default().extend(endpoint.clone());
         if kind != "database" {
-            hosts.entry(state.config.service_host(&service, &env, &slug)).or_default().extend(endpoint);
+            let host = state.config.service_host(&service, &env, &slug);
+            service_of_host.insert(host.clone(), id);
+            hosts.entry(host).or_default().extend(endpoint);
         }
     }
     state.live.set_routes(RouteTable {
         by_host: hosts.into_iter().map(|(k, v)| (k, Arc::new(Backends::new(v)))).collect(),
         by_service: services.into_iter().map(|(k, v)| (k, Arc::new(Backends::new(v)))).collect(),
+        service_of_host,
     });
 }
 
 /// How long an instance has to start answering a proxied request.
 const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-/// Connections one service's private port forwards at once; more wait to be accepted.
-const PRIVATE_CONNECTIONS: usize = 256;
 
 /// One pooled HTTP client for every instance, wherever it listens (`net::NetConnector`).
 fn client() -> &'static Client<net::NetConnector, Body> {
@@ -83,7 +85,24 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(backends) = table.by_host.get(&host).cloned() else {
         return page(StatusCode::NOT_FOUND, "No service here", &format!("Nothing is deployed at {host}. Check the address, or deploy the service."));
     };
-    forward(&state, req, &backends, &host).await
+    let response = forward(&state, req, &backends, &host).await;
+    match table.service_of_host.get(&host) {
+        Some(&service) => metered(response, service, state.live.egress.clone()),
+        None => response,
+    }
+}
+
+/// Counts the body bytes of a service's answer as its egress, as they are sent.
+fn metered(response: Response, service: Uuid, meter: Arc<app::infra::live::EgressMeter>) -> Response {
+    use http_body_util::BodyExt;
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                meter.add(service, data.len() as u64);
+            }
+            frame
+        }))
+    })
 }
 
 async fn forward(state: &AppState, mut req: Request, backends: &Backends, host: &str) -> Response {
@@ -180,13 +199,16 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
 }
 
-/// Accepts on the service's private port (in its environment's network) and pipes each
-/// connection to a healthy instance of the service.
-pub async fn forward_private(state: AppState, service_id: Uuid, private: PrivateListener) {
+/// Accepts where the service answers privately (in its environment's network) and pipes each
+/// connection to a healthy instance of the service. `slots` bounds the connections of all of a
+/// service's listeners together, and outlives them; the connections end with the forwarder
+/// (aborting it aborts them), so a tenant holding connections open cannot use up the
+/// platform's descriptors.
+pub async fn forward_private(state: AppState, service_id: Uuid, private: PrivateListener, slots: Arc<tokio::sync::Semaphore>) {
     let PrivateListener { listener, hold: _hold } = private;
-    // Bounded, so a tenant holding connections open cannot use up the platform's descriptors.
-    let slots = Arc::new(tokio::sync::Semaphore::new(PRIVATE_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let mut inbound = match listener.accept().await {
             Ok((inbound, _)) => inbound,
@@ -201,7 +223,7 @@ pub async fn forward_private(state: AppState, service_id: Uuid, private: Private
             drop(inbound);
             continue;
         };
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Ok(mut outbound) = net::connect(&endpoint).await {
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             }
@@ -209,6 +231,9 @@ pub async fn forward_private(state: AppState, service_id: Uuid, private: Private
         });
     }
 }
+
+/// Connections one service's private addresses forward at once; more wait to be accepted.
+pub const PRIVATE_CONNECTIONS: usize = 256;
 
 #[cfg(test)]
 mod tests {

@@ -41,6 +41,8 @@ use uuid::Uuid;
 const LEADER_LOCK: i64 = 0x526f_756e_6468; // "Roundh"
 const TICK: Duration = Duration::from_secs(2);
 const METRICS_EVERY: Duration = Duration::from_secs(5);
+/// How often finished minutes of samples become usage records (`metering.rs`).
+const METERING_EVERY: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Copy)]
 struct Supervised {
@@ -67,7 +69,9 @@ struct Inner {
     /// Instances this leader runs, by deployment.
     supervised: HashMap<Uuid, Vec<Supervised>>,
     /// Private port listeners, by service.
-    forwarders: HashMap<Uuid, Vec<tokio::task::JoinHandle<()>>>,
+    forwarders: HashMap<Uuid, HashMap<std::net::SocketAddrV4, tokio::task::JoinHandle<()>>>,
+    /// Each service's private connection slots, shared by its listeners and kept across them.
+    private_slots: HashMap<Uuid, Arc<tokio::sync::Semaphore>>,
     /// Runs of cron services going now: instance → (deployment, the time it was scheduled for).
     cron_runs: HashMap<Uuid, (Uuid, chrono::DateTime<Utc>)>,
     /// Schedules are due between the last check and now (unset until this replica leads).
@@ -85,6 +89,8 @@ pub struct Reconciler {
     events: mpsc::UnboundedSender<InstanceEvent>,
     inner: Mutex<Inner>,
     wake: Notify,
+    /// Held while the private forwarders are brought in line (`ensure_forwarders`).
+    forwarding: tokio::sync::Mutex<()>,
 }
 
 enum Mode {
@@ -105,6 +111,7 @@ pub fn spawn(state: AppState, runtime: Option<Arc<dyn Runtime>>) -> Option<Arc<R
             events,
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
+            forwarding: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(r.clone().handle_instance_events(events_rx));
         tokio::spawn(r.clone().lead());
@@ -202,6 +209,7 @@ impl Reconciler {
                 tracing::error!(error = %e, "taking over failed");
             }
             let mut last_metrics = Instant::now();
+            let mut last_metering = Instant::now();
             loop {
                 if let Err(e) = self.tick().await {
                     tracing::warn!(error = %e, "reconcile step failed");
@@ -212,6 +220,12 @@ impl Reconciler {
                 if last_metrics.elapsed() >= METRICS_EVERY {
                     last_metrics = Instant::now();
                     self.sample_metrics().await;
+                }
+                if last_metering.elapsed() >= METERING_EVERY {
+                    last_metering = Instant::now();
+                    if let Err(e) = crate::metering::record_runtime_minutes(&self.state.db).await {
+                        tracing::warn!(error = %e, "metering CPU and memory failed");
+                    }
                 }
                 tokio::select! {
                     _ = self.wake.notified() => {}
@@ -310,11 +324,12 @@ impl Reconciler {
                                 self.start_pipeline(*id, Mode::Deploy);
                             }
                         }
-                        Gate::Fail(reason) => {
-                            if deployments::transition(db, *id, &[Status::Queued], Status::Failed, &reason, None).await? {
-                                self.sink(*id, Default::default()).system(&format!("Failed: {reason}")).await;
-                            }
-                        }
+                        Gate::Fail(reason) => match deployments::transition(db, *id, &[Status::Queued], Status::Failed, &reason, None).await {
+                            Ok(true) => self.sink(*id, Default::default()).system(&format!("Failed: {reason}")).await,
+                            Ok(false) => {}
+                            // One deployment's trouble never stops the tick for everyone else.
+                            Err(e) => tracing::warn!(deployment_id = %id, error = %e, "failing a deployment whose dependency failed"),
+                        },
                     }
                 }
                 Status::Running if !running_here => self.start_pipeline(*id, Mode::Relaunch),
@@ -908,6 +923,9 @@ impl Reconciler {
     /// known by), forwarding to its healthy instances; stops listening for services that no
     /// longer run (so their network can go).
     async fn ensure_forwarders(&self) {
+        // One at a time (the tick and pipelines going live both call it): two would bind for
+        // the same service and one's listeners would be lost.
+        let _one = self.forwarding.lock().await;
         let rows: Vec<(Uuid, Uuid, i32, String, String, Option<i32>)> = match sqlx::query_as(
             "SELECT s.id, s.environment_id, s.private_port, s.source_kind, s.source, s.port FROM services s WHERE s.private_port IS NOT NULL
              AND EXISTS (SELECT 1 FROM deployments d WHERE d.service_id = s.id AND d.status = 'running')",
@@ -919,18 +937,20 @@ impl Reconciler {
             Err(_) => return,
         };
         let running: HashSet<Uuid> = rows.iter().map(|r| r.0).collect();
-        let missing: Vec<_> = {
+        {
             let mut inner = self.inner();
-            inner.forwarders.retain(|service, handles| {
-                let keep = running.contains(service) && !handles.iter().all(|h| h.is_finished());
-                if !keep {
-                    handles.iter().for_each(|h| h.abort());
+            inner.forwarders.retain(|service, listeners| {
+                if !running.contains(service) {
+                    listeners.values().for_each(|h| h.abort());
+                    return false;
                 }
-                keep
+                // A listener that ended is made again below.
+                listeners.retain(|_, h| !h.is_finished());
+                true
             });
-            rows.into_iter().filter(|r| !inner.forwarders.contains_key(&r.0)).collect()
-        };
-        for (service_id, environment_id, private_port, kind, source, port) in missing {
+            inner.private_slots.retain(|service, _| running.contains(service));
+        }
+        for (service_id, environment_id, private_port, kind, source, port) in rows {
             let database = kind == SourceKind::Database.as_str();
             let known: Vec<u16> = if database {
                 app::services::engine_port(&source).into_iter().collect()
@@ -938,15 +958,32 @@ impl Reconciler {
                 // `http://api/` and the port the service says it listens on.
                 std::iter::once(80).chain(port.map(|p| p as u16)).collect()
             };
-            let mut handles = Vec::new();
-            for addr in self.runtime.private_addrs(private_port as u16, &known, database) {
-                match self.runtime.private_listener(environment_id, addr).await {
-                    Ok(listener) => handles.push(tokio::spawn(proxy::forward_private(self.state.clone(), service_id, listener))),
-                    Err(e) => tracing::warn!(error = %e, %addr, %service_id, "cannot listen where the service answers privately"),
-                }
+            let missing: Vec<std::net::SocketAddrV4> = {
+                let inner = self.inner();
+                let have = inner.forwarders.get(&service_id);
+                self.runtime.private_addrs(private_port as u16, &known, database).into_iter().filter(|a| !have.is_some_and(|h| h.contains_key(a))).collect()
+            };
+            if missing.is_empty() {
+                continue;
             }
-            if !handles.is_empty() {
-                self.inner().forwarders.insert(service_id, handles);
+            let slots = self
+                .inner()
+                .private_slots
+                .entry(service_id)
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(proxy::PRIVATE_CONNECTIONS)))
+                .clone();
+            for addr in missing {
+                // An address another process holds (a tenant's own, in its own network) is
+                // tried again on the next pass.
+                match self.runtime.private_listener(environment_id, addr).await {
+                    Ok(listener) => {
+                        let handle = tokio::spawn(proxy::forward_private(self.state.clone(), service_id, listener, slots.clone()));
+                        if let Some(old) = self.inner().forwarders.entry(service_id).or_default().insert(addr, handle) {
+                            old.abort();
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, %addr, %service_id, "cannot listen where the service answers privately"),
+                }
             }
         }
     }

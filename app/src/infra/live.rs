@@ -60,17 +60,52 @@ pub struct RouteTable {
     pub by_host: HashMap<String, Arc<Backends>>,
     /// Service id → instances, for the private port forwarders.
     pub by_service: HashMap<Uuid, Arc<Backends>>,
+    /// `web.shop.localhost` → its service, to count what the proxy sends for it.
+    pub service_of_host: HashMap<String, Uuid>,
+}
+
+/// Bytes this replica's proxy sent to the internet per service, since they were last taken
+/// (metered as egress).
+#[derive(Default)]
+pub struct EgressMeter {
+    sent: std::sync::Mutex<HashMap<Uuid, u64>>,
+    /// Who measured it (this replica), for the usage records.
+    pub source: String,
+}
+
+impl EgressMeter {
+    pub fn add(&self, service: Uuid, bytes: u64) {
+        *self.sent.lock().unwrap_or_else(|e| e.into_inner()).entry(service).or_default() += bytes;
+    }
+
+    /// Every count so far, leaving zero.
+    pub fn take(&self) -> HashMap<Uuid, u64> {
+        std::mem::take(&mut *self.sent.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Counts taken but not stored go back (a failed write).
+    pub fn put_back(&self, counts: HashMap<Uuid, u64>) {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        for (service, bytes) in counts {
+            *sent.entry(service).or_default() += bytes;
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct Live {
     pub events: broadcast::Sender<LiveEvent>,
     pub routes: Arc<RwLock<Arc<RouteTable>>>,
+    pub egress: Arc<EgressMeter>,
 }
 
 impl Default for Live {
     fn default() -> Self {
-        Live { events: broadcast::channel(4096).0, routes: Arc::new(RwLock::new(Arc::new(RouteTable::default()))) }
+        Live {
+            events: broadcast::channel(4096).0,
+            routes: Arc::new(RwLock::new(Arc::new(RouteTable::default()))),
+            egress: Arc::new(EgressMeter { sent: Default::default(), source: format!("proxy:{}", Uuid::new_v4()) }),
+        }
     }
 }
 

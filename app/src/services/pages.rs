@@ -176,6 +176,7 @@ fn ServiceView(service: Service, update: ServerAction<UpdateService>) -> impl In
                 <crate::deployments::pages::DeploymentsCard service_id=id project_id=service.project_id/>
                 <VariablesCard service_id=id/>
                 <crate::deployments::pages::MetricsCard service_id=id/>
+                <crate::billing::pages::ServiceUsageCard service_id=id/>
             </div>
             <div class="card lg:col-span-2">
                 <h2 class="font-medium">"Settings"</h2>

@@ -454,7 +454,7 @@ pub async fn links(db: &PgPool, sb: &crate::infra::secretbox::SecretBox, owner: 
     }
     // Declared dependencies (a template's depends_on) are arrows too.
     let ids: Vec<Uuid> = services.iter().map(|s| s.id).collect();
-    let declared: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT service_id, depends_on_id FROM service_dependencies WHERE service_id = ANY($1)")
+    let declared: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT service_id, depends_on_id FROM service_dependencies WHERE service_id = ANY($1) AND depends_on_id = ANY($1)")
         .bind(&ids)
         .fetch_all(db)
         .await?;

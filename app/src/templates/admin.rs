@@ -114,13 +114,15 @@ pub async fn admin_template_source(slug: String, version: Option<i32>) -> Result
 
 /// Creates a template (`slug` empty: it starts unpublished) or saves a new version of the
 /// template `slug`. The text must be a valid template; nothing is written otherwise.
+/// `base_version`: the version the editor started from; if another admin saved since, the
+/// save is refused (409) rather than silently replacing their version.
 #[server(endpoint = "admin_save_template")]
-pub async fn admin_save_template(slug: Option<String>, source: String) -> Result<Saved, AppError> {
+pub async fn admin_save_template(slug: Option<String>, source: String, base_version: Option<i32>) -> Result<Saved, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
         let auth = request::require_admin()?;
         let existing = slug.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let saved = super::store::save(&request::state()?.db, &auth.user, existing, &source, &request::client_ip()).await?;
+        let saved = super::store::save(&request::state()?.db, &auth.user, existing, &source, base_version, &request::client_ip()).await?;
         if existing.is_none() {
             leptos_axum::redirect(&format!("/admin/templates/{}", saved.slug));
         }

@@ -168,6 +168,7 @@ pub fn AdminTemplateEditPage() -> impl IntoView {
                                     </p>
                                 })}
                                 <input type="hidden" name="slug" value=slug.clone()/>
+                                <input type="hidden" name="base_version" value=current.to_string()/>
                                 <label for="template-source" class="text-sm text-slate-300">{format!("Template file (version {})", s.shown_version)}</label>
                                 <textarea id="template-source" class="input min-h-[32rem] font-mono text-xs" name="source" spellcheck="false">{s.source.clone()}</textarea>
                                 <SaveResult save/>

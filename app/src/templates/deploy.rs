@@ -176,6 +176,9 @@ pub async fn deploy(state: &AppState, owner: &User, slug: &str, req: &TemplateDe
             .fetch_optional(db)
             .await?
             .ok_or_else(|| AppError::not_found("Template"))?;
+    if req.project_id.is_none() && req.environment_id.is_some() {
+        return Err(AppError::validation("environment_id", "Name the project the environment belongs to (project_id)."));
+    }
     let inputs = input_values(&spec, &req.inputs)?;
     if state.config.runtime == RuntimeKind::Local {
         let blockers = spec.local_blockers();

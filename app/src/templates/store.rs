@@ -171,7 +171,7 @@ fn read(text: &str) -> AppResult<Spec> {
 /// Creates a template (`existing` none; it starts unpublished) or saves the text as a new
 /// version of `existing`. An edited bundled template becomes the admin's: the bundled
 /// catalogue no longer rewrites it.
-pub async fn save(db: &PgPool, actor: &User, existing: Option<&str>, text: &str, ip: &str) -> AppResult<Saved> {
+pub async fn save(db: &PgPool, actor: &User, existing: Option<&str>, text: &str, base_version: Option<i32>, ip: &str) -> AppResult<Saved> {
     let spec = read(text)?;
     let m = &spec.template;
     let mut tx = db.begin().await?;
@@ -209,6 +209,12 @@ pub async fn save(db: &PgPool, actor: &User, existing: Option<&str>, text: &str,
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or_else(|| AppError::not_found("Template"))?;
+            if base_version.is_some_and(|b| b != version) {
+                return Err(AppError::conflict(
+                    "source",
+                    format!("This template was saved as version {version} since you opened it: open the current version, then make your change again."),
+                ));
+            }
             let same_text: bool = sqlx::query_scalar(
                 "SELECT coalesce(source = $3, false) FROM template_versions WHERE template_id = $1 AND version = $2",
             )

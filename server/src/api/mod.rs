@@ -2,6 +2,7 @@
 //! authenticate, parse, and call the same domain services the server functions use.
 
 pub mod auth;
+pub mod billing;
 pub mod catalogue;
 pub mod deployments;
 pub mod health;
@@ -94,6 +95,7 @@ impl Modify for BearerAuth {
         deployments::restart, deployments::cancel, deployments::stop, deployments::logs, deployments::project_events,
         deployments::metrics,
         catalogue::list_templates, catalogue::get_template, catalogue::deploy_template, catalogue::list_plans,
+        billing::plan, billing::usage, billing::service_usage,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
@@ -103,6 +105,7 @@ impl Modify for BearerAuth {
         (name = "variables", description = "Service and shared variables, encrypted at rest (owner only)"),
         (name = "deployments", description = "Deployments, their logs and live status (owner only)"),
         (name = "catalogue", description = "Public templates and plans"),
+        (name = "billing", description = "Your plan, usage and costs (owner only)"),
     )
 )]
 pub struct ApiDoc;
@@ -155,5 +158,8 @@ pub fn routes() -> Router<AppState> {
         .route("/templates/{slug}", get(catalogue::get_template))
         .route("/templates/{slug}/deploy", post(catalogue::deploy_template))
         .route("/plans", get(catalogue::list_plans))
+        .route("/billing/plan", get(billing::plan))
+        .route("/billing/usage", get(billing::usage))
+        .route("/services/{id}/usage", get(billing::service_usage))
         .fallback(not_found)
 }

@@ -100,7 +100,10 @@ pub fn hosts_file(peers: &[super::Peer]) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for p in peers {
         let dns = p.name.to_lowercase().replace('_', "-");
-        let names = if dns == p.name { p.name.clone() } else { format!("{} {dns}", p.name) };
+        // The DNS form is an alias only when no other service is called that (`my-api` beside
+        // `my_api`): a name always means one service.
+        let taken = peers.iter().any(|o| o.private_port != p.private_port && o.name.eq_ignore_ascii_case(&dns));
+        let names = if dns == p.name || taken { p.name.clone() } else { format!("{} {dns}", p.name) };
         out.push_str(&format!("{}\t{names}\n", private_ip(p.private_port)));
     }
     out
@@ -211,5 +214,11 @@ mod tests {
         assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
         assert!(hosts.contains("127.1.78.32\tdb\n"), "{hosts}");
         assert!(hosts.contains("127.1.78.33\tMy_Api my-api\n"), "{hosts}");
+        let clash = [
+            super::super::Peer { name: "my_api".into(), private_port: 20000 },
+            super::super::Peer { name: "my-api".into(), private_port: 20001 },
+        ];
+        let hosts = hosts_file(&clash);
+        assert!(hosts.contains("127.1.78.32\tmy_api\n") && hosts.contains("127.1.78.33\tmy-api\n"), "one name, one service: {hosts}");
     }
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod billing;
 mod catalogue;
 mod deploys;
 mod git_sources;

@@ -94,6 +94,9 @@ async fn admins_write_publish_feature_and_version_templates() {
     assert_eq!((r.body["version"].as_i64(), r.body["changed"].as_bool()), (Some(2), Some(true)), "{}", r.text);
     let again = app.server_fn("admin_save_template", Some(&admin), &[("slug", "team-db"), ("source", &edited)]).await;
     assert_eq!((again.body["version"].as_i64(), again.body["changed"].as_bool()), (Some(2), Some(false)), "{}", again.text);
+    // Another admin's save since the editor opened is not silently replaced.
+    let stale = app.server_fn("admin_save_template", Some(&admin), &[("slug", "team-db"), ("source", MINE), ("base_version", "1")]).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.text);
     let renamed = edited.replace("slug = \"team-db\"", "slug = \"team-db-2\"");
     let r = app.server_fn("admin_save_template", Some(&admin), &[("slug", "team-db"), ("source", &renamed)]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);

@@ -456,6 +456,11 @@ async fn the_deploy_form_deploys_into_the_environment_chosen_and_only_into_ones_
     let r = app.server_fn("deploy_template", Some(&bob), &[("slug", "redis"), ("project_id", "not/ids")]).await;
     assert_eq!((r.status, r.fn_error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "project_id"), "{}", r.text);
     assert_eq!(count(&app, "services").await, before);
+    // An environment without its project is refused before anything is made.
+    let projects = count(&app, "projects").await;
+    let r = app.post("/templates/redis/deploy", &app.login("bob@example.com").await, json!({ "environment_id": staging })).await;
+    assert_eq!((r.status, r.error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "environment_id"), "{}", r.text);
+    assert_eq!(count(&app, "projects").await, projects);
     let bob_targets = app.server_fn("deploy_targets", Some(&bob), &[]).await;
     assert!(!bob_targets.text.contains(&staging), "{}", bob_targets.text);
 }

@@ -209,7 +209,7 @@ impl Local {
             limits: self.settings.build_limits,
             stdin: stdin.is_some(),
             refuses_root: false,
-            hosts: None,
+            hosts: false,
         };
         let log = logs.stream(Stream::Build, None);
         let mut running = self.run(launch, log.clone(), log, stdin).await?;

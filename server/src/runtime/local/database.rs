@@ -112,7 +112,7 @@ impl Local {
             limits: self.instance_limits(&spec.spec),
             stdin: stdin.is_some(),
             refuses_root: true,
-            hosts: None,
+            hosts: false,
         };
         let log = logs.stream(Stream::Build, None);
         let mut running = self.run(launch, log.clone(), log, stdin).await?;

@@ -134,6 +134,14 @@ impl Isolation {
         }
     }
 
+    /// Writes the hosts file of the environment's sandboxes (nothing to write without one).
+    pub async fn write_hosts(&self, project: uuid::Uuid, environment: uuid::Uuid, hosts: &str) -> Result<(), String> {
+        match self {
+            Isolation::Sandboxed(s) => s.write_hosts(project, environment, hosts).await,
+            Isolation::Host(_) | Isolation::Unavailable(_) => Ok(()),
+        }
+    }
+
     /// A port nothing listens on in the environment's network.
     pub async fn free_port(&self, network: Option<&NetLease>) -> Result<u16, String> {
         net::free_port(network.map(NetLease::path)).await.map_err(|e| format!("No free port: {e}"))

@@ -437,6 +437,10 @@ impl Runtime for LocalRuntime {
         let is_db = s.source_kind == SourceKind::Database;
         let network = self.isolation.network(s.environment_id).await?;
         let port = if is_db { spec.private_port } else { self.isolation.free_port(network.as_ref()).await? };
+        if !is_db {
+            // Fresh at every start (not at restarts): the services of the environment now.
+            self.isolation.write_hosts(s.project_id, s.environment_id, &super::net::hosts_file(&spec.peers)).await?;
+        }
         let mut env = spec.env.clone();
         env.insert("PORT".into(), port.to_string());
         let mut volume = None;
@@ -468,7 +472,7 @@ impl Runtime for LocalRuntime {
                 limits: self.instance_limits(s),
                 stdin: false,
                 refuses_root: is_db && s.source == "postgres",
-                hosts: (!spec.peers.is_empty()).then(|| super::net::hosts_file(&spec.peers)),
+                hosts: !is_db,
             },
             memory_mb: s.memory_mb,
         };
@@ -536,6 +540,11 @@ impl Runtime for LocalRuntime {
         let mut out = Vec::new();
         if !itself_on_private_port {
             out.push(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, private_port));
+        }
+        // Without the sandbox there is no network of the environment's own: names do not
+        // resolve there, and the host's ports 80, 5432… are not the platform's to take.
+        if !self.isolation.sandboxed() {
+            return out;
         }
         for port in std::iter::once(private_port).chain(known_ports.iter().copied()) {
             let addr = std::net::SocketAddrV4::new(own, port);

@@ -71,8 +71,8 @@ pub struct Launch {
     /// The program refuses to run as root (PostgreSQL): only matters without the sandbox,
     /// where it then runs as the `postgres` (or `nobody`) system user.
     pub refuses_root: bool,
-    /// Its `/etc/hosts`: the environment's services by name (`net::hosts_file`), if it needs them.
-    pub hosts: Option<String>,
+    /// Mount the environment's hosts file (`Sandbox::write_hosts`) as its `/etc/hosts`.
+    pub hosts: bool,
 }
 
 /// A command ready to spawn, with what it holds.
@@ -83,19 +83,10 @@ pub struct Prepared {
     pub uid: u32,
 }
 
-/// Writes the environment's hosts file beside the project's `/etc` (one per environment) and
-/// answers its path. Written in place, never replaced: sandboxes already running have it
-/// mounted, and see a service added later.
-fn environment_hosts(etc: &Path, environment: Uuid, hosts: &str) -> io::Result<PathBuf> {
-    use std::io::Write;
-    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let path = etc.join(format!("hosts-{environment}"));
-    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(hosts) {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&path)?;
-        f.write_all(hosts.as_bytes())?;
-    }
-    Ok(path)
+/// The hosts file of an environment's sandboxes: outside the project's `/etc` folder (so one
+/// environment's sandboxes never see another's), one per environment.
+fn hosts_path(etc_root: &Path, uid: u32, environment: Uuid) -> PathBuf {
+    etc_root.join(format!("{uid}.hosts")).join(environment.to_string())
 }
 
 pub struct Sandbox {
@@ -150,6 +141,31 @@ impl Sandbox {
     pub async fn network(&self, environment: Uuid) -> Result<NetLease, String> {
         let networks = self.networks.clone();
         tokio::task::spawn_blocking(move || networks.acquire(environment)).await.map_err(|e| e.to_string())?
+    }
+
+    /// Writes the `/etc/hosts` of an environment's sandboxes (`net::hosts_file`). Written in
+    /// place, never replaced — sandboxes already running have it mounted and see the change —
+    /// and never empty on the way: the new text is written over the old, then the file cut to
+    /// its length.
+    pub async fn write_hosts(&self, project: Uuid, environment: Uuid, hosts: &str) -> Result<(), String> {
+        use std::io::{Seek, Write};
+        static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let uid = self.identities.uid(project).await?;
+        let path = hosts_path(&self.etc_root, uid, environment);
+        let written = (|| -> io::Result<()> {
+            let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+            if std::fs::read_to_string(&path).ok().as_deref() == Some(hosts) {
+                return Ok(());
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(&path)?;
+            f.seek(io::SeekFrom::Start(0))?;
+            f.write_all(hosts.as_bytes())?;
+            f.set_len(hosts.len() as u64)
+        })();
+        written.map_err(|e| format!("Could not write the environment's hosts file: {e}"))
     }
 
     /// The start command of the platform's static file server, as seen inside.
@@ -219,9 +235,11 @@ impl Sandbox {
         }
         args.extend(["--proc".into(), "/proc".into(), "--dev".into(), "/dev".into(), "--tmpfs".into(), "/tmp".into()]);
         args.extend(["--ro-bind-fd".into(), pass(etc)?.to_string(), "/etc".into()]);
-        if let Some(hosts) = &launch.hosts {
-            let file = environment_hosts(etc, launch.environment, hosts)?;
-            args.extend(["--ro-bind-fd".into(), pass(&file)?.to_string(), "/etc/hosts".into()]);
+        if launch.hosts {
+            let file = hosts_path(&self.etc_root, uid, launch.environment);
+            if file.exists() {
+                args.extend(["--ro-bind-fd".into(), pass(&file)?.to_string(), "/etc/hosts".into()]);
+            }
         }
         for entry in identity::HOST_ETC {
             let host = Path::new("/etc").join(entry);

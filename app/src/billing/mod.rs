@@ -1,0 +1,109 @@
+//! Billing: what a user's services used this period, what it costs, and what the period's
+//! bill will come to at this rate. Money is integer cents (`money.rs`); usage comes from the
+//! per-minute records the platform meters (server/src/metering.rs).
+
+pub mod money;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod service;
+
+use crate::error::AppError;
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use money::{Bill, Period, Resource};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The plan a user is on, as billing sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PlanSummary {
+    pub id: String,
+    pub name: String,
+    pub monthly_fee_cents: i64,
+    pub included_usage_cents: i64,
+}
+
+/// One resource's use in a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ResourceUsage {
+    #[cfg_attr(feature = "ssr", schema(value_type = String, example = "memory"))]
+    pub resource: Resource,
+    /// In the resource's unit: millicore-minutes (cpu), MiB-minutes (memory, volume), bytes (egress).
+    pub quantity: i64,
+    /// The quantity in words (`1.50 vCPU-hours`).
+    pub description: String,
+    pub cost_cents: i64,
+}
+
+/// One service's use in a period (a deleted service keeps its usage until billed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ServiceUsage {
+    pub service_id: Uuid,
+    pub service: String,
+    pub project_id: Uuid,
+    pub project: String,
+    pub resources: Vec<ResourceUsage>,
+    pub cost_cents: i64,
+}
+
+/// What one day of the period cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DayCost {
+    pub day: DateTime<Utc>,
+    pub cost_cents: i64,
+}
+
+/// Usage, cost and the bill of the current period so far, and projected to its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct UsageReport {
+    pub plan: PlanSummary,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub as_of: DateTime<Utc>,
+    /// Per resource, costed once over the whole period (the figures that are billed).
+    pub resources: Vec<ResourceUsage>,
+    /// Per service, most expensive first (each rounded on its own, so they may differ from
+    /// the total by a cent or so).
+    pub services: Vec<ServiceUsage>,
+    /// Every day of the period so far.
+    pub days: Vec<DayCost>,
+    pub usage_cents: i64,
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub bill: Bill,
+    /// The bill if usage goes on at the rate so far until the period ends.
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub projected: Bill,
+}
+
+impl UsageReport {
+    pub fn period(&self) -> Period {
+        Period { start: self.period_start, end: self.period_end }
+    }
+}
+
+/// The signed-in user's usage this period.
+#[server(endpoint = "get_usage")]
+pub async fn get_usage() -> Result<UsageReport, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::usage(&request::state()?.db, auth.user.id, Utc::now()).await
+    })
+    .await
+}
+
+/// One service's usage this period (yours only).
+#[server(endpoint = "get_service_usage")]
+pub async fn get_service_usage(service_id: Uuid) -> Result<ServiceUsage, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        service::service_usage(&request::state()?.db, auth.user.id, service_id, Utc::now()).await
+    })
+    .await
+}

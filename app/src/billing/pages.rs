@@ -1,0 +1,160 @@
+//! `/billing`: the plan, usage and cost so far, the projected bill, a chart of each day's cost,
+//! and what each resource and service used. The service page shows its own share.
+
+use super::{money::dollars, *};
+use crate::ui::{format_time, ErrorNote};
+use leptos_meta::Title;
+
+#[component]
+pub fn BillingPage() -> impl IntoView {
+    let report = leptos::prelude::Resource::new(|| (), |_| get_usage());
+    view! {
+        <Title text="Billing · Roundhouse"/>
+        <section class="mx-auto max-w-6xl px-4 py-10">
+            <h1 class="text-2xl font-semibold">"Billing"</h1>
+            <Suspense fallback=|| view! { <p class="mt-6 text-slate-400">"Loading usage…"</p> }>
+                {move || Suspend::new(async move {
+                    match report.await {
+                        Err(e) => {
+                            crate::ui::respond_with_status(&e);
+                            view! { <ErrorNote error=e/> }.into_any()
+                        }
+                        Ok(r) => view! { <Report r/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn Figure(label: &'static str, value: String, note: String, testid: &'static str) -> impl IntoView {
+    view! {
+        <div class="card" data-testid=testid>
+            <p class="text-sm text-slate-400">{label}</p>
+            <p class="mt-1 text-2xl font-semibold">{value}</p>
+            <p class="mt-1 text-xs text-slate-500">{note}</p>
+        </div>
+    }
+}
+
+#[component]
+fn Report(r: UsageReport) -> impl IntoView {
+    let period = format!("{} – {}", r.period_start.format("%b %-d"), (r.period_end - chrono::Duration::days(1)).format("%b %-d, %Y"));
+    let plan_note = format!("{} a month, {} of usage included", dollars(r.plan.monthly_fee_cents), dollars(r.plan.included_usage_cents));
+    view! {
+        <p class="mt-1 text-sm text-slate-400">
+            {format!("{} plan · this period: {period} · as of {}", r.plan.name, format_time(r.as_of))}
+            " · " <a class="text-indigo-300 hover:underline" href="/pricing">"Plans and prices"</a>
+        </p>
+        <div class="mt-6 grid gap-4 sm:grid-cols-2 lg:grid-cols-4">
+            <Figure label="Usage so far" value=dollars(r.usage_cents) note=format!("{} covered by the plan", dollars(r.bill.included_cents)) testid="usage-so-far"/>
+            <Figure label="Bill so far" value=dollars(r.bill.total_cents) note=plan_note testid="bill-so-far"/>
+            <Figure label="Projected for the period" value=dollars(r.projected.total_cents)
+                note=format!("usage at this rate: {}", dollars(r.projected.usage_cents)) testid="projected"/>
+            <Figure label="Plan" value=r.plan.name.clone() note="Usage is billed by the minute.".to_string() testid="plan"/>
+        </div>
+        <div class="card mt-6">
+            <h2 class="font-medium">"Cost per day"</h2>
+            <DayChart days=r.days.clone()/>
+        </div>
+        <div class="mt-6 grid gap-6 lg:grid-cols-2">
+            <div class="card">
+                <h2 class="font-medium">"By resource"</h2>
+                <table class="table mt-3" data-testid="by-resource">
+                    <thead><tr><th>"Resource"</th><th>"Used"</th><th class="text-right">"Cost"</th></tr></thead>
+                    <tbody>
+                        {r.resources.iter().map(|u| view! {
+                            <tr data-resource=u.resource.as_str()>
+                                <td>{u.resource.label()}</td><td>{u.description.clone()}</td><td class="text-right">{dollars(u.cost_cents)}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+            <div class="card">
+                <h2 class="font-medium">"By service"</h2>
+                {if r.services.is_empty() {
+                    view! { <p class="mt-3 text-sm text-slate-400">"Nothing has run this period yet."</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="table mt-3" data-testid="by-service">
+                            <thead><tr><th>"Service"</th><th class="text-right">"Cost"</th></tr></thead>
+                            <tbody>
+                                {r.services.iter().map(|s| view! {
+                                    <tr data-service=s.service.clone()>
+                                        <td>
+                                            <a class="hover:underline" href=format!("/services/{}", s.service_id)>{s.service.clone()}</a>
+                                            <span class="text-xs text-slate-500">{format!(" · {}", s.project)}</span>
+                                        </td>
+                                        <td class="text-right">{dollars(s.cost_cents)}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any()
+                }}
+            </div>
+        </div>
+    }
+}
+
+/// Bars of each day's cost, drawn on the server.
+#[component]
+fn DayChart(days: Vec<DayCost>) -> impl IntoView {
+    const W: i64 = 720;
+    const H: i64 = 140;
+    let n = days.len().max(1) as i64;
+    let max = days.iter().map(|d| d.cost_cents).max().unwrap_or(0).max(1);
+    let slot = W / n.max(28);
+    let bars = days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let h = if d.cost_cents == 0 { 1 } else { (d.cost_cents * (H - 20) / max).max(2) };
+            let title = format!("{}: {}", d.day.format("%b %-d"), dollars(d.cost_cents));
+            view! {
+                <rect class="fill-indigo-500" x=i as i64 * slot + 2 y=H - 16 - h width=(slot - 4).max(2) height=h data-day=d.day.format("%Y-%m-%d").to_string()>
+                    <title>{title}</title>
+                </rect>
+            }
+        })
+        .collect_view();
+    view! {
+        <svg class="mt-3 w-full max-w-full" viewBox=format!("0 0 {W} {H}") role="img"
+            aria-label=format!("Cost per day; the highest day {}", dollars(if max == 1 { 0 } else { max })) data-testid="day-chart">
+            <line x1="0" y1=H - 15 x2=W y2=H - 15 class="stroke-slate-700"/>
+            {bars}
+            <text x="0" y=H - 2 class="fill-slate-500 text-[10px]">{days.first().map(|d| d.day.format("%b %-d").to_string())}</text>
+            <text x=W y=H - 2 text-anchor="end" class="fill-slate-500 text-[10px]">{format!("max {}", dollars(if max == 1 { 0 } else { max }))}</text>
+        </svg>
+    }
+}
+
+/// A service's usage and cost this period, on its page.
+#[component]
+pub fn ServiceUsageCard(service_id: Uuid) -> impl IntoView {
+    let usage = leptos::prelude::Resource::new(move || service_id, get_service_usage);
+    view! {
+        <div class="card" data-testid="service-usage">
+            <h2 class="font-medium">"Usage this period"</h2>
+            <Suspense fallback=|| view! { <p class="mt-2 text-sm text-slate-400">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match usage.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(u) if u.resources.is_empty() => view! { <p class="mt-2 text-sm text-slate-400">"Nothing used yet this period."</p> }.into_any(),
+                        Ok(u) => view! {
+                            <p class="mt-1 text-2xl font-semibold">{dollars(u.cost_cents)}</p>
+                            <ul class="mt-2 space-y-1 text-sm text-slate-300">
+                                {u.resources.into_iter().map(|r| view! {
+                                    <li class="flex justify-between gap-4"><span>{format!("{}: {}", r.resource.label(), r.description)}</span><span>{dollars(r.cost_cents)}</span></li>
+                                }).collect_view()}
+                            </ul>
+                            <a class="mt-2 inline-block text-sm text-indigo-300 hover:underline" href="/billing">"All usage"</a>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </div>
+    }
+}

@@ -1,0 +1,165 @@
+//! Billing: usage metered once per minute, priced in integer cents, reported per resource,
+//! service and day, with the bill so far and projected; scoped by owner.
+
+use crate::{deploys::wait_for, helpers::*};
+use app::billing::money::{Period, Prices, Resource, MONTH_MINUTES};
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+/// A user with a project and one (undeployed) service; answers (token, service id, project id).
+async fn user_with_service(app: &TestApp, name: &str, email: &str, plan: &str) -> (String, uuid::Uuid, uuid::Uuid) {
+    let token = app.verified_user(name, email).await;
+    sqlx::query("UPDATE users SET plan_id = $2 WHERE email = $1").bind(email).bind(plan).execute(&app.db).await.unwrap();
+    let p = app.post("/projects", &token, json!({ "name": format!("{name}'s") })).await;
+    let project = p.body["id"].as_str().unwrap().to_string();
+    let s = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "api", "source_kind": "upload", "source": "" })).await;
+    assert_eq!(s.status, StatusCode::CREATED, "{}", s.text);
+    (token, s.body["id"].as_str().unwrap().parse().unwrap(), project.parse().unwrap())
+}
+
+async fn record(app: &TestApp, service: uuid::Uuid, project: uuid::Uuid, resource: &str, minute: chrono::DateTime<chrono::Utc>, quantity: i64) {
+    sqlx::query(
+        "INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity)
+         SELECT $1, p.owner_id, $2, $3, $4, 'test', $5 FROM projects p WHERE p.id = $2",
+    )
+    .bind(service)
+    .bind(project)
+    .bind(resource)
+    .bind(minute)
+    .bind(quantity)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+fn resource<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["resources"].as_array().unwrap().iter().find(|r| r["resource"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_priced_in_cents_billed_past_the_included_amount_and_projected() {
+    let app = TestApp::new().await;
+    let (token, service, project) = user_with_service(&app, "Ada", "ada@example.com", "hobby").await;
+    let start = Period::containing(chrono::Utc::now()).start;
+    // One vCPU and 2 GB for 10 days, 10 GB of volume for the same, 3 GB out: written as a few
+    // minutes' records (the maths does not care how they are spread).
+    let ten_days = 10 * 24 * 60;
+    record(&app, service, project, "cpu", start, 1_000 * ten_days).await;
+    record(&app, service, project, "memory", start, 2_048 * ten_days).await;
+    record(&app, service, project, "volume", start + chrono::Duration::minutes(1), 10 * 1_024 * ten_days).await;
+    record(&app, service, project, "egress", start + chrono::Duration::minutes(2), 3_000_000_000).await;
+
+    let r = app.get("/billing/usage", &token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // cpu: 14,400,000 × 2000 / (1000 × 43200) = 666.67 → 667; memory the same; volume
+    // 147,456,000 × 15 / (1024 × 43200) = 50; egress 3 × 5 = 15.
+    assert_eq!(resource(&r.body, "cpu")["cost_cents"], 667);
+    assert_eq!(resource(&r.body, "cpu")["description"], "240.00 vCPU-hours");
+    assert_eq!(resource(&r.body, "memory")["cost_cents"], 667);
+    assert_eq!(resource(&r.body, "volume")["cost_cents"], 50);
+    assert_eq!(resource(&r.body, "egress")["cost_cents"], 15);
+    assert_eq!(r.body["usage_cents"], 667 + 667 + 50 + 15);
+    // Hobby: $5 a month including $5 of usage.
+    assert_eq!(r.body["bill"], json!({ "fee_cents": 500, "usage_cents": 1399, "included_cents": 500, "total_cents": 1399 }));
+    assert!(r.body["projected"]["usage_cents"].as_i64().unwrap() >= 1399, "{}", r.body["projected"]);
+    assert_eq!(r.body["services"][0]["service"], "api");
+    assert_eq!(r.body["services"][0]["cost_cents"], 1399);
+    assert_eq!(r.body["days"][0]["cost_cents"], 1399, "everything was on the first day");
+    assert_eq!(r.body["plan"]["name"], "Hobby");
+
+    let prices = Prices { cpu_vcpu_month_cents: 2000, memory_gb_month_cents: 1000, volume_gb_month_cents: 15, egress_gb_cents: 5 };
+    assert_eq!(prices.cost(Resource::Cpu, 1_000 * MONTH_MINUTES), 2000, "the seeded prices are the plan's");
+    let plans = app.api(Method::GET, "/plans", None, None).await;
+    let free = plans.body.as_array().unwrap().iter().find(|p| p["id"] == "free").unwrap();
+    assert_eq!((free["included_usage_cents"].as_i64(), free["volume_gb_month_cents"].as_i64(), free["egress_gb_cents"].as_i64()), (Some(100), Some(15), Some(5)));
+
+    // The page and the service's own share.
+    let cookie = app.browser_login("ada@example.com").await;
+    let page = app.page("/billing", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("$13.99") && page.text.contains(r#"data-testid="day-chart""#), "{}", page.text);
+    let own = app.get(&format!("/services/{service}/usage"), &token).await;
+    assert_eq!(own.body["cost_cents"], 1399, "{}", own.text);
+    assert_eq!(app.page("/billing", None).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_never_sees_anothers_usage() {
+    let app = TestApp::new().await;
+    let (ada, ada_service, ada_project) = user_with_service(&app, "Ada", "ada@example.com", "hobby").await;
+    let (bob, _, _) = user_with_service(&app, "Bob", "bob@example.com", "free").await;
+    record(&app, ada_service, ada_project, "cpu", Period::containing(chrono::Utc::now()).start, 1_000_000).await;
+    let theirs = app.get(&format!("/services/{ada_service}/usage"), &bob).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{}", theirs.text);
+    let bobs = app.get("/billing/usage", &bob).await;
+    assert_eq!(bobs.body["usage_cents"], 0);
+    assert_eq!(bobs.body["services"], json!([]));
+    let bob_cookie = app.browser_login("bob@example.com").await;
+    let r = app.server_fn("get_service_usage", Some(&bob_cookie), &[("service_id", &ada_service.to_string())]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(app.get("/billing/usage", &ada).await.body["usage_cents"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_samples_become_one_record_per_service_resource_and_minute_however_often_metered() {
+    let app = TestApp::new().await;
+    let (token, service, _) = user_with_service(&app, "Ada", "ada@example.com", "hobby").await;
+    // Samples of two finished minutes: 50 % and 150 % of a core, 512 and 1024 MiB on average.
+    let minute = |back: i64| chrono::Utc::now().duration_trunc(chrono::Duration::minutes(1)).unwrap() - chrono::Duration::minutes(back);
+    use chrono::DurationRound;
+    for (at, cpu, mem) in [
+        (minute(3) + chrono::Duration::seconds(5), 40.0f32, 400i64),
+        (minute(3) + chrono::Duration::seconds(30), 60.0, 624),
+        (minute(2) + chrono::Duration::seconds(10), 150.0, 1024),
+    ] {
+        sqlx::query("INSERT INTO service_metrics (service_id, at, cpu_percent, memory_bytes) VALUES ($1, $2, $3, $4)")
+            .bind(service)
+            .bind(at)
+            .bind(cpu)
+            .bind(mem * 1_048_576)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    assert_eq!(server::metering::record_runtime_minutes(&app.db).await.unwrap(), 4);
+    // A restart, or a new leader, meters the same samples again: nothing more is counted.
+    assert_eq!(server::metering::record_runtime_minutes(&app.db).await.unwrap(), 0);
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT resource, quantity FROM usage_records ORDER BY minute, resource").fetch_all(&app.db).await.unwrap();
+    assert_eq!(rows, [("cpu".into(), 500), ("memory".into(), 512), ("cpu".into(), 1500), ("memory".into(), 1024)]);
+    let r = app.get("/billing/usage", &token).await;
+    assert_eq!(resource(&r.body, "cpu")["quantity"], 2000);
+    assert_eq!(resource(&r.body, "memory")["quantity"], 1536);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_proxy_sends_for_a_service_is_metered_as_its_egress() {
+    let app = TestApp::with_runtime().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let r = app.post("/templates/static-site/deploy", &token, json!({ "project_name": "site" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let deployment = r.body["services"][0]["deployment"]["id"].as_str().unwrap().to_string();
+    let service = r.body["services"][0]["service_id"].as_str().unwrap().to_string();
+    wait_for(&app, &token, &deployment, &["running"]).await;
+    let mut sent = 0;
+    for _ in 0..3 {
+        let page = app.via_proxy("web.site.localhost", "/").await;
+        assert_eq!(page.status, StatusCode::OK);
+        sent += page.text.len() as i64;
+    }
+    server::metering::flush_egress(&app.state).await.unwrap();
+    server::metering::flush_egress(&app.state).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT coalesce(sum(quantity), 0)::bigint FROM usage_records WHERE service_id = $1::uuid AND resource = 'egress'")
+        .bind(&service)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, sent, "every body byte, once");
+    let more = app.via_proxy("web.site.localhost", "/").await;
+    server::metering::flush_egress(&app.state).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT coalesce(sum(quantity), 0)::bigint FROM usage_records WHERE service_id = $1::uuid AND resource = 'egress'")
+        .bind(&service)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, sent + more.text.len() as i64);
+}
