@@ -226,6 +226,9 @@ impl Reconciler {
                     if let Err(e) = crate::metering::record_runtime_minutes(&self.state.db).await {
                         tracing::warn!(error = %e, "metering CPU and memory failed");
                     }
+                    if let Err(e) = app::billing::limits::enforce_all(&self.state).await {
+                        tracing::warn!(error = %e, "applying usage limits failed");
+                    }
                 }
                 tokio::select! {
                     _ = self.wake.notified() => {}

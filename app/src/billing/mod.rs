@@ -2,6 +2,8 @@
 //! bill will come to at this rate. Money is integer cents (`money.rs`); usage comes from the
 //! per-minute records the platform meters (server/src/metering.rs).
 
+#[cfg(feature = "ssr")]
+pub mod limits;
 pub mod money;
 pub mod pages;
 #[cfg(feature = "ssr")]
@@ -104,6 +106,47 @@ pub async fn get_service_usage(service_id: Uuid) -> Result<ServiceUsage, AppErro
         use crate::infra::request;
         let auth = request::require_user()?;
         service::service_usage(&request::state()?.db, auth.user.id, service_id, Utc::now()).await
+    })
+    .await
+}
+
+/// An account's spend limits, on the period's bill so far (fee included).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Limits {
+    /// An email when the bill reaches it.
+    pub soft_limit_cents: Option<i64>,
+    /// Emails at 75 %, 90 % and 100 %; at 100 % every service stops until it is raised.
+    pub hard_limit_cents: Option<i64>,
+    /// When the hard limit stopped the account's services (none: they may run).
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
+#[server(endpoint = "get_limits")]
+pub async fn get_limits() -> Result<Limits, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        limits::get(&request::state()?.db, auth.user.id).await
+    })
+    .await
+}
+
+/// Sets the limits from the billing page's form: dollar amounts, empty for none.
+#[server(endpoint = "set_limits")]
+pub async fn set_limits(soft_limit: String, hard_limit: String) -> Result<Limits, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let amount = |field: &str, s: &str| -> Result<Option<i64>, AppError> {
+            if s.trim().is_empty() {
+                return Ok(None);
+            }
+            money::parse_dollars(s).map(Some).ok_or_else(|| AppError::validation(field, "Type an amount in dollars, like 25 or 12.50."))
+        };
+        let soft = amount("soft_limit", &soft_limit)?;
+        let hard = amount("hard_limit", &hard_limit)?;
+        limits::set(&request::state()?, auth.user.id, soft, hard).await
     })
     .await
 }

@@ -53,6 +53,7 @@ impl Resource {
         match self {
             Resource::Cpu => format!("{} vCPU-hours", hundredths(quantity, 1_000 * 60)),
             Resource::Memory | Resource::Volume => format!("{} GB-hours", hundredths(quantity, 1_024 * 60)),
+            Resource::Egress if quantity >= 1_000_000_000 => format!("{} GB", hundredths(quantity, 1_000_000_000)),
             Resource::Egress => format!("{} MB", hundredths(quantity, 1_000_000)),
         }
     }
@@ -162,6 +163,22 @@ pub fn dollars(cents: i64) -> String {
     format!("{sign}${}.{:02}", c / 100, c % 100)
 }
 
+/// Dollars as typed (`12`, `12.5`, `$12.50`) into cents, without floats; `None` if it is not
+/// an amount of at most two decimals.
+pub fn parse_dollars(s: &str) -> Option<i64> {
+    let s = s.trim().trim_start_matches('$').replace(',', "");
+    let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
+    if whole.is_empty() && frac.is_empty() || whole.len() > 9 || frac.len() > 2 {
+        return None;
+    }
+    if !whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    Some(whole * 100 + frac)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +234,17 @@ mod tests {
         assert_eq!(Bill::new(500, 500, 820).total_cents, 820);
         assert_eq!(Bill::new(0, 100, 99).total_cents, 0, "Free: the dollar of credit covers it");
         assert_eq!(Bill::new(0, 100, 250).total_cents, 150);
+    }
+
+    #[test]
+    fn typed_dollars_become_cents_without_floats() {
+        assert_eq!(parse_dollars("12"), Some(1_200));
+        assert_eq!(parse_dollars("$12.5"), Some(1_250));
+        assert_eq!(parse_dollars(" 1,000.05 "), Some(100_005));
+        assert_eq!(parse_dollars(".99"), Some(99));
+        for bad in ["", ".", "1.234", "-5", "1e3", "twelve", "1.2.3", "9999999999"] {
+            assert_eq!(parse_dollars(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

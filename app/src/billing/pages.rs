@@ -7,7 +7,9 @@ use leptos_meta::Title;
 
 #[component]
 pub fn BillingPage() -> impl IntoView {
-    let report = leptos::prelude::Resource::new(|| (), |_| get_usage());
+    let set = ServerAction::<SetLimits>::new();
+    let report = leptos::prelude::Resource::new(move || set.version().get(), |_| get_usage());
+    let limits = leptos::prelude::Resource::new(move || set.version().get(), |_| get_limits());
     view! {
         <Title text="Billing · Roundhouse"/>
         <section class="mx-auto max-w-6xl px-4 py-10">
@@ -20,6 +22,14 @@ pub fn BillingPage() -> impl IntoView {
                             view! { <ErrorNote error=e/> }.into_any()
                         }
                         Ok(r) => view! { <Report r/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match limits.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(l) => view! { <LimitsCard limits=l set/> }.into_any(),
                     }
                 })}
             </Suspense>
@@ -95,6 +105,44 @@ fn Report(r: UsageReport) -> impl IntoView {
                     }.into_any()
                 }}
             </div>
+        </div>
+    }
+}
+
+fn amount(cents: Option<i64>) -> String {
+    cents.map(|c| format!("{}.{:02}", c / 100, c % 100)).unwrap_or_default()
+}
+
+/// The spend limits, and the stop the hard limit holds.
+#[component]
+fn LimitsCard(limits: Limits, set: ServerAction<SetLimits>) -> impl IntoView {
+    view! {
+        <div class="card mt-6" data-testid="limits">
+            <h2 class="font-medium">"Usage limits"</h2>
+            {limits.stopped_at.map(|at| view! {
+                <p class="mt-3 rounded-lg border border-rose-800 bg-rose-950/50 p-3 text-sm text-rose-200" role="alert" data-testid="limit-stopped">
+                    {format!("Your services were stopped at {}: this period's bill reached your hard limit. Raise or remove it to start them again.", format_time(at))}
+                </p>
+            })}
+            <p class="mt-1 text-sm text-slate-400">
+                "On this period's bill so far, plan fee included. The soft limit sends an email. The hard limit sends emails at 75 % and 90 %, and at 100 % stops every service until you raise or remove it (they start again by themselves)."
+            </p>
+            <ActionForm action=set attr:class="mt-3 grid gap-3 sm:grid-cols-3">
+                <label class="space-y-1">
+                    <span class="block text-sm font-medium text-slate-300">"Soft limit ($)"</span>
+                    <input class="input" name="soft_limit" inputmode="decimal" placeholder="none" value=amount(limits.soft_limit_cents)/>
+                </label>
+                <label class="space-y-1">
+                    <span class="block text-sm font-medium text-slate-300">"Hard limit ($)"</span>
+                    <input class="input" name="hard_limit" inputmode="decimal" placeholder="none" value=amount(limits.hard_limit_cents)/>
+                </label>
+                <div class="flex items-end">
+                    <button type="submit" class="btn btn-primary" disabled=move || set.pending().get()>"Save limits"</button>
+                </div>
+                <p class="text-sm text-rose-400 sm:col-span-3" role="alert">
+                    {move || set.value().get().and_then(Result::err).map(|e| e.to_string())}
+                </p>
+            </ActionForm>
         </div>
     }
 }

@@ -160,6 +160,7 @@ async fn admit(state: &AppState, service: &services::Service) -> AppResult<()> {
     let owner = crate::auth::service::find_user(&state.db, project_owner(&state.db, service.project_id).await?).await?;
     admit_owner(state, &owner)?;
     services::service::check_source_policy(&state.config, &owner, service.source_kind, &service.source)?;
+    crate::billing::limits::admit(&state.db, owner.id).await?;
     if service.source_kind == SourceKind::Upload && service.source.is_empty() {
         return Err(AppError::validation("source", "Upload an archive of your code first (a .tar.gz), then deploy."));
     }
@@ -337,6 +338,16 @@ pub async fn act(state: &AppState, owner: Uuid, id: Uuid, action: Action) -> App
             get(db, owner, id).await
         }
     }
+}
+
+/// Starts a stopped deployment's build again as a new deployment (the hard usage limit
+/// stopped it, and now allows it): `reason` says why, in its events.
+pub async fn resume(state: &AppState, owner: Uuid, stopped: Uuid) -> AppResult<Deployment> {
+    let d = get(&state.db, owner, stopped).await?;
+    let service = services::service::get(&state.db, owner, d.service_id).await?;
+    let (spec, artifact): (serde_json::Value, Option<String>) =
+        sqlx::query_as("SELECT spec, artifact FROM deployments WHERE id = $1").bind(stopped).fetch_one(&state.db).await?;
+    create(state, owner, &service, Trigger::Restart, spec, artifact, None).await
 }
 
 /// A page of a deployment's logs after `after` (a line id), optionally only lines containing

@@ -1,11 +1,12 @@
-use super::{ApiPath, Caller, ErrorBody};
+use super::{ApiJson, ApiPath, Caller, ErrorBody};
 use app::{
-    billing::{service, PlanSummary, ServiceUsage, UsageReport},
+    billing::{service, Limits, PlanSummary, ServiceUsage, UsageReport},
     error::AppError,
     infra::AppState,
 };
 use axum::{extract::State, Json};
 use chrono::Utc;
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// Your plan: its fee and the usage it includes.
@@ -29,4 +30,27 @@ pub async fn usage(State(state): State<AppState>, Caller(auth): Caller) -> Resul
     responses((status = 200, body = ServiceUsage), (status = 404, body = ErrorBody)))]
 pub async fn service_usage(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<ServiceUsage>, AppError> {
     Ok(Json(service::service_usage(&state.db, auth.user.id, id, Utc::now()).await?))
+}
+
+/// Your spend limits and whether they hold your services stopped.
+#[utoipa::path(get, path = "/billing/limits", tag = "billing", security(("bearer" = [])),
+    responses((status = 200, body = Limits), (status = 401, body = ErrorBody)))]
+pub async fn get_limits(State(state): State<AppState>, Caller(auth): Caller) -> Result<Json<Limits>, AppError> {
+    Ok(Json(app::billing::limits::get(&state.db, auth.user.id).await?))
+}
+
+/// What to set the limits to, in cents (leave one out, or null, for none).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct LimitsRequest {
+    pub soft_limit_cents: Option<i64>,
+    pub hard_limit_cents: Option<i64>,
+}
+
+/// Sets your spend limits (on the period's bill so far, fee included) and applies them at
+/// once: a hard limit at or under the bill stops every service; raising it past the bill
+/// starts them again.
+#[utoipa::path(put, path = "/billing/limits", tag = "billing", security(("bearer" = [])), request_body = LimitsRequest,
+    responses((status = 200, body = Limits), (status = 422, body = ErrorBody)))]
+pub async fn set_limits(State(state): State<AppState>, Caller(auth): Caller, ApiJson(req): ApiJson<LimitsRequest>) -> Result<Json<Limits>, AppError> {
+    Ok(Json(app::billing::limits::set(&state, auth.user.id, req.soft_limit_cents, req.hard_limit_cents).await?))
 }

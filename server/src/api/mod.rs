@@ -95,7 +95,7 @@ impl Modify for BearerAuth {
         deployments::restart, deployments::cancel, deployments::stop, deployments::logs, deployments::project_events,
         deployments::metrics,
         catalogue::list_templates, catalogue::get_template, catalogue::deploy_template, catalogue::list_plans,
-        billing::plan, billing::usage, billing::service_usage,
+        billing::plan, billing::usage, billing::service_usage, billing::get_limits, billing::set_limits,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
@@ -160,6 +160,7 @@ pub fn routes() -> Router<AppState> {
         .route("/plans", get(catalogue::list_plans))
         .route("/billing/plan", get(billing::plan))
         .route("/billing/usage", get(billing::usage))
+        .route("/billing/limits", get(billing::get_limits).put(billing::set_limits))
         .route("/services/{id}/usage", get(billing::service_usage))
         .fallback(not_found)
 }

@@ -163,3 +163,79 @@ async fn what_the_proxy_sends_for_a_service_is_metered_as_its_egress() {
         .unwrap();
     assert_eq!(stored, sent + more.text.len() as i64);
 }
+
+async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
+    sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(email).fetch_one(&app.db).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hard_limit_stops_running_services_and_raising_it_starts_them_again() {
+    let app = TestApp::with_runtime().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    sqlx::query("UPDATE users SET plan_id = 'hobby'").execute(&app.db).await.unwrap();
+    let ada = user_id(&app, "ada@example.com").await;
+    let r = app.post("/templates/static-site/deploy", &token, json!({ "project_name": "site" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let first = r.body["services"][0]["deployment"]["id"].as_str().unwrap().to_string();
+    let service: uuid::Uuid = r.body["services"][0]["service_id"].as_str().unwrap().parse().unwrap();
+    let project: uuid::Uuid = r.body["project_id"].as_str().unwrap().parse().unwrap();
+    wait_for(&app, &token, &first, &["running"]).await;
+
+    // Limits are checked: above the plan's fee, soft under hard, amounts only.
+    let put = |body: serde_json::Value| app.api(Method::PUT, "/billing/limits", Some(&token), Some(body));
+    let r = put(json!({ "hard_limit_cents": 500 })).await;
+    assert_eq!((r.status, r.error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "hard_limit_cents"), "{}", r.text);
+    let r = put(json!({ "soft_limit_cents": 2000, "hard_limit_cents": 1000 })).await;
+    assert_eq!((r.status, r.error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "soft_limit_cents"), "{}", r.text);
+    let cookie = app.browser_login("ada@example.com").await;
+    let r = app.server_fn("set_limits", Some(&cookie), &[("soft_limit", "ten"), ("hard_limit", "")]).await;
+    assert_eq!((r.status, r.fn_error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "soft_limit"), "{}", r.text);
+    let r = app.server_fn("set_limits", Some(&cookie), &[("soft_limit", "6"), ("hard_limit", "10.00")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((r.body["soft_limit_cents"].as_i64(), r.body["hard_limit_cents"].as_i64()), (Some(600), Some(1000)));
+
+    // 240 GB out ($12 of usage, $7 past the included $5): the bill is $12, past both limits.
+    sqlx::query(
+        "INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity)
+         VALUES ($1, $2, $3, 'egress', date_trunc('minute', now()), 'test', 240000000000)",
+    )
+    .bind(service)
+    .bind(ada)
+    .bind(project)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    app::billing::limits::enforce(&app.state, ada, chrono::Utc::now()).await.unwrap();
+    app::billing::limits::enforce(&app.state, ada, chrono::Utc::now()).await.unwrap();
+    let d = app.get(&format!("/deployments/{first}"), &token).await;
+    assert_eq!(d.body["deployment"]["status"], "removed", "{}", d.text);
+    let reason = d.body["deployment"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("Stopped: this period's bill ($12.00) reached your hard usage limit of $10.00"), "{reason}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.via_proxy("web.site.localhost", "/").await.status == StatusCode::OK || !app.live_units().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the service still runs: {:?}", app.live_units());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let subjects: Vec<String> = sqlx::query_scalar("SELECT subject FROM mail_outbox WHERE to_address = 'ada@example.com' AND (subject LIKE '%limit%' OR subject LIKE '%bill%') ORDER BY created_at")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(subjects, ["Your Roundhouse bill reached $6.00", "Your Roundhouse services are stopped: hard usage limit reached"], "each alert once");
+    let refused = app.post(&format!("/services/{service}/deployments"), &token, json!({})).await;
+    assert_eq!((refused.status, refused.error_code()), (StatusCode::PAYMENT_REQUIRED, "plan_limit"), "{}", refused.text);
+    let page = app.page("/billing", Some(&cookie)).await;
+    assert!(page.text.contains(r#"data-testid="limit-stopped""#), "{}", page.text);
+
+    // Raised past the bill: the service starts again by itself, from its build.
+    let r = put(json!({ "soft_limit_cents": 600, "hard_limit_cents": 2000 })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["stopped_at"].is_null(), "{}", r.text);
+    let again: String = sqlx::query_scalar("SELECT resumed_as::text FROM usage_limit_stops WHERE deployment_id = $1::uuid")
+        .bind(&first)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let d = wait_for(&app, &token, &again, &["running"]).await;
+    assert_eq!(d["deployment"]["trigger"], "restart");
+    assert_eq!(app.via_proxy("web.site.localhost", "/").await.status, StatusCode::OK);
+}

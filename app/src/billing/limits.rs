@@ -1,0 +1,203 @@
+//! Spend limits, as Railway has them: a soft limit (an email when the period's bill reaches it)
+//! and a hard limit (emails at 75 %, 90 % and 100 %; at 100 % every service of the account
+//! stops, with the reason in its deployment's events, and no deploy starts until the limit is
+//! raised or removed — or the period ends — when they start again by themselves).
+
+use super::{money::{dollars, Period}, service::usage};
+use crate::{
+    deployments::{self, Status},
+    error::{AppError, AppResult},
+    infra::{mail, AppState},
+};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use super::Limits;
+
+/// The most a limit may be: $1,000,000.
+const MAX_LIMIT_CENTS: i64 = 100_000_000;
+
+pub async fn get(db: &PgPool, owner: Uuid) -> AppResult<Limits> {
+    let row: Option<(Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT soft_limit_cents, hard_limit_cents FROM usage_limits WHERE user_id = $1").bind(owner).fetch_optional(db).await?;
+    let (soft, hard) = row.unwrap_or_default();
+    let stopped: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT limit_stopped_at FROM users WHERE id = $1").bind(owner).fetch_optional(db).await?.flatten();
+    Ok(Limits { soft_limit_cents: soft, hard_limit_cents: hard, stopped_at: stopped })
+}
+
+/// Sets (or removes, with `None`) the limits, then applies them at once: raising a hard limit
+/// past the bill starts stopped services again.
+pub async fn set(state: &AppState, owner: Uuid, soft: Option<i64>, hard: Option<i64>) -> AppResult<Limits> {
+    for (field, v) in [("soft_limit_cents", soft), ("hard_limit_cents", hard)] {
+        if v.is_some_and(|v| !(1..=MAX_LIMIT_CENTS).contains(&v)) {
+            return Err(AppError::validation(field, format!("A limit is between $0.01 and {}.", dollars(MAX_LIMIT_CENTS))));
+        }
+    }
+    if let Some(h) = hard {
+        let (plan, _) = super::service::plan(&state.db, owner).await?;
+        if h <= plan.monthly_fee_cents {
+            return Err(AppError::validation(
+                "hard_limit_cents",
+                format!("The hard limit counts your {} plan's {} fee: set it above that.", plan.name, dollars(plan.monthly_fee_cents)),
+            ));
+        }
+    }
+    if let (Some(s), Some(h)) = (soft, hard) {
+        if s > h {
+            return Err(AppError::validation("soft_limit_cents", "The soft limit warns before the hard one: make it lower."));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO usage_limits (user_id, soft_limit_cents, hard_limit_cents) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE SET soft_limit_cents = $2, hard_limit_cents = $3, updated_at = now()",
+    )
+    .bind(owner)
+    .bind(soft)
+    .bind(hard)
+    .execute(&state.db)
+    .await?;
+    enforce(state, owner, Utc::now()).await?;
+    get(&state.db, owner).await
+}
+
+/// Refuses a deploy while the hard limit holds the account's services stopped.
+pub async fn admit(db: &PgPool, owner: Uuid) -> AppResult<()> {
+    let stopped: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT limit_stopped_at FROM users WHERE id = $1").bind(owner).fetch_optional(db).await?.flatten();
+    match stopped {
+        None => Ok(()),
+        Some(_) => Err(AppError::PlanLimit {
+            message: "This period's bill reached your hard usage limit, so your services are stopped and nothing deploys. Raise or remove the limit on the billing page to start them again.".into(),
+        }),
+    }
+}
+
+/// Sends an alert once per period; answers whether it was sent now.
+async fn alert(state: &AppState, owner: Uuid, email: &str, period: Period, kind: &str, subject: String, body: String) -> AppResult<bool> {
+    let fresh: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO usage_limit_alerts (user_id, period_start, kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
+    )
+    .bind(owner)
+    .bind(period.start)
+    .bind(kind)
+    .fetch_optional(&state.db)
+    .await?;
+    if fresh.is_none() {
+        return Ok(false);
+    }
+    if let Err(e) = mail::send(&state.db, state.mail.as_ref(), mail::Mail { to: email.to_string(), subject, body }).await {
+        tracing::warn!(error = %e, %owner, kind, "a usage alert could not be queued");
+    }
+    Ok(true)
+}
+
+/// Applies one account's limits to its bill so far: alerts, stopping at the hard limit, and
+/// starting again once the limit allows. Idempotent: run it as often as wanted.
+pub async fn enforce(state: &AppState, owner: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+    let db = &state.db;
+    let limits = get(db, owner).await?;
+    let report = usage(db, owner, now).await?;
+    let bill = report.bill.total_cents;
+    let period = report.period();
+    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(owner).fetch_one(db).await?;
+    let billing_url = format!("{}/billing", state.config.public_url.trim_end_matches('/'));
+
+    if let Some(soft) = limits.soft_limit_cents.filter(|s| bill >= *s) {
+        alert(state, owner, &email, period, "soft", format!("Your Roundhouse bill reached {}", dollars(soft)),
+            format!("This period's bill so far is {}, past your soft usage limit of {}. Nothing was stopped.\n\nSee your usage: {billing_url}\n", dollars(bill), dollars(soft))).await?;
+    }
+    let over = limits.hard_limit_cents.is_some_and(|h| bill >= h);
+    if let Some(hard) = limits.hard_limit_cents {
+        for (percent, kind) in [(75, "hard_75"), (90, "hard_90")] {
+            if bill * 100 >= hard * percent && !over {
+                alert(state, owner, &email, period, kind, format!("Your Roundhouse bill is at {percent} % of your hard limit"),
+                    format!("This period's bill so far is {} of your hard limit of {}. At the limit every service stops.\n\nRaise it or see your usage: {billing_url}\n", dollars(bill), dollars(hard))).await?;
+            }
+        }
+        if over {
+            let reason = format!("Stopped: this period's bill ({}) reached your hard usage limit of {}. Raise or remove it on the billing page to start again.", dollars(bill), dollars(hard));
+            let stopped = stop_all(db, owner, &reason).await?;
+            alert(state, owner, &email, period, "hard_100", "Your Roundhouse services are stopped: hard usage limit reached".into(),
+                format!("This period's bill so far is {}, your hard usage limit. {stopped} deployment(s) were stopped and nothing deploys until you raise or remove the limit, or the period ends.\n\n{billing_url}\n", dollars(bill))).await?;
+        }
+    }
+    if !over && limits.stopped_at.is_some() {
+        let started = resume_all(state, owner).await?;
+        alert(state, owner, &email, period, "resumed", "Your Roundhouse services are starting again".into(),
+            format!("Your hard usage limit now allows this period's bill ({}): {started} service(s) are starting again.\n\n{billing_url}\n", dollars(bill))).await?;
+    }
+    Ok(())
+}
+
+/// Stops every running or starting deployment of the account, remembering the running ones.
+async fn stop_all(db: &PgPool, owner: Uuid, reason: &str) -> AppResult<usize> {
+    sqlx::query("UPDATE users SET limit_stopped_at = coalesce(limit_stopped_at, now()) WHERE id = $1").bind(owner).execute(db).await?;
+    let active: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT d.id, d.status FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
+         JOIN projects p ON p.id = e.project_id WHERE p.owner_id = $1 AND d.status IN ('queued', 'building', 'deploying', 'running')",
+    )
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    let mut stopped = 0;
+    for (id, status) in active {
+        let status = Status::parse(&status).unwrap_or(Status::Failed);
+        let moved = if status == Status::Running {
+            let moved = deployments::service::transition(db, id, &[Status::Running], Status::Removed, reason, None).await?;
+            if moved {
+                sqlx::query("INSERT INTO usage_limit_stops (deployment_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(id).bind(owner).execute(db).await?;
+            }
+            moved
+        } else {
+            deployments::service::transition(db, id, &[Status::Queued, Status::Building, Status::Deploying], Status::Cancelled, reason, None).await?
+        };
+        stopped += usize::from(moved);
+    }
+    Ok(stopped)
+}
+
+/// Starts again what the hard limit stopped (the newest stopped deployment of each service
+/// that has nothing newer running), once the limit allows it.
+async fn resume_all(state: &AppState, owner: Uuid) -> AppResult<usize> {
+    let db = &state.db;
+    sqlx::query("UPDATE users SET limit_stopped_at = NULL WHERE id = $1").bind(owner).execute(db).await?;
+    let stopped: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT ON (d.service_id) d.id FROM usage_limit_stops l JOIN deployments d ON d.id = l.deployment_id
+         WHERE l.user_id = $1 AND l.resumed_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM deployments n WHERE n.service_id = d.service_id AND n.number > d.number)
+         ORDER BY d.service_id, d.number DESC",
+    )
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    let mut started = 0;
+    for id in stopped {
+        match deployments::service::resume(state, owner, id).await {
+            Ok(new) => {
+                sqlx::query("UPDATE usage_limit_stops SET resumed_at = now(), resumed_as = $2 WHERE deployment_id = $1").bind(id).bind(new.id).execute(db).await?;
+                started += 1;
+            }
+            Err(e) => tracing::warn!(deployment_id = %id, error = %e, "could not start a deployment the usage limit stopped"),
+        }
+    }
+    // Stops whose service was deployed anew meanwhile need nothing more.
+    sqlx::query("UPDATE usage_limit_stops SET resumed_at = now() WHERE user_id = $1 AND resumed_at IS NULL").bind(owner).execute(db).await?;
+    Ok(started)
+}
+
+/// Every account with a limit, or held stopped by one (the leader, every 20 s).
+pub async fn enforce_all(state: &AppState) -> AppResult<()> {
+    let owners: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT user_id FROM usage_limits WHERE soft_limit_cents IS NOT NULL OR hard_limit_cents IS NOT NULL
+         UNION SELECT id FROM users WHERE limit_stopped_at IS NOT NULL",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let now = Utc::now();
+    for owner in owners {
+        if let Err(e) = enforce(state, owner, now).await {
+            tracing::warn!(%owner, error = %e, "applying usage limits failed");
+        }
+    }
+    Ok(())
+}
