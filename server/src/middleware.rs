@@ -130,6 +130,7 @@ fn needs_sign_in(path: &str) -> bool {
     path == "/dashboard"
         || path == "/account"
         || path == "/billing"
+        || path.starts_with("/billing/")
         || path == "/admin"
         || path.starts_with("/projects/")
         || path.starts_with("/services/")

@@ -229,6 +229,11 @@ impl Reconciler {
                     if let Err(e) = app::billing::limits::enforce_all(&self.state).await {
                         tracing::warn!(error = %e, "applying usage limits failed");
                     }
+                    match app::billing::ledger::issue_due(&self.state.db, Utc::now()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(invoices = n, "invoices of the period that ended issued"),
+                        Err(e) => tracing::warn!(error = %e, "issuing invoices failed"),
+                    }
                 }
                 tokio::select! {
                     _ = self.wake.notified() => {}

@@ -2,8 +2,12 @@
 //! bill will come to at this rate. Money is integer cents (`money.rs`); usage comes from the
 //! per-minute records the platform meters (server/src/metering.rs).
 
+pub mod invoice;
+#[cfg(feature = "ssr")]
+pub mod ledger;
 #[cfg(feature = "ssr")]
 pub mod limits;
+pub mod ledger_pages;
 pub mod money;
 pub mod pages;
 #[cfg(feature = "ssr")]
@@ -147,6 +151,86 @@ pub async fn set_limits(soft_limit: String, hard_limit: String) -> Result<Limits
         let soft = amount("soft_limit", &soft_limit)?;
         let hard = amount("hard_limit", &hard_limit)?;
         limits::set(&request::state()?, auth.user.id, soft, hard).await
+    })
+    .await
+}
+
+/// An invoice as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct InvoiceSummary {
+    pub id: Uuid,
+    pub number: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// open, paid or void.
+    pub status: String,
+    pub total_cents: i64,
+    pub issued_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// The account's email.
+    pub customer: String,
+}
+
+/// An invoice with its lines (their sum is the total).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Invoice {
+    #[serde(flatten)]
+    pub summary: InvoiceSummary,
+    pub lines: Vec<invoice::Line>,
+}
+
+/// Moves the signed-in user to another plan. On the local ledger (no Stripe configured) it
+/// takes effect at once and the period's invoice prorates the fees by time.
+#[server(endpoint = "change_plan")]
+pub async fn change_plan(plan_id: String) -> Result<PlanSummary, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        ledger::change_plan(&request::state()?.db, auth.user.id, plan_id.trim(), &request::client_ip()).await
+    })
+    .await
+}
+
+#[server(endpoint = "list_invoices")]
+pub async fn list_invoices() -> Result<Vec<InvoiceSummary>, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        ledger::list(&request::state()?.db, Some(auth.user.id)).await
+    })
+    .await
+}
+
+/// One of your invoices (admins: anyone's).
+#[server(endpoint = "get_invoice")]
+pub async fn get_invoice(id: Uuid) -> Result<Invoice, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let owner = (!auth.user.is_admin()).then_some(auth.user.id);
+        ledger::get(&request::state()?.db, owner, id).await
+    })
+    .await
+}
+
+#[server(endpoint = "admin_list_invoices")]
+pub async fn admin_list_invoices() -> Result<Vec<InvoiceSummary>, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        request::require_admin()?;
+        ledger::list(&request::state()?.db, None).await
+    })
+    .await
+}
+
+#[server(endpoint = "admin_mark_invoice_paid")]
+pub async fn admin_mark_invoice_paid(id: Uuid) -> Result<(), AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_admin()?;
+        ledger::mark_paid(&request::state()?.db, auth.user.id, id, &request::client_ip()).await
     })
     .await
 }

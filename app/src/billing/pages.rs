@@ -8,7 +8,9 @@ use leptos_meta::Title;
 #[component]
 pub fn BillingPage() -> impl IntoView {
     let set = ServerAction::<SetLimits>::new();
-    let report = leptos::prelude::Resource::new(move || set.version().get(), |_| get_usage());
+    // The whole page follows a plan change.
+    let change = ServerAction::<ChangePlan>::new();
+    let report = leptos::prelude::Resource::new(move || (set.version().get(), change.version().get()), |_| get_usage());
     let limits = leptos::prelude::Resource::new(move || set.version().get(), |_| get_limits());
     view! {
         <Title text="Billing · Roundhouse"/>
@@ -21,7 +23,10 @@ pub fn BillingPage() -> impl IntoView {
                             crate::ui::respond_with_status(&e);
                             view! { <ErrorNote error=e/> }.into_any()
                         }
-                        Ok(r) => view! { <Report r/> }.into_any(),
+                        Ok(r) => {
+                            let current = r.plan.id.clone();
+                            view! { <Report r/><super::ledger_pages::PlanAndInvoices current change/> }.into_any()
+                        }
                     }
                 })}
             </Suspense>

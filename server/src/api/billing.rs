@@ -1,6 +1,6 @@
 use super::{ApiJson, ApiPath, Caller, ErrorBody};
 use app::{
-    billing::{service, Limits, PlanSummary, ServiceUsage, UsageReport},
+    billing::{ledger, service, Invoice, InvoiceSummary, Limits, PlanSummary, ServiceUsage, UsageReport},
     error::AppError,
     infra::AppState,
 };
@@ -53,4 +53,34 @@ pub struct LimitsRequest {
     responses((status = 200, body = Limits), (status = 422, body = ErrorBody)))]
 pub async fn set_limits(State(state): State<AppState>, Caller(auth): Caller, ApiJson(req): ApiJson<LimitsRequest>) -> Result<Json<Limits>, AppError> {
     Ok(Json(app::billing::limits::set(&state, auth.user.id, req.soft_limit_cents, req.hard_limit_cents).await?))
+}
+
+/// Your invoices, newest first (one per period, issued when it ends).
+#[utoipa::path(get, path = "/billing/invoices", tag = "billing", security(("bearer" = [])),
+    responses((status = 200, body = [InvoiceSummary]), (status = 401, body = ErrorBody)))]
+pub async fn invoices(State(state): State<AppState>, Caller(auth): Caller) -> Result<Json<Vec<InvoiceSummary>>, AppError> {
+    Ok(Json(ledger::list(&state.db, Some(auth.user.id)).await?))
+}
+
+/// One of your invoices with its lines.
+#[utoipa::path(get, path = "/billing/invoices/{id}", tag = "billing", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Invoice id")),
+    responses((status = 200, body = Invoice), (status = 404, body = ErrorBody)))]
+pub async fn invoice(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<Invoice>, AppError> {
+    Ok(Json(ledger::get(&state.db, Some(auth.user.id), id).await?))
+}
+
+/// The plan to move to.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CheckoutRequest {
+    pub plan_id: String,
+}
+
+/// Moves you to another plan. With no Stripe configured (the local ledger) it takes effect at
+/// once, prorated on the period's invoice; a downgrade must fit what you have (402 says what
+/// is over).
+#[utoipa::path(post, path = "/billing/checkout", tag = "billing", security(("bearer" = [])), request_body = CheckoutRequest,
+    responses((status = 200, body = PlanSummary), (status = 402, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn checkout(State(state): State<AppState>, Caller(auth): Caller, ApiJson(req): ApiJson<CheckoutRequest>) -> Result<Json<PlanSummary>, AppError> {
+    Ok(Json(ledger::change_plan(&state.db, auth.user.id, req.plan_id.trim(), "api").await?))
 }

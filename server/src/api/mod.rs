@@ -96,6 +96,7 @@ impl Modify for BearerAuth {
         deployments::metrics,
         catalogue::list_templates, catalogue::get_template, catalogue::deploy_template, catalogue::list_plans,
         billing::plan, billing::usage, billing::service_usage, billing::get_limits, billing::set_limits,
+        billing::invoices, billing::invoice, billing::checkout,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
@@ -161,6 +162,9 @@ pub fn routes() -> Router<AppState> {
         .route("/billing/plan", get(billing::plan))
         .route("/billing/usage", get(billing::usage))
         .route("/billing/limits", get(billing::get_limits).put(billing::set_limits))
+        .route("/billing/invoices", get(billing::invoices))
+        .route("/billing/invoices/{id}", get(billing::invoice))
+        .route("/billing/checkout", post(billing::checkout))
         .route("/services/{id}/usage", get(billing::service_usage))
         .fallback(not_found)
 }

@@ -239,3 +239,71 @@ async fn the_hard_limit_stops_running_services_and_raising_it_starts_them_again(
     assert_eq!(d["deployment"]["trigger"], "restart");
     assert_eq!(app.via_proxy("web.site.localhost", "/").await.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_changes_take_effect_at_once_and_a_downgrade_must_fit() {
+    let app = TestApp::new().await;
+    let (token, _, project) = user_with_service(&app, "Ada", "ada@example.com", "free").await;
+    let checkout = |plan: &str| app.post("/billing/checkout", &token, json!({ "plan_id": plan }));
+    let r = checkout("platinum").await;
+    assert_eq!((r.status, r.error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "plan_id"), "{}", r.text);
+    let r = checkout("free").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    let r = checkout("pro").await;
+    assert_eq!((r.status, r.body["name"].as_str()), (StatusCode::OK, Some("Pro")), "{}", r.text);
+    // On Pro, three more projects; Free allows two, so going back must wait.
+    for n in 0..2 {
+        assert_eq!(app.post("/projects", &token, json!({ "name": format!("p{n}") })).await.status, StatusCode::CREATED);
+    }
+    let r = checkout("free").await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text);
+    assert!(r.error_message().contains("3 projects (it allows 2)"), "{}", r.text);
+    let changes: Vec<(String, String)> = sqlx::query_as("SELECT from_plan, to_plan FROM plan_changes ORDER BY id").fetch_all(&app.db).await.unwrap();
+    assert_eq!(changes, [("free".to_string(), "pro".to_string())]);
+    let _ = project;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_period_is_invoiced_once_with_prorated_plans_usage_and_included_credit() {
+    let app = TestApp::new().await;
+    let (token, service, project) = user_with_service(&app, "Ada", "ada@example.com", "pro").await;
+    let ada = user_id(&app, "ada@example.com").await;
+    let now = chrono::Utc::now();
+    let last = Period::containing(Period::containing(now).start - chrono::Duration::minutes(1));
+    let change = last.start + chrono::Duration::days(10);
+    sqlx::query("UPDATE users SET created_at = $2 WHERE id = $1").bind(ada).bind(last.start - chrono::Duration::days(30)).execute(&app.db).await.unwrap();
+    sqlx::query("INSERT INTO plan_changes (user_id, from_plan, to_plan, at) VALUES ($1, 'hobby', 'pro', $2)").bind(ada).bind(change).execute(&app.db).await.unwrap();
+    // Three GB of memory for a whole month's worth: $30 of usage.
+    record(&app, service, project, "memory", last.start + chrono::Duration::days(3), 3 * 1_024 * MONTH_MINUTES).await;
+
+    assert_eq!(app::billing::ledger::issue_due(&app.db, now).await.unwrap(), 1);
+    assert_eq!(app::billing::ledger::issue_due(&app.db, now).await.unwrap(), 0, "issued once");
+    let list = app.get("/billing/invoices", &token).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1, "{}", list.text);
+    let id = list.body[0]["id"].as_str().unwrap().to_string();
+    let inv = app.get(&format!("/billing/invoices/{id}"), &token).await;
+    let amounts: Vec<i64> = inv.body["lines"].as_array().unwrap().iter().map(|l| l["amount_cents"].as_i64().unwrap()).collect();
+    let hobby = last.prorate(500, change - last.start);
+    let pro = last.prorate(2_000, last.end - change);
+    assert_eq!(amounts, [hobby, pro, 3_000, -(hobby + pro)], "{}", inv.text);
+    assert_eq!(inv.body["total_cents"], 3_000, "the fees, and usage past what the plans include");
+    assert!(inv.body["lines"][0]["description"].as_str().unwrap().starts_with("Hobby plan ("), "{}", inv.text);
+
+    // Only its owner and admins see it; admins mark it paid, once.
+    let (bob, ..) = user_with_service(&app, "Bob", "bob@example.com", "free").await;
+    assert_eq!(app.get(&format!("/billing/invoices/{id}"), &bob).await.status, StatusCode::NOT_FOUND);
+    let bob_cookie = app.browser_login("bob@example.com").await;
+    assert_eq!(app.server_fn("admin_mark_invoice_paid", Some(&bob_cookie), &[("id", &id)]).await.status, StatusCode::FORBIDDEN);
+    app.register("Root", "root@example.com").await;
+    app.make_admin("root@example.com").await;
+    let admin = app.browser_login("root@example.com").await;
+    let r = app.server_fn("admin_mark_invoice_paid", Some(&admin), &[("id", &id)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let again = app.server_fn("admin_mark_invoice_paid", Some(&admin), &[("id", &id)]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    let cookie = app.browser_login("ada@example.com").await;
+    let page = app.page(&format!("/billing/invoices/{id}"), Some(&cookie)).await;
+    assert!(page.text.contains("$30.00") && page.text.contains(">paid<"), "{}", page.text);
+    let admin_page = app.page("/admin/invoices", Some(&admin)).await;
+    assert!(admin_page.text.contains("ada@example.com"), "{}", admin_page.text);
+}
