@@ -419,3 +419,59 @@ test('add a service, upload its code, deploy it, watch live logs and open its UR
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('upgrade, set a hard limit, get stopped when the bill reaches it, raise it and be back', async () => {
+  await signOutEverywhere();
+  const page = await newPage();
+  const email = `ella-${Date.now()}@example.com`;
+  await register(page, { name: 'Ella', email, password: 'ellas password 123' });
+  await verifyFromOutbox(page, email);
+  await goto(page, '/templates/static-site/deploy');
+  await page.fill('input[name=project_name]', 'shop');
+  await page.click('[data-testid=deploy-form] button[type=submit]');
+  await page.waitForURL(/\/projects\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.locator('[data-service=web] [data-testid=status]:has-text("running")').waitFor({ timeout: 60_000 });
+  const project = new URL(page.url()).pathname.split('/').pop();
+
+  // Upgrade on the local ledger, then set a $10 hard limit.
+  await goto(page, '/billing');
+  await page.click('[data-testid=change-plan] button[data-plan=hobby]');
+  await page.locator('[data-testid=plan]:has-text("Hobby")').waitFor();
+  await page.fill('input[name=hard_limit]', '10');
+  await page.click('button:has-text("Save limits")');
+  await page.locator('input[name=hard_limit][value="10.00"]').waitFor();
+
+  // Usage grows: 240 GB out is $12, a $12 bill on Hobby ($5 including $5 of usage).
+  execFileSync('psql', [server.databaseUrl, '-v', 'ON_ERROR_STOP=1', '-qc', `
+    INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity)
+    SELECT s.id, p.owner_id, p.id, 'egress', date_trunc('minute', now()), 'journey', 240000000000
+    FROM services s JOIN environments e ON e.id = s.environment_id JOIN projects p ON p.id = e.project_id
+    WHERE p.id = '${project}'`]);
+  // The leader applies limits every 20 s: the services stop and the page says why.
+  for (let i = 0; ; i++) {
+    await goto(page, '/billing');
+    if (await page.locator('[data-testid=limit-stopped]').count()) break;
+    assert.ok(i < 30, 'the hard limit did not stop the services');
+    await page.waitForTimeout(2_000);
+  }
+  await page.locator('[data-testid=usage-so-far]:has-text("$12.00")').waitFor();
+  await page.screenshot({ path: `${SHOTS}billing-stopped.png`, fullPage: true });
+  await goto(page, `/projects/${project}`);
+  await page.locator('[data-service=web] [data-testid=status]:has-text("removed")').waitFor();
+
+  // Raised past the bill: the service starts again by itself.
+  await goto(page, '/billing');
+  await page.fill('input[name=hard_limit]', '20');
+  await page.click('button:has-text("Save limits")');
+  await page.locator('[data-testid=limit-stopped]').waitFor({ state: 'detached' });
+  await goto(page, `/projects/${project}`);
+  // Live: the page hears the new deployment go from queued to running.
+  await page.locator('[data-service=web] [data-testid=status]:has-text("running")').waitFor({ timeout: 60_000 });
+  const app = await newPage();
+  await app.goto(`http://web.shop.localhost:${new URL(server.url).port}/`);
+  assert.match(await app.textContent('h1'), /Your static site is live/);
+  await app.close();
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});

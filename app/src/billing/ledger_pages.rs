@@ -2,18 +2,18 @@
 //! a printable page, and the admins' invoices with "mark paid".
 
 use super::{money::dollars, *};
-use crate::{
-    catalogue::list_plans,
-    ui::{format_time, Badge, ErrorNote, Tone},
-};
+use crate::ui::{format_time, Badge, ErrorNote, Tone};
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 /// The plans to move to, and this account's invoices.
 #[component]
-pub fn PlanAndInvoices(current: String, change: ServerAction<ChangePlan>) -> impl IntoView {
-    let plans = leptos::prelude::Resource::new(|| (), |_| list_plans());
-    let invoices = leptos::prelude::Resource::new(|| (), |_| list_invoices());
+pub fn PlanAndInvoices(
+    current: String,
+    change: ServerAction<ChangePlan>,
+    plans: leptos::prelude::Resource<Result<Vec<crate::catalogue::Plan>, AppError>>,
+    invoices: leptos::prelude::Resource<Result<Vec<InvoiceSummary>, AppError>>,
+) -> impl IntoView {
     view! {
         <div class="mt-6 grid gap-6 lg:grid-cols-2">
             <div class="card" data-testid="change-plan">

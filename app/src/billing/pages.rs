@@ -12,6 +12,9 @@ pub fn BillingPage() -> impl IntoView {
     let change = ServerAction::<ChangePlan>::new();
     let report = leptos::prelude::Resource::new(move || (set.version().get(), change.version().get()), |_| get_usage());
     let limits = leptos::prelude::Resource::new(move || set.version().get(), |_| get_limits());
+    // Made here, not inside the report's suspended view, so they hydrate with the server's values.
+    let plans = leptos::prelude::Resource::new(|| (), |_| crate::catalogue::list_plans());
+    let invoices = leptos::prelude::Resource::new(|| (), |_| list_invoices());
     view! {
         <Title text="Billing · Roundhouse"/>
         <section class="mx-auto max-w-6xl px-4 py-10">
@@ -25,7 +28,7 @@ pub fn BillingPage() -> impl IntoView {
                         }
                         Ok(r) => {
                             let current = r.plan.id.clone();
-                            view! { <Report r/><super::ledger_pages::PlanAndInvoices current change/> }.into_any()
+                            view! { <Report r/><super::ledger_pages::PlanAndInvoices current change plans invoices/> }.into_any()
                         }
                     }
                 })}

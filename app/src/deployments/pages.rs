@@ -25,20 +25,38 @@ pub fn use_event_source(url: String, names: &'static [&'static str], on_event: i
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::{closure::Closure, JsCast};
-        let Ok(source) = web_sys::EventSource::new(&url) else { return };
+        type Opened = Option<(web_sys::EventSource, Vec<Closure<dyn Fn(web_sys::MessageEvent)>>)>;
+        // Opened on the next frame, once the page has hydrated: an event handled while a
+        // suspended part of the page is still hydrating (the stream's first `resync` comes at
+        // once) would be lost, and the page would stay as the server rendered it.
+        let opened: std::rc::Rc<std::cell::RefCell<Opened>> = Default::default();
+        let closed = std::rc::Rc::new(std::cell::Cell::new(false));
         let on_event = std::rc::Rc::new(on_event);
-        let mut closures = Vec::new();
-        for name in names {
-            let f = on_event.clone();
-            let n = name.to_string();
-            let cb = Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-                f(&n, e.data().as_string().unwrap_or_default());
-            });
-            let _ = source.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
-            closures.push(cb);
-        }
-        let source = send_wrapper::SendWrapper::new((source, closures));
-        on_cleanup(move || source.0.close());
+        let (slot, gone) = (opened.clone(), closed.clone());
+        request_animation_frame(move || {
+            if gone.get() {
+                return;
+            }
+            let Ok(source) = web_sys::EventSource::new(&url) else { return };
+            let mut closures = Vec::new();
+            for name in names {
+                let f = on_event.clone();
+                let n = name.to_string();
+                let cb = Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                    f(&n, e.data().as_string().unwrap_or_default());
+                });
+                let _ = source.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+                closures.push(cb);
+            }
+            *slot.borrow_mut() = Some((source, closures));
+        });
+        let held = send_wrapper::SendWrapper::new((opened, closed));
+        on_cleanup(move || {
+            held.1.set(true);
+            if let Some((source, _)) = held.0.borrow_mut().take() {
+                source.close();
+            }
+        });
     }
     #[cfg(not(feature = "hydrate"))]
     {

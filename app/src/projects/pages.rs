@@ -90,6 +90,11 @@ pub fn ProjectPage() -> impl IntoView {
             }
         },
     );
+    // Made here, beside the project's, not inside its suspended view: a resource made inside a
+    // suspended part may not hydrate with the server's value.
+    let create_service = ServerAction::<crate::services::CreateService>::new();
+    let (tick, set_tick) = signal(0u32);
+    let services = crate::services::pages::services_resource(id, create_service, tick);
     let toasts = crate::ui::use_toasts();
     Effect::new(move |_| {
         if matches!(update.value().get(), Some(Ok(_))) {
@@ -105,7 +110,7 @@ pub fn ProjectPage() -> impl IntoView {
                             crate::ui::respond_with_status(&e);
                             view! { <Title text="Project · Roundhouse"/><ErrorNote error=e/> }.into_any()
                         }
-                        Ok(p) => view! { <ProjectView project=p update create_env delete_env delete/> }.into_any(),
+                        Ok(p) => view! { <ProjectView project=p update create_env delete_env delete services create_service set_tick/> }.into_any(),
                     }
                 })}
             </Transition>
@@ -120,6 +125,9 @@ fn ProjectView(
     create_env: ServerAction<CreateEnvironment>,
     delete_env: ServerAction<DeleteEnvironment>,
     delete: ServerAction<DeleteProject>,
+    services: Resource<Result<crate::services::pages::ServicesData, AppError>>,
+    create_service: ServerAction<crate::services::CreateService>,
+    set_tick: WriteSignal<u32>,
 ) -> impl IntoView {
     let update_value = update.value();
     let env_value = create_env.value();
@@ -146,7 +154,7 @@ fn ProjectView(
 
         <div class="mt-8 grid gap-6 lg:grid-cols-3">
             <div class="space-y-6 lg:col-span-2">
-                <crate::services::pages::ServicesCard project_id=project.id environments=project.environments.clone()/>
+                <crate::services::pages::ServicesCard project_id=project.id environments=project.environments.clone() services create=create_service set_tick/>
                 <div class="card">
                     <h2 class="font-medium">"Environments"</h2>
                     <ul class="mt-3 divide-y divide-slate-800" data-testid="environments">

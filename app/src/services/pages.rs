@@ -15,23 +15,50 @@ pub(super) fn source_label(s: &Service) -> String {
     }
 }
 
-/// The services of a project, by environment, with the form to add one.
-#[component]
-pub fn ServicesCard(project_id: Uuid, environments: Vec<Environment>) -> impl IntoView {
-    let create = ServerAction::<CreateService>::new();
-    let (tick, set_tick) = signal(0u32);
-    let services = Resource::new(
-        move || (create.version().get(), tick.get()),
-        move |_| async move {
+/// What the services card shows: the services, each one's newest deployment, and the links
+/// between them.
+pub type ServicesData = (Vec<Service>, Vec<crate::deployments::Deployment>, Vec<ServiceLink>);
+
+/// The services card's resource, made by the page itself (not inside a suspended part of it),
+/// so the server's value is the one the page hydrates with. Refetched when `create` saves and
+/// when `tick` moves (live status).
+pub fn services_resource(
+    project_id: Memo<Option<Uuid>>,
+    create: ServerAction<CreateService>,
+    tick: ReadSignal<u32>,
+) -> Resource<Result<ServicesData, AppError>> {
+    Resource::new(
+        move || (project_id.get(), create.version().get(), tick.get()),
+        move |(project_id, ..)| async move {
+            let project_id = project_id.ok_or_else(|| AppError::not_found("Project"))?;
             Ok::<_, AppError>((
                 list_services(project_id).await?,
                 crate::deployments::latest_deployments(project_id).await?,
                 service_links(project_id).await?,
             ))
         },
-    );
+    )
+}
+
+/// The services of a project, by environment, with the form to add one.
+#[component]
+pub fn ServicesCard(
+    project_id: Uuid,
+    environments: Vec<Environment>,
+    services: Resource<Result<ServicesData, AppError>>,
+    create: ServerAction<CreateService>,
+    set_tick: WriteSignal<u32>,
+) -> impl IntoView {
     crate::deployments::pages::use_event_source(format!("/api/v1/projects/{project_id}/events"), &["status", "resync"], move |_, _| {
         set_tick.update(|t| *t += 1)
+    });
+    // While a deployment is on its way, the card also reads again every few seconds: progress
+    // shows even when the live stream cannot be heard (a proxy that buffers it, a lost event).
+    Effect::new(move |_| {
+        let moving = services.with(|s| matches!(s, Some(Ok((_, latest, _))) if latest.iter().any(|d| d.status.in_progress())));
+        if moving {
+            set_timeout(move || set_tick.update(|t| *t += 1), std::time::Duration::from_secs(3));
+        }
     });
     let value = create.value();
     view! {

@@ -223,6 +223,11 @@ pub async fn project_events(State(state): State<AppState>, Caller(auth): Caller,
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     let mut live = state.live.events.subscribe();
     tokio::spawn(async move {
+        // What changed between the page being rendered and this stream opening was never sent
+        // to it: the page reads everything again once, now that it hears what follows.
+        if tx.send(Ok(Event::default().event("resync").data(""))).await.is_err() {
+            return;
+        }
         loop {
             let received = tokio::select! {
                 r = live.recv() => r,

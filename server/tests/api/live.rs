@@ -113,6 +113,9 @@ async fn the_project_event_stream_tells_every_status_change() {
     let app = TestApp::with_runtime().await;
     let s = setup(&app, &fixture(), json!({})).await;
     let mut events = Events::open(&app, &format!("/projects/{}/events", s.project), &s.token, None).await;
+    // What happened between a page's render and its stream opening is never lost: the stream
+    // opens by telling the page to read everything again.
+    assert_eq!(events.next().await.0, "resync");
     let id = deploy(&app, &s.token, &s.service).await;
     let mut seen = Vec::new();
     while seen.last().map(String::as_str) != Some("running") {
