@@ -93,6 +93,10 @@ pub const HOST_ETC: [&str; 14] = [
 /// The `/etc` files of a project's sandbox, written once per uid under `root`. Answers their
 /// folder.
 pub fn etc_files(root: &Path, uid: u32, outbound: bool) -> io::Result<PathBuf> {
+    // One writer at a time: a project's services start together, and two writers renaming
+    // the same temporary file would have one fail (the file already moved).
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = root.join(uid.to_string());
     std::fs::create_dir_all(&dir)?;
     let files = [
