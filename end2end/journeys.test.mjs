@@ -427,7 +427,7 @@ test('upgrade, set a hard limit, get stopped when the bill reaches it, raise it 
   await register(page, { name: 'Ella', email, password: 'ellas password 123' });
   await verifyFromOutbox(page, email);
   await goto(page, '/templates/static-site/deploy');
-  await page.fill('input[name=project_name]', 'shop');
+  await page.fill('input[name=project_name]', 'ellas-shop');
   await page.click('[data-testid=deploy-form] button[type=submit]');
   await page.waitForURL(/\/projects\/[0-9a-f-]{36}$/);
   await page.waitForSelector('body[data-hydrated="true"]');
@@ -469,7 +469,7 @@ test('upgrade, set a hard limit, get stopped when the bill reaches it, raise it 
   // Live: the page hears the new deployment go from queued to running.
   await page.locator('[data-service=web] [data-testid=status]:has-text("running")').waitFor({ timeout: 60_000 });
   const app = await newPage();
-  await app.goto(`http://web.shop.localhost:${new URL(server.url).port}/`);
+  await app.goto(`http://web.ellas-shop.localhost:${new URL(server.url).port}/`);
   assert.match(await app.textContent('h1'), /Your static site is live/);
   await app.close();
   assert.deepEqual(page.errors, []);
