@@ -19,6 +19,16 @@ pub fn BillingPage() -> impl IntoView {
         <Title text="Billing · Roundhouse"/>
         <section class="mx-auto max-w-6xl px-4 py-10">
             <h1 class="text-2xl font-semibold">"Billing"</h1>
+            // Why everything stopped comes first.
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    limits.await.ok().and_then(|l| l.stopped_at).map(|at| view! {
+                        <p class="mt-4 rounded-lg border border-rose-800 bg-rose-950/50 p-3 text-sm text-rose-200" role="alert" data-testid="limit-stopped">
+                            {format!("Your services were stopped at {}: this period's bill reached your hard usage limit. Raise or remove it below to start them again.", format_time(at))}
+                        </p>
+                    })
+                })}
+            </Suspense>
             <Suspense fallback=|| view! { <p class="mt-6 text-slate-400">"Loading usage…"</p> }>
                 {move || Suspend::new(async move {
                     match report.await {
@@ -127,11 +137,6 @@ fn LimitsCard(limits: Limits, set: ServerAction<SetLimits>) -> impl IntoView {
     view! {
         <div class="card mt-6" data-testid="limits">
             <h2 class="font-medium">"Usage limits"</h2>
-            {limits.stopped_at.map(|at| view! {
-                <p class="mt-3 rounded-lg border border-rose-800 bg-rose-950/50 p-3 text-sm text-rose-200" role="alert" data-testid="limit-stopped">
-                    {format!("Your services were stopped at {}: this period's bill reached your hard limit. Raise or remove it to start them again.", format_time(at))}
-                </p>
-            })}
             <p class="mt-1 text-sm text-slate-400">
                 "On this period's bill so far, plan fee included. The soft limit sends an email. The hard limit sends emails at 75 % and 90 %, and at 100 % stops every service until you raise or remove it (they start again by themselves)."
             </p>
