@@ -195,16 +195,9 @@ async fn the_hard_limit_stops_running_services_and_raising_it_starts_them_again(
     assert_eq!((r.body["soft_limit_cents"].as_i64(), r.body["hard_limit_cents"].as_i64()), (Some(600), Some(1000)));
 
     // 240 GB out ($12 of usage, $7 past the included $5): the bill is $12, past both limits.
-    sqlx::query(
-        "INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity)
-         VALUES ($1, $2, $3, 'egress', date_trunc('minute', now()), 'test', 240000000000)",
-    )
-    .bind(service)
-    .bind(ada)
-    .bind(project)
-    .execute(&app.db)
-    .await
-    .unwrap();
+    use chrono::DurationRound;
+    let this_minute = chrono::Utc::now().duration_trunc(chrono::Duration::minutes(1)).unwrap();
+    record(&app, service, project, "egress", this_minute, 240_000_000_000).await;
     app::billing::limits::enforce(&app.state, ada, chrono::Utc::now()).await.unwrap();
     app::billing::limits::enforce(&app.state, ada, chrono::Utc::now()).await.unwrap();
     let d = app.get(&format!("/deployments/{first}"), &token).await;

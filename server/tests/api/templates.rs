@@ -70,6 +70,24 @@ async fn postgres_and_redis_templates_deploy_into_one_project_and_run() {
     assert_eq!(count(&app, "services").await, before);
 }
 
+/// An admin saves and publishes `source` (template `slug`); a Hobby user deploys it. Answers the
+/// user's token, the deploy's answer, and each service's queued deployment by name.
+async fn publish_and_deploy(app: &TestApp, source: &str, slug: &str) -> (String, Reply, std::collections::HashMap<String, String>) {
+    app.register("Root", "root@example.com").await;
+    app.make_admin("root@example.com").await;
+    let admin = app.browser_login("root@example.com").await;
+    for (name, form) in [("admin_save_template", vec![("source", source)]), ("admin_set_template_flags", vec![("slug", slug), ("published", "true")])] {
+        let r = app.server_fn(name, Some(&admin), &form).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text);
+    }
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    sqlx::query("UPDATE users SET plan_id = 'hobby' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
+    let r = deploy(app, &token, slug, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let ids = queued(&r).into_iter().collect();
+    (token, r, ids)
+}
+
 const NEEDS: &str = r#"version = 1
 [template]
 slug = "needs"
@@ -114,18 +132,7 @@ async fn moved_at(app: &TestApp, deployment: &str, status: &str) -> chrono::Date
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_dependencies_start_in_order_and_a_failed_one_fails_its_dependents_by_name() {
     let app = TestApp::with_runtime().await;
-    app.register("Root", "root@example.com").await;
-    app.make_admin("root@example.com").await;
-    let admin = app.browser_login("root@example.com").await;
-    for (name, form) in [("admin_save_template", vec![("source", NEEDS)]), ("admin_set_template_flags", vec![("slug", "needs"), ("published", "true")])] {
-        let r = app.server_fn(name, Some(&admin), &form).await;
-        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text);
-    }
-    let token = app.verified_user("Ada", "ada@example.com").await;
-    sqlx::query("UPDATE users SET plan_id = 'hobby' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
-    let r = deploy(&app, &token, "needs", json!({})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let ids: std::collections::HashMap<String, String> = queued(&r).into_iter().collect();
+    let (token, r, ids) = publish_and_deploy(&app, NEEDS, "needs").await;
 
     // web waits for db to be healthy: it starts building only once db runs.
     wait_for(&app, &token, &ids["web"], &["running"]).await;
@@ -216,18 +223,7 @@ PY
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_reach_each_other_by_their_bare_names_and_usual_ports() {
     let app = TestApp::with_runtime().await;
-    app.register("Root", "root@example.com").await;
-    app.make_admin("root@example.com").await;
-    let admin = app.browser_login("root@example.com").await;
-    for (name, form) in [("admin_save_template", vec![("source", BY_NAME)]), ("admin_set_template_flags", vec![("slug", "by-name"), ("published", "true")])] {
-        let r = app.server_fn(name, Some(&admin), &form).await;
-        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text);
-    }
-    let token = app.verified_user("Ada", "ada@example.com").await;
-    sqlx::query("UPDATE users SET plan_id = 'hobby' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
-    let r = deploy(&app, &token, "by-name", json!({})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let ids: std::collections::HashMap<String, String> = queued(&r).into_iter().collect();
+    let (token, _, ids) = publish_and_deploy(&app, BY_NAME, "by-name").await;
     // The caller's pre-deploy command must succeed for it to run.
     wait_for(&app, &token, &ids["caller"], &["running"]).await;
     let logs = app.get(&format!("/deployments/{}/logs?format=text", ids["caller"]), &token).await;
