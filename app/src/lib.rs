@@ -126,6 +126,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/billing") view=billing::pages::BillingPage ssr=SsrMode::Async/>
                     <Route path=path!("/billing/invoices/:id") view=billing::ledger_pages::InvoicePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/invoices") view=billing::ledger_pages::AdminInvoicesPage/>
+                    <Route path=path!("/admin/revenue") view=billing::revenue_pages::AdminRevenuePage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id") view=projects::pages::ProjectPage ssr=SsrMode::Async/>
                     <Route path=path!("/services/:id") view=services::pages::ServicePage ssr=SsrMode::Async/>
                     <Route path=path!("/deployments/:id") view=deployments::pages::DeploymentPage ssr=SsrMode::Async/>

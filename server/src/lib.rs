@@ -9,6 +9,7 @@ pub mod logs;
 pub mod metering;
 pub mod metrics;
 pub mod middleware;
+pub mod payments;
 pub mod proxy;
 pub mod reconciler;
 pub mod runtime;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/webhooks/stripe", axum::routing::post(payments::webhook::receive))
         .nest("/api/v1", api::routes())
         .leptos_routes_with_context(
             &state,

@@ -73,12 +73,15 @@ async fn run() -> anyhow::Result<()> {
         &config.data_dir,
         dev,
     )?;
-    let state = AppState::new(leptos_options, db.clone(), config, mail.clone(), secrets);
+    let mut state = AppState::new(leptos_options, db.clone(), config, mail.clone(), secrets);
+    if let Some(stripe) = &state.config.stripe {
+        state = state.clone().with_payments(Arc::new(server::payments::StripeProvider::new(stripe)?));
+    }
 
     if let Some((email, password)) = server::seed::dev_admin(&state).await? {
         println!("\n  Dev admin created. Sign in at http://{addr}/login with\n    email:    {email}\n    password: {password}\n  (kept in {}/dev-admin.txt)\n", state.config.data_dir.display());
     }
-    tracing::info!(mail = mail.name(), dev, "configured");
+    tracing::info!(mail = mail.name(), payments = state.payments.as_ref().map_or("local ledger", |p| p.name()), dev, "configured");
 
     server::spawn_maintenance(state.clone());
     let mut local_runtime = None;

@@ -229,10 +229,22 @@ impl Reconciler {
                     if let Err(e) = app::billing::limits::enforce_all(&self.state).await {
                         tracing::warn!(error = %e, "applying usage limits failed");
                     }
-                    match app::billing::ledger::issue_due(&self.state.db, Utc::now()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(invoices = n, "invoices of the period that ended issued"),
-                        Err(e) => tracing::warn!(error = %e, "issuing invoices failed"),
+                    if let Err(e) = app::billing::subscription::enforce_grace(&self.state, Utc::now()).await {
+                        tracing::warn!(error = %e, "stopping accounts with overdue payments failed");
+                    }
+                    if self.state.payments.is_some() {
+                        // Stripe invoices; the usage it bills is reported as meter events.
+                        match app::billing::meter::report_due(&self.state, Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(events = n, "usage reported to Stripe"),
+                            Err(e) => tracing::warn!(error = %e, "reporting usage to Stripe failed"),
+                        }
+                    } else {
+                        match app::billing::ledger::issue_due(&self.state.db, Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(invoices = n, "invoices of the period that ended issued"),
+                            Err(e) => tracing::warn!(error = %e, "issuing invoices failed"),
+                        }
                     }
                 }
                 tokio::select! {

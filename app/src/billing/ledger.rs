@@ -51,37 +51,39 @@ pub async fn spans(db: &PgPool, owner: Uuid, period: Period) -> AppResult<Vec<Pl
 pub async fn change_plan(db: &PgPool, owner: Uuid, plan_id: &str, ip: &str) -> AppResult<super::PlanSummary> {
     let mut tx = db.begin().await?;
     let current: String = sqlx::query_scalar("SELECT plan_id FROM users WHERE id = $1 FOR UPDATE").bind(owner).fetch_one(&mut *tx).await?;
-    let target: Option<(String, i32, i32, i32, i32)> = sqlx::query_as(
-        "SELECT name, max_projects, max_services, max_replicas, max_memory_mb FROM plans WHERE id = $1 AND public",
-    )
-    .bind(plan_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (name, max_projects, max_services, max_replicas, max_memory) =
-        target.ok_or_else(|| AppError::validation("plan_id", "Choose one of the plans on the pricing page."))?;
+    let target = super::allowance::Allowance::of_plan(&mut tx, plan_id).await?;
+    let target = target.ok_or_else(|| AppError::validation("plan_id", "Choose one of the plans on the pricing page."))?;
+    let name = target.plan.clone();
     if current == plan_id {
         return Err(AppError::conflict("plan_id", format!("You are on the {name} plan already.")));
     }
-    let (projects, services, replicas, memory): (i64, i64, Option<i32>, Option<i32>) = sqlx::query_as(
+    // What the account has at its largest: projects, services in one project, and one service's
+    // replicas, memory and CPU.
+    let (projects, services, replicas, memory, cpu): (i64, Option<i64>, Option<i32>, Option<i32>, Option<i32>) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM projects WHERE owner_id = $1),
-                count(s.id), max(s.replicas), max(s.memory_mb)
+                (SELECT max(n) FROM (SELECT count(DISTINCT s.name) AS n FROM projects p JOIN environments e ON e.project_id = p.id
+                                     JOIN services s ON s.environment_id = e.id WHERE p.owner_id = $1 GROUP BY p.id) per_project),
+                max(s.replicas), max(s.memory_mb), max(s.cpu_millis)
          FROM projects p JOIN environments e ON e.project_id = p.id JOIN services s ON s.environment_id = e.id WHERE p.owner_id = $1",
     )
     .bind(owner)
     .fetch_one(&mut *tx)
     .await?;
     let mut over = Vec::new();
-    if projects > i64::from(max_projects) {
-        over.push(format!("{projects} projects (it allows {max_projects})"));
+    if projects > i64::from(target.max_projects) {
+        over.push(format!("{projects} projects (it allows {})", target.max_projects));
     }
-    if services > i64::from(max_services) {
-        over.push(format!("{services} services (it allows {max_services})"));
+    if let Some(n) = services.filter(|n| *n > i64::from(target.max_services)) {
+        over.push(format!("a project with {n} services (it allows {})", target.max_services));
     }
-    if replicas.is_some_and(|r| r > max_replicas) {
-        over.push(format!("a service with {} replicas (it allows {max_replicas})", replicas.unwrap_or(0)));
+    if let Some(r) = replicas.filter(|r| *r > target.max_replicas) {
+        over.push(format!("a service with {r} replicas (it allows {})", target.max_replicas));
     }
-    if memory.is_some_and(|m| m > max_memory) {
-        over.push(format!("a service with {} MB of memory (it allows {max_memory} MB)", memory.unwrap_or(0)));
+    if let Some(m) = memory.filter(|m| *m > target.max_memory_mb) {
+        over.push(format!("a service with {m} MB of memory (it allows {} MB)", target.max_memory_mb));
+    }
+    if let Some(c) = cpu.filter(|c| *c > target.max_cpu_millis) {
+        over.push(format!("a service with {} vCPU (it allows {})", f64::from(c) / 1000.0, f64::from(target.max_cpu_millis) / 1000.0));
     }
     if !over.is_empty() {
         return Err(AppError::PlanLimit { message: format!("The {name} plan is too small for what you have: {}. Remove or shrink them first.", over.join(", ")) });
@@ -125,7 +127,7 @@ pub async fn issue_due(db: &PgPool, now: DateTime<Utc>) -> AppResult<usize> {
         let mut tx = db.begin().await?;
         let id: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO invoices (user_id, number, period_start, period_end, total_cents) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (user_id, period_start) DO NOTHING RETURNING id",
+             ON CONFLICT (user_id, period_start) WHERE stripe_invoice_id IS NULL DO NOTHING RETURNING id",
         )
         .bind(owner)
         .bind(&number)
@@ -135,22 +137,29 @@ pub async fn issue_due(db: &PgPool, now: DateTime<Utc>) -> AppResult<usize> {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else { continue };
-        for (i, l) in lines.iter().enumerate() {
-            sqlx::query("INSERT INTO invoice_lines (invoice_id, position, description, amount_cents) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(i as i32)
-                .bind(&l.description)
-                .bind(l.amount_cents)
-                .execute(&mut *tx)
-                .await?;
-        }
+        write_lines(&mut tx, id, &lines).await?;
         tx.commit().await?;
         issued += 1;
     }
     Ok(issued)
 }
 
-const SUMMARY: &str = "SELECT i.id, i.number, i.period_start, i.period_end, i.status, i.total_cents, i.issued_at, i.paid_at, u.email
+/// Sets an invoice's lines to `lines`, in order.
+pub async fn write_lines(tx: &mut sqlx::PgConnection, invoice: Uuid, lines: &[Line]) -> AppResult<()> {
+    sqlx::query("DELETE FROM invoice_lines WHERE invoice_id = $1").bind(invoice).execute(&mut *tx).await?;
+    for (i, l) in lines.iter().enumerate() {
+        sqlx::query("INSERT INTO invoice_lines (invoice_id, position, description, amount_cents) VALUES ($1, $2, $3, $4)")
+            .bind(invoice)
+            .bind(i as i32)
+            .bind(&l.description)
+            .bind(l.amount_cents)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+const SUMMARY: &str = "SELECT i.id, i.number, i.period_start, i.period_end, i.status, i.total_cents, i.issued_at, i.paid_at, u.email, i.hosted_url
      FROM invoices i JOIN users u ON u.id = i.user_id";
 
 #[derive(sqlx::FromRow)]
@@ -164,6 +173,7 @@ struct SummaryRow {
     issued_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
     email: String,
+    hosted_url: Option<String>,
 }
 
 impl From<SummaryRow> for InvoiceSummary {
@@ -178,6 +188,7 @@ impl From<SummaryRow> for InvoiceSummary {
             issued_at: r.issued_at,
             paid_at: r.paid_at,
             customer: r.email,
+            hosted_url: r.hosted_url,
         }
     }
 }

@@ -13,12 +13,27 @@ pub fn PlanAndInvoices(
     change: ServerAction<ChangePlan>,
     plans: leptos::prelude::Resource<Result<Vec<crate::catalogue::Plan>, AppError>>,
     invoices: leptos::prelude::Resource<Result<Vec<InvoiceSummary>, AppError>>,
+    status: PaymentStatus,
 ) -> impl IntoView {
+    let portal = ServerAction::<BillingPortal>::new();
+    let how = if status.provider {
+        "A paid plan is bought through Stripe's checkout; a subscription is changed or cancelled in Stripe's portal (Manage billing)."
+    } else {
+        "A change takes effect now; this period's invoice charges each plan for the time you held it."
+    };
     view! {
         <div class="mt-6 grid gap-6 lg:grid-cols-2">
             <div class="card" data-testid="change-plan">
-                <h2 class="font-medium">"Plan"</h2>
-                <p class="mt-1 text-sm text-slate-400">"A change takes effect now; this period's invoice charges each plan for the time you held it."</p>
+                <div class="flex items-center justify-between gap-2">
+                    <h2 class="font-medium">"Plan"</h2>
+                    {status.has_customer.then(|| view! {
+                        <ActionForm action=portal>
+                            <button type="submit" class="btn btn-secondary" data-testid="manage-billing">"Manage billing"</button>
+                        </ActionForm>
+                    })}
+                </div>
+                <p class="mt-1 text-sm text-slate-400">{how}</p>
+                <p class="mt-2 text-sm text-rose-400" role="alert">{move || portal.value().get().and_then(Result::err).map(|e| e.to_string())}</p>
                 <Suspense fallback=|| ()>
                     {move || {
                         let current = current.clone();
@@ -87,7 +102,9 @@ fn InvoiceTable(list: Vec<InvoiceSummary>, admin: bool, #[prop(optional)] mark: 
                         {admin.then(|| view! { <td class="text-sm">{i.customer.clone()}</td> })}
                         <td class="text-sm">{i.period_start.format("%B %Y").to_string()}</td>
                         <td>{status_badge(&i.status)}</td>
-                        <td class="text-right">{dollars(i.total_cents)}</td>
+                        <td class="text-right">{dollars(i.total_cents)}
+                            {i.hosted_url.clone().map(|u| view! { <a class="ml-2 text-xs text-sky-400 hover:underline" href=u rel="noopener noreferrer" target="_blank">"on Stripe"</a> })}
+                        </td>
                         {mark.filter(|_| i.status == "open").map(|mark| view! {
                             <td><ActionForm action=mark>
                                 <input type="hidden" name="id" value=i.id.to_string()/>

@@ -3,9 +3,12 @@
 //! stops, with the reason in its deployment's events, and no deploy starts until the limit is
 //! raised or removed — or the period ends — when they start again by themselves).
 
-use super::{money::{dollars, Period}, service::usage};
+use super::{
+    holds::{self, Hold},
+    money::{dollars, Period},
+    service::usage,
+};
 use crate::{
-    deployments::{self, Status},
     error::{AppError, AppResult},
     infra::{mail, AppState},
 };
@@ -61,17 +64,6 @@ pub async fn set(state: &AppState, owner: Uuid, soft: Option<i64>, hard: Option<
     get(&state.db, owner).await
 }
 
-/// Refuses a deploy while the hard limit holds the account's services stopped.
-pub async fn admit(db: &PgPool, owner: Uuid) -> AppResult<()> {
-    let stopped: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT limit_stopped_at FROM users WHERE id = $1").bind(owner).fetch_optional(db).await?.flatten();
-    match stopped {
-        None => Ok(()),
-        Some(_) => Err(AppError::PlanLimit {
-            message: "This period's bill reached your hard usage limit, so your services are stopped and nothing deploys. Raise or remove the limit on the billing page to start them again.".into(),
-        }),
-    }
-}
-
 /// Sends an alert once per period; answers whether it was sent now.
 async fn alert(state: &AppState, owner: Uuid, email: &str, period: Period, kind: &str, subject: String, body: String) -> AppResult<bool> {
     let fresh: Option<i32> = sqlx::query_scalar(
@@ -116,73 +108,18 @@ pub async fn enforce(state: &AppState, owner: Uuid, now: DateTime<Utc>) -> AppRe
         }
         if over {
             let reason = format!("Stopped: this period's bill ({}) reached your hard usage limit of {}. Raise or remove it on the billing page to start again.", dollars(bill), dollars(hard));
-            let stopped = stop_all(db, owner, &reason).await?;
+            let stopped = holds::stop_all(db, owner, Hold::Limit, &reason).await?;
             alert(state, owner, &email, period, "hard_100", "Your Roundhouse services are stopped: hard usage limit reached".into(),
                 format!("This period's bill so far is {}, your hard usage limit. {stopped} deployment(s) were stopped and nothing deploys until you raise or remove the limit, or the period ends.\n\n{billing_url}\n", dollars(bill))).await?;
         }
     }
     if !over && limits.stopped_at.is_some() {
-        let started = resume_all(state, owner).await?;
+        // Another hold (an overdue payment) may keep them stopped still.
+        let Some(started) = holds::release(state, owner, Hold::Limit).await? else { return Ok(()) };
         alert(state, owner, &email, period, "resumed", "Your Roundhouse services are starting again".into(),
             format!("Your hard usage limit now allows this period's bill ({}): {started} service(s) are starting again.\n\n{billing_url}\n", dollars(bill))).await?;
     }
     Ok(())
-}
-
-/// Stops every running or starting deployment of the account, remembering the running ones.
-async fn stop_all(db: &PgPool, owner: Uuid, reason: &str) -> AppResult<usize> {
-    sqlx::query("UPDATE users SET limit_stopped_at = coalesce(limit_stopped_at, now()) WHERE id = $1").bind(owner).execute(db).await?;
-    let active: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT d.id, d.status FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
-         JOIN projects p ON p.id = e.project_id WHERE p.owner_id = $1 AND d.status IN ('queued', 'building', 'deploying', 'running')",
-    )
-    .bind(owner)
-    .fetch_all(db)
-    .await?;
-    let mut stopped = 0;
-    for (id, status) in active {
-        let status = Status::parse(&status).unwrap_or(Status::Failed);
-        let moved = if status == Status::Running {
-            let moved = deployments::service::transition(db, id, &[Status::Running], Status::Removed, reason, None).await?;
-            if moved {
-                sqlx::query("INSERT INTO usage_limit_stops (deployment_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(id).bind(owner).execute(db).await?;
-            }
-            moved
-        } else {
-            deployments::service::transition(db, id, &[Status::Queued, Status::Building, Status::Deploying], Status::Cancelled, reason, None).await?
-        };
-        stopped += usize::from(moved);
-    }
-    Ok(stopped)
-}
-
-/// Starts again what the hard limit stopped (the newest stopped deployment of each service
-/// that has nothing newer running), once the limit allows it.
-async fn resume_all(state: &AppState, owner: Uuid) -> AppResult<usize> {
-    let db = &state.db;
-    sqlx::query("UPDATE users SET limit_stopped_at = NULL WHERE id = $1").bind(owner).execute(db).await?;
-    let stopped: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT DISTINCT ON (d.service_id) d.id FROM usage_limit_stops l JOIN deployments d ON d.id = l.deployment_id
-         WHERE l.user_id = $1 AND l.resumed_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM deployments n WHERE n.service_id = d.service_id AND n.number > d.number)
-         ORDER BY d.service_id, d.number DESC",
-    )
-    .bind(owner)
-    .fetch_all(db)
-    .await?;
-    let mut started = 0;
-    for id in stopped {
-        match deployments::service::resume(state, owner, id).await {
-            Ok(new) => {
-                sqlx::query("UPDATE usage_limit_stops SET resumed_at = now(), resumed_as = $2 WHERE deployment_id = $1").bind(id).bind(new.id).execute(db).await?;
-                started += 1;
-            }
-            Err(e) => tracing::warn!(deployment_id = %id, error = %e, "could not start a deployment the usage limit stopped"),
-        }
-    }
-    // Stops whose service was deployed anew meanwhile need nothing more.
-    sqlx::query("UPDATE usage_limit_stops SET resumed_at = now() WHERE user_id = $1 AND resumed_at IS NULL").bind(owner).execute(db).await?;
-    Ok(started)
 }
 
 /// Every account with a limit, or held stopped by one (the leader, every 20 s).

@@ -2,16 +2,27 @@
 //! bill will come to at this rate. Money is integer cents (`money.rs`); usage comes from the
 //! per-minute records the platform meters (server/src/metering.rs).
 
+#[cfg(feature = "ssr")]
+pub mod allowance;
 pub mod invoice;
 #[cfg(feature = "ssr")]
+pub mod holds;
+#[cfg(feature = "ssr")]
 pub mod ledger;
+#[cfg(feature = "ssr")]
+pub mod meter;
 #[cfg(feature = "ssr")]
 pub mod limits;
 pub mod ledger_pages;
 pub mod money;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod revenue;
+pub mod revenue_pages;
+#[cfg(feature = "ssr")]
 pub mod service;
+#[cfg(feature = "ssr")]
+pub mod subscription;
 
 use crate::error::AppError;
 use chrono::{DateTime, Utc};
@@ -155,6 +166,35 @@ pub async fn set_limits(soft_limit: String, hard_limit: String) -> Result<Limits
     .await
 }
 
+/// What asking for another plan did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum PlanChange {
+    /// The plan changed at once (the local ledger, or down to a free plan with nothing to cancel).
+    Changed(PlanSummary),
+    /// Go here to pay (Stripe Checkout) or to change an existing subscription (the portal);
+    /// the plan changes when Stripe says the subscription did.
+    Redirect { redirect_url: String },
+}
+
+/// The account's standing with the payment provider, for the billing page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PaymentStatus {
+    /// Whether plans are paid through Stripe here (else the local ledger invoices them).
+    pub provider: bool,
+    /// Whether the account can open the provider's portal.
+    pub has_customer: bool,
+    pub subscription_status: Option<String>,
+    /// Since when a failed payment is unpaid.
+    pub past_due_since: Option<DateTime<Utc>>,
+    /// When services stop if it stays unpaid.
+    pub stops_at: Option<DateTime<Utc>>,
+    /// When an overdue payment stopped the services.
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
 /// An invoice as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -170,6 +210,8 @@ pub struct InvoiceSummary {
     pub paid_at: Option<DateTime<Utc>>,
     /// The account's email.
     pub customer: String,
+    /// Stripe's page for the invoice (pay it there), for invoices Stripe issued.
+    pub hosted_url: Option<String>,
 }
 
 /// An invoice with its lines (their sum is the total).
@@ -182,13 +224,42 @@ pub struct Invoice {
 }
 
 /// Moves the signed-in user to another plan. On the local ledger (no Stripe configured) it
-/// takes effect at once and the period's invoice prorates the fees by time.
+/// takes effect at once and the period's invoice prorates the fees by time; with Stripe, the
+/// browser is sent to Stripe's checkout (or, with a subscription already, its portal).
 #[server(endpoint = "change_plan")]
-pub async fn change_plan(plan_id: String) -> Result<PlanSummary, AppError> {
+pub async fn change_plan(plan_id: String) -> Result<PlanChange, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
         let auth = request::require_user()?;
-        ledger::change_plan(&request::state()?.db, auth.user.id, plan_id.trim(), &request::client_ip()).await
+        let change = subscription::change_plan(&request::state()?, auth.user.id, plan_id.trim(), &request::client_ip()).await?;
+        if let PlanChange::Redirect { redirect_url } = &change {
+            leptos_axum::redirect(redirect_url);
+        }
+        Ok(change)
+    })
+    .await
+}
+
+/// Sends the signed-in user to Stripe's billing portal (payment methods, invoices, cancelling).
+#[server(endpoint = "billing_portal")]
+pub async fn billing_portal() -> Result<String, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        let url = subscription::portal(&request::state()?, auth.user.id).await?;
+        leptos_axum::redirect(&url);
+        Ok(url)
+    })
+    .await
+}
+
+/// The signed-in user's standing with the payment provider.
+#[server(endpoint = "get_payment_status")]
+pub async fn get_payment_status() -> Result<PaymentStatus, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        let auth = request::require_user()?;
+        subscription::status(&request::state()?, auth.user.id).await
     })
     .await
 }
@@ -231,6 +302,54 @@ pub async fn admin_mark_invoice_paid(id: Uuid) -> Result<(), AppError> {
         use crate::infra::request;
         let auth = request::require_admin()?;
         ledger::mark_paid(&request::state()?.db, auth.user.id, id, &request::client_ip()).await
+    })
+    .await
+}
+
+/// One plan's share of the accounts and of the monthly recurring revenue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PlanShare {
+    pub plan: String,
+    pub accounts: i64,
+    pub mrr_cents: i64,
+}
+
+/// One month of revenue, as it stood at the month's end (or now, for this month).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RevenueMonth {
+    pub month: DateTime<Utc>,
+    pub mrr_cents: i64,
+    pub paying_accounts: i64,
+    /// Accounts that left a paid plan for a free one during the month.
+    pub churned: i64,
+    /// Churned against the paying accounts at the month's start, in tenths of a percent.
+    pub churn_permille: i64,
+    /// Invoices of the month's period (void ones left out), and what of it is paid.
+    pub invoiced_cents: i64,
+    pub paid_cents: i64,
+}
+
+/// The platform's revenue, for admins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Revenue {
+    /// Monthly recurring revenue now: the fees of the plans accounts are on.
+    pub mrr_cents: i64,
+    pub paying_accounts: i64,
+    pub accounts: i64,
+    pub plan_mix: Vec<PlanShare>,
+    /// The last six months, oldest first.
+    pub months: Vec<RevenueMonth>,
+}
+
+#[server(endpoint = "admin_revenue")]
+pub async fn admin_revenue() -> Result<Revenue, AppError> {
+    crate::infra::request::with_status(async move {
+        use crate::infra::request;
+        request::require_admin()?;
+        revenue::report(&request::state()?.db, Utc::now()).await
     })
     .await
 }

@@ -15,6 +15,7 @@ pub fn BillingPage() -> impl IntoView {
     // Made here, not inside the report's suspended view, so they hydrate with the server's values.
     let plans = leptos::prelude::Resource::new(|| (), |_| crate::catalogue::list_plans());
     let invoices = leptos::prelude::Resource::new(|| (), |_| list_invoices());
+    let payment = leptos::prelude::Resource::new(|| (), |_| get_payment_status());
     view! {
         <Title text="Billing · Roundhouse"/>
         <section class="mx-auto max-w-6xl px-4 py-10">
@@ -29,6 +30,9 @@ pub fn BillingPage() -> impl IntoView {
                     })
                 })}
             </Suspense>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move { payment.await.ok().map(|p| view! { <PaymentBanner p/> }) })}
+            </Suspense>
             <Suspense fallback=|| view! { <p class="mt-6 text-slate-400">"Loading usage…"</p> }>
                 {move || Suspend::new(async move {
                     match report.await {
@@ -38,7 +42,8 @@ pub fn BillingPage() -> impl IntoView {
                         }
                         Ok(r) => {
                             let current = r.plan.id.clone();
-                            view! { <Report r/><super::ledger_pages::PlanAndInvoices current change plans invoices/> }.into_any()
+                            let status = payment.await.unwrap_or_default();
+                            view! { <Report r/><super::ledger_pages::PlanAndInvoices current change plans invoices status/> }.into_any()
                         }
                     }
                 })}
@@ -53,6 +58,19 @@ pub fn BillingPage() -> impl IntoView {
             </Suspense>
         </section>
     }
+}
+
+/// Why a payment matters now: overdue (and when services stop), or services stopped for it.
+#[component]
+fn PaymentBanner(p: PaymentStatus) -> impl IntoView {
+    let text = match (p.stopped_at, p.past_due_since, p.stops_at) {
+        (Some(at), _, _) => Some(format!("Your services were stopped at {}: a payment is overdue. Pay the open invoice (Manage billing) and they start again.", format_time(at))),
+        (None, Some(since), Some(stop)) => Some(format!("A payment failed on {}. Pay it before {} or your services stop.", format_time(since), format_time(stop))),
+        _ => None,
+    };
+    text.map(|t| view! {
+        <p class="mt-4 rounded-lg border border-amber-800 bg-amber-950/50 p-3 text-sm text-amber-200" role="alert" data-testid="payment-due">{t}</p>
+    })
 }
 
 #[component]
@@ -163,32 +181,14 @@ fn LimitsCard(limits: Limits, set: ServerAction<SetLimits>) -> impl IntoView {
 /// Bars of each day's cost, drawn on the server.
 #[component]
 fn DayChart(days: Vec<DayCost>) -> impl IntoView {
-    const W: i64 = 720;
-    const H: i64 = 140;
-    let n = days.len().max(1) as i64;
-    let max = days.iter().map(|d| d.cost_cents).max().unwrap_or(0).max(1);
-    let slot = W / n.max(28);
+    let max = days.iter().map(|d| d.cost_cents).max().unwrap_or(0);
+    let first = days.first().map(|d| d.day.format("%b %-d").to_string());
     let bars = days
         .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let h = if d.cost_cents == 0 { 1 } else { (d.cost_cents * (H - 20) / max).max(2) };
-            let title = format!("{}: {}", d.day.format("%b %-d"), dollars(d.cost_cents));
-            view! {
-                <rect class="fill-indigo-500" x=i as i64 * slot + 2 y=H - 16 - h width=(slot - 4).max(2) height=h data-day=d.day.format("%Y-%m-%d").to_string()>
-                    <title>{title}</title>
-                </rect>
-            }
-        })
-        .collect_view();
+        .map(|d| crate::ui::Bar { key: d.day.format("%Y-%m-%d").to_string(), value: d.cost_cents, title: format!("{}: {}", d.day.format("%b %-d"), dollars(d.cost_cents)) })
+        .collect();
     view! {
-        <svg class="mt-3 w-full max-w-full" viewBox=format!("0 0 {W} {H}") role="img"
-            aria-label=format!("Cost per day; the highest day {}", dollars(if max == 1 { 0 } else { max })) data-testid="day-chart">
-            <line x1="0" y1=H - 15 x2=W y2=H - 15 class="stroke-slate-700"/>
-            {bars}
-            <text x="0" y=H - 2 class="fill-slate-500 text-[10px]">{days.first().map(|d| d.day.format("%b %-d").to_string())}</text>
-            <text x=W y=H - 2 text-anchor="end" class="fill-slate-500 text-[10px]">{format!("max {}", dollars(if max == 1 { 0 } else { max }))}</text>
-        </svg>
+        <crate::ui::BarChart bars aria=format!("Cost per day; the highest day {}", dollars(max)) testid="day-chart" slots=28 first=first.unwrap_or_default() last=format!("max {}", dollars(max))/>
     }
 }
 

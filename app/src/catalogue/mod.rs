@@ -25,6 +25,7 @@ pub struct Plan {
     pub max_services: i32,
     pub max_replicas: i32,
     pub max_memory_mb: i32,
+    pub max_cpu_millis: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -46,9 +46,9 @@ fn PlanCard(plan: Plan) -> impl IntoView {
             </p>
             <p class="text-sm text-slate-400">{format_dollars(plan.included_usage_cents)} " of usage included"</p>
             <ul class="mt-6 space-y-2 text-sm">
-                <li>{format!("{} projects, {} services", plan.max_projects, plan.max_services)}</li>
+                <li>{format!("{} projects, {} services per project", plan.max_projects, plan.max_services)}</li>
                 <li>{format!("Up to {} replica{} per service", plan.max_replicas, if plan.max_replicas == 1 { "" } else { "s" })}</li>
-                <li>{format!("Up to {} GB memory per service", f64::from(plan.max_memory_mb) / 1024.0)}</li>
+                <li>{format!("Up to {} vCPU and {} GB memory per service", f64::from(plan.max_cpu_millis) / 1000.0, f64::from(plan.max_memory_mb) / 1024.0)}</li>
             </ul>
             <dl class="mt-6 grid grid-cols-2 gap-y-1 border-t border-slate-800 pt-4 text-sm">
                 <dt class="text-slate-400">"vCPU"</dt><dd class="text-right">{format_dollars(plan.cpu_vcpu_month_cents)} " / month"</dd>

@@ -8,7 +8,7 @@ pub async fn list_plans(db: &PgPool) -> AppResult<Vec<Plan>> {
     Ok(sqlx::query_as(
         "SELECT id, name, tagline, monthly_fee_cents, included_usage_cents, cpu_vcpu_month_cents,
                 memory_gb_month_cents, volume_gb_month_cents, egress_gb_cents, max_projects,
-                max_services, max_replicas, max_memory_mb
+                max_services, max_replicas, max_memory_mb, max_cpu_millis
          FROM plans WHERE public ORDER BY sort_order",
     )
     .fetch_all(db)

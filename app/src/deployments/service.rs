@@ -160,7 +160,7 @@ async fn admit(state: &AppState, service: &services::Service) -> AppResult<()> {
     let owner = crate::auth::service::find_user(&state.db, project_owner(&state.db, service.project_id).await?).await?;
     admit_owner(state, &owner)?;
     services::service::check_source_policy(&state.config, &owner, service.source_kind, &service.source)?;
-    crate::billing::limits::admit(&state.db, owner.id).await?;
+    crate::billing::holds::admit(&state.db, owner.id).await?;
     if service.source_kind == SourceKind::Upload && service.source.is_empty() {
         return Err(AppError::validation("source", "Upload an archive of your code first (a .tar.gz), then deploy."));
     }

@@ -57,6 +57,71 @@ pub struct Config {
     pub build_disk_mb: u64,
     /// PEM certificates git clones of builds trust besides the system's (an internal CA).
     pub git_ca_file: Option<PathBuf>,
+    /// Stripe, when `STRIPE_SECRET_KEY` is set; otherwise the local ledger bills.
+    pub stripe: Option<StripeConfig>,
+    /// Days a failed payment may stay unpaid before the account's services stop.
+    pub billing_grace_days: u32,
+}
+
+/// How Roundhouse bills through Stripe.
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub secret_key: SecretString,
+    /// Checks the signature of `POST /webhooks/stripe`.
+    pub webhook_secret: SecretString,
+    /// Stripe's API (tests point it at a local fake).
+    pub api_base: Option<String>,
+    /// The recurring price of each paid plan (`STRIPE_PLAN_PRICES=hobby=price_…,pro=price_…`).
+    pub plan_prices: Vec<(String, String)>,
+    /// Metered prices added to every subscription (`STRIPE_USAGE_PRICES=price_…,price_…`).
+    pub usage_prices: Vec<String>,
+    /// Meter event names are this and the resource: `roundhouse_cpu`, `roundhouse_memory`, …
+    pub meter_prefix: String,
+}
+
+impl StripeConfig {
+    pub fn price_of(&self, plan_id: &str) -> Option<&str> {
+        self.plan_prices.iter().find(|(p, _)| p == plan_id).map(|(_, price)| price.as_str())
+    }
+    pub fn plan_of(&self, price_id: &str) -> Option<&str> {
+        self.plan_prices.iter().find(|(_, p)| p == price_id).map(|(plan, _)| plan.as_str())
+    }
+
+    fn from_env() -> anyhow::Result<Option<Self>> {
+        let Some(secret_key) = var("STRIPE_SECRET_KEY") else { return Ok(None) };
+        let webhook_secret = var("STRIPE_WEBHOOK_SECRET")
+            .context("STRIPE_WEBHOOK_SECRET is not set: Stripe's events could not be checked (find it with the webhook endpoint in Stripe's dashboard)")?;
+        let prices = var("STRIPE_PLAN_PRICES").context("STRIPE_PLAN_PRICES is not set: say which Stripe price each paid plan is, like hobby=price_123,pro=price_456")?;
+        let mut plan_prices = Vec::new();
+        for pair in prices.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some((plan, price)) if !plan.trim().is_empty() && price.trim().starts_with("price_") => {
+                    plan_prices.push((plan.trim().to_string(), price.trim().to_string()))
+                }
+                _ => bail!("STRIPE_PLAN_PRICES: {pair:?} is not plan=price_…"),
+            }
+        }
+        let usage_prices = var("STRIPE_USAGE_PRICES")
+            .map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if let Some(bad) = usage_prices.iter().find(|p| !p.starts_with("price_")) {
+            bail!("STRIPE_USAGE_PRICES: {bad:?} is not a Stripe price id (price_…)");
+        }
+        let api_base = var("STRIPE_API_BASE");
+        if let Some(base) = &api_base {
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                bail!("STRIPE_API_BASE must be a URL, not {base:?}");
+            }
+        }
+        Ok(Some(StripeConfig {
+            secret_key: SecretString::from(secret_key),
+            webhook_secret: SecretString::from(webhook_secret),
+            api_base,
+            plan_prices,
+            usage_prices,
+            meter_prefix: var("STRIPE_METER_PREFIX").unwrap_or_else(|| "roundhouse_".into()),
+        }))
+    }
 }
 
 /// `ROUNDHOUSE_SANDBOX`: `on` (the default) runs every build and instance in a sandbox of its
@@ -218,6 +283,8 @@ impl Config {
             build_cpu_millis: parse_u32("ROUNDHOUSE_BUILD_CPU_MILLIS", 1000)?.max(100),
             build_disk_mb: u64::from(parse_u32("ROUNDHOUSE_BUILD_DISK_MB", 4096)?.max(16)),
             git_ca_file: parse_ca_file("ROUNDHOUSE_GIT_CA_FILE")?,
+            stripe: StripeConfig::from_env()?,
+            billing_grace_days: parse_u32("ROUNDHOUSE_BILLING_GRACE_DAYS", 7)?,
         })
     }
 
@@ -251,6 +318,8 @@ impl Config {
             build_cpu_millis: 1000,
             build_disk_mb: 512,
             git_ca_file: None,
+            stripe: None,
+            billing_grace_days: 7,
         }
     }
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod crypto;
 pub mod live;
 pub mod mail;
+pub mod payments;
 pub mod ratelimit;
 pub mod secretbox;
 pub mod request;

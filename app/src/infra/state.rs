@@ -20,6 +20,8 @@ pub struct AppState {
     /// Who may deploy, as the runtime's containment allows (set once the runtime has checked
     /// its sandbox at start).
     pub admission: Arc<std::sync::RwLock<Admission>>,
+    /// Stripe, when configured (None: the local ledger bills).
+    pub payments: Option<Arc<dyn super::payments::PaymentProvider>>,
 }
 
 /// Who may deploy on this platform, given how the local runtime can contain what runs.
@@ -64,7 +66,16 @@ impl AppState {
             secrets: Arc::new(secrets),
             live: Default::default(),
             admission: Arc::new(std::sync::RwLock::new(Admission::Everyone)),
+            payments: None,
         }
+    }
+}
+
+impl AppState {
+    /// The same state billing through `payments`.
+    pub fn with_payments(mut self, payments: Arc<dyn super::payments::PaymentProvider>) -> Self {
+        self.payments = Some(payments);
+        self
     }
 }
 

@@ -351,32 +351,24 @@ fn apply(mut cur: Settings, input: &ServiceInput) -> AppResult<Settings> {
     Ok(cur)
 }
 
-async fn check_plan(db: &mut sqlx::PgConnection, owner: &User, s: &Settings, new_service: bool) -> AppResult<()> {
-    let (plan, max_services, max_replicas, max_memory, count): (String, i32, i32, i32, i64) = sqlx::query_as(
-        "SELECT p.name, p.max_services, p.max_replicas, p.max_memory_mb,
-                (SELECT count(*) FROM services s JOIN environments e ON e.id = s.environment_id
-                   JOIN projects pr ON pr.id = e.project_id WHERE pr.owner_id = u.id)
-         FROM users u JOIN plans p ON p.id = u.plan_id WHERE u.id = $1",
-    )
-    .bind(owner.id)
-    .fetch_one(&mut *db)
-    .await?;
-    if new_service && count >= i64::from(max_services) {
-        return Err(AppError::PlanLimit {
-            message: format!("Your {plan} plan allows {max_services} services and you have {count}. Upgrade your plan or remove a service."),
-        });
-    }
-    if s.replicas > max_replicas {
-        return Err(AppError::PlanLimit {
-            message: format!("Your {plan} plan allows up to {max_replicas} replicas per service. Upgrade your plan for more."),
-        });
-    }
-    if s.memory_mb > max_memory {
-        return Err(AppError::PlanLimit {
-            message: format!("Your {plan} plan allows up to {max_memory} MB of memory per service. Upgrade your plan for more."),
-        });
-    }
-    Ok(())
+/// The plan's room for these settings (and, for a new service, for one more in its project).
+async fn check_plan(db: &mut sqlx::PgConnection, owner: &User, environment_id: Uuid, s: &Settings, new_service: bool) -> AppResult<()> {
+    use crate::billing::allowance::{self, Ask};
+    let services_in_project = if new_service {
+        let (project, known): (Uuid, bool) = sqlx::query_as(
+            "SELECT e.project_id, EXISTS (SELECT 1 FROM services s JOIN environments o ON o.id = s.environment_id WHERE o.project_id = e.project_id AND s.name = $2)
+             FROM environments e WHERE e.id = $1",
+        )
+        .bind(environment_id)
+        .bind(&s.name)
+        .fetch_one(&mut *db)
+        .await?;
+        // A service another environment of the project has already is counted already.
+        if known { 0 } else { allowance::services_in_project(&mut *db, project).await? + 1 }
+    } else {
+        0
+    };
+    allowance::check(db, owner.id, Ask { services_in_project, adding: 1, replicas: s.replicas, memory_mb: s.memory_mb, cpu_millis: s.cpu_millis }).await
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -485,6 +477,9 @@ impl NewService {
     pub fn memory_mb(&self) -> i32 {
         self.0.memory_mb
     }
+    pub fn cpu_millis(&self) -> i32 {
+        self.0.cpu_millis
+    }
 }
 
 /// Checks a new service's settings and whether `owner` may use its source.
@@ -546,7 +541,7 @@ pub async fn create(db: &PgPool, config: &Config, owner: &User, project_id: Uuid
     // requests cannot all pass the plan's count.
     let mut tx = db.begin().await?;
     sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(owner.id).execute(&mut *tx).await?;
-    check_plan(&mut tx, owner, &settings.0, true).await?;
+    check_plan(&mut tx, owner, environment_id, &settings.0, true).await?;
     let id = insert(&mut tx, environment_id, &settings).await?;
     tx.commit().await?;
     tracing::info!(service_id = %id, "service created");
@@ -562,7 +557,7 @@ pub async fn update(db: &PgPool, config: &Config, owner: &User, id: Uuid, input:
     if settings.source_kind != current.source_kind || settings.source != current.source {
         check_source_policy(config, owner, settings.source_kind, &settings.source)?;
     }
-    check_plan(&mut *db.acquire().await?, owner, &settings, false).await?;
+    check_plan(&mut *db.acquire().await?, owner, current.environment_id, &settings, false).await?;
     let update = sqlx::query(
         "UPDATE services SET name = $2, source_kind = $3, source = $4, build_command = $5, start_command = $6, port = $7,
             replicas = $8, cpu_millis = $9, memory_mb = $10, healthcheck_path = $11, healthcheck_timeout_secs = $12,

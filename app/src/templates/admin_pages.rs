@@ -37,6 +37,7 @@ pub fn AdminNav(current: &'static str) -> impl IntoView {
             {link("/admin", "Users")}
             {link("/admin/templates", "Templates")}
             {link("/admin/invoices", "Invoices")}
+            {link("/admin/revenue", "Revenue")}
         </nav>
     }
 }

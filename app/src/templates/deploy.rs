@@ -111,45 +111,21 @@ async fn target(state: &AppState, owner: &User, spec: &Spec, req: &TemplateDeplo
     Ok((project_id, environment.ok_or_else(|| AppError::not_found("Environment"))?, created))
 }
 
-/// The plan's room for the template's services; the message names the plan that has room.
-async fn check_plan(tx: &mut sqlx::PgConnection, owner: &User, new: &[services::service::NewService]) -> AppResult<()> {
+/// The plan's room for the template's services in `project`; the message names the plan
+/// that has room.
+async fn check_plan(tx: &mut sqlx::PgConnection, owner: &User, project: Uuid, new: &[services::service::NewService]) -> AppResult<()> {
+    use crate::billing::allowance::{self, Ask};
     // One template deploy (or service creation) at a time per owner, so the count holds.
     sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(owner.id).execute(&mut *tx).await?;
-    let (plan, max_services, max_replicas, max_memory, count): (String, i32, i32, i32, i64) = sqlx::query_as(
-        "SELECT p.name, p.max_services, p.max_replicas, p.max_memory_mb,
-                (SELECT count(*) FROM services s JOIN environments e ON e.id = s.environment_id
-                   JOIN projects pr ON pr.id = e.project_id WHERE pr.owner_id = u.id)
-         FROM users u JOIN plans p ON p.id = u.plan_id WHERE u.id = $1",
-    )
-    .bind(owner.id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let services = count + new.len() as i64;
-    let replicas = new.iter().map(|s| s.replicas()).max().unwrap_or(1);
-    let memory = new.iter().map(|s| s.memory_mb()).max().unwrap_or(0);
-    if services <= i64::from(max_services) && replicas <= max_replicas && memory <= max_memory {
-        return Ok(());
-    }
-    let roomy: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM plans WHERE public AND max_services >= $1 AND max_replicas >= $2 AND max_memory_mb >= $3 ORDER BY sort_order LIMIT 1",
-    )
-    .bind(services.min(i64::from(i32::MAX)) as i32)
-    .bind(replicas)
-    .bind(memory)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let what = if services > i64::from(max_services) {
-        format!("Your {plan} plan allows {max_services} services; you have {count} and this template adds {}.", new.len())
-    } else if replicas > max_replicas {
-        format!("Your {plan} plan allows {max_replicas} replicas per service; this template runs {replicas}.")
-    } else {
-        format!("Your {plan} plan allows {max_memory} MB of memory per service; this template needs {memory} MB.")
+    let adding = new.len() as i64;
+    let ask = Ask {
+        services_in_project: allowance::services_in_project(&mut *tx, project).await? + adding,
+        adding,
+        replicas: new.iter().map(|s| s.replicas()).max().unwrap_or(1),
+        memory_mb: new.iter().map(|s| s.memory_mb()).max().unwrap_or(0),
+        cpu_millis: new.iter().map(|s| s.cpu_millis()).max().unwrap_or(0),
     };
-    let upgrade = match roomy {
-        Some(p) => format!(" The {p} plan has room for it."),
-        None => " No plan offered has room for it.".into(),
-    };
-    Err(AppError::PlanLimit { message: format!("{what}{upgrade}") })
+    allowance::check(tx, owner.id, ask).await
 }
 
 /// Every environment of `owner`'s projects, newest project first, production first.
@@ -229,7 +205,7 @@ async fn create_all(
         .map(|s| services::service::prepare(&state.config, owner, &service_input(s, environment_id, inputs)?))
         .collect::<AppResult<Vec<_>>>()?;
     let mut tx = state.db.begin().await?;
-    check_plan(&mut tx, owner, &prepared).await?;
+    check_plan(&mut tx, owner, project_id, &prepared).await?;
     let shared = variables::service::Scope { environment_id, service_id: None };
     for (name, (value, secret)) in inputs {
         variables::service::insert_new(&mut tx, &state.secrets, shared, name, value, *secret).await?;

@@ -1,6 +1,6 @@
 use super::{ApiJson, ApiPath, Caller, ErrorBody};
 use app::{
-    billing::{ledger, service, Invoice, InvoiceSummary, Limits, PlanSummary, ServiceUsage, UsageReport},
+    billing::{ledger, service, subscription, Invoice, InvoiceSummary, Limits, PaymentStatus, PlanChange, PlanSummary, ServiceUsage, UsageReport},
     error::AppError,
     infra::AppState,
 };
@@ -77,10 +77,35 @@ pub struct CheckoutRequest {
 }
 
 /// Moves you to another plan. With no Stripe configured (the local ledger) it takes effect at
-/// once, prorated on the period's invoice; a downgrade must fit what you have (402 says what
-/// is over).
+/// once, prorated on the period's invoice, and the answer is your plan; a downgrade must fit
+/// what you have (402 says what is over). With Stripe, the answer is `redirect_url`: Stripe's
+/// checkout for a paid plan, or its portal to change a subscription you have; the plan changes
+/// when Stripe reports the subscription.
 #[utoipa::path(post, path = "/billing/checkout", tag = "billing", security(("bearer" = [])), request_body = CheckoutRequest,
-    responses((status = 200, body = PlanSummary), (status = 402, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn checkout(State(state): State<AppState>, Caller(auth): Caller, ApiJson(req): ApiJson<CheckoutRequest>) -> Result<Json<PlanSummary>, AppError> {
-    Ok(Json(ledger::change_plan(&state.db, auth.user.id, req.plan_id.trim(), "api").await?))
+    responses((status = 200, body = PlanChange), (status = 402, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn checkout(State(state): State<AppState>, Caller(auth): Caller, ApiJson(req): ApiJson<CheckoutRequest>) -> Result<Json<PlanChange>, AppError> {
+    Ok(Json(subscription::change_plan(&state, auth.user.id, req.plan_id.trim(), "api").await?))
+}
+
+/// Where to manage payment.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PortalResponse {
+    /// Stripe's billing portal for you (payment methods, invoices, cancelling).
+    pub url: String,
+}
+
+/// A link to Stripe's billing portal (409 when payments are not taken here, or before you
+/// bought a plan).
+#[utoipa::path(post, path = "/billing/portal", tag = "billing", security(("bearer" = [])),
+    responses((status = 200, body = PortalResponse), (status = 409, body = ErrorBody)))]
+pub async fn portal(State(state): State<AppState>, Caller(auth): Caller) -> Result<Json<PortalResponse>, AppError> {
+    Ok(Json(PortalResponse { url: subscription::portal(&state, auth.user.id).await? }))
+}
+
+/// Your standing with the payment provider: subscription, an overdue payment and when services
+/// stop for it.
+#[utoipa::path(get, path = "/billing/payment", tag = "billing", security(("bearer" = [])),
+    responses((status = 200, body = PaymentStatus), (status = 401, body = ErrorBody)))]
+pub async fn payment(State(state): State<AppState>, Caller(auth): Caller) -> Result<Json<PaymentStatus>, AppError> {
+    Ok(Json(subscription::status(&state, auth.user.id).await?))
 }

@@ -96,7 +96,7 @@ impl Modify for BearerAuth {
         deployments::metrics,
         catalogue::list_templates, catalogue::get_template, catalogue::deploy_template, catalogue::list_plans,
         billing::plan, billing::usage, billing::service_usage, billing::get_limits, billing::set_limits,
-        billing::invoices, billing::invoice, billing::checkout,
+        billing::invoices, billing::invoice, billing::checkout, billing::portal, billing::payment,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
@@ -165,6 +165,8 @@ pub fn routes() -> Router<AppState> {
         .route("/billing/invoices", get(billing::invoices))
         .route("/billing/invoices/{id}", get(billing::invoice))
         .route("/billing/checkout", post(billing::checkout))
+        .route("/billing/portal", post(billing::portal))
+        .route("/billing/payment", get(billing::payment))
         .route("/services/{id}/usage", get(billing::service_usage))
         .fallback(not_found)
 }

@@ -246,6 +246,13 @@ impl TestApp {
         TestApp { router, db, state, _database: database, runtime: None }
     }
 
+    /// The same app billing through `payments` (Stripe against a fake, in tests).
+    pub fn with_payments(mut self, payments: Arc<dyn app::infra::payments::PaymentProvider>) -> Self {
+        self.state = self.state.clone().with_payments(payments);
+        self.router = server::router(self.state.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        self
+    }
+
     /// An app that also runs what is deployed: a local runtime (sandboxed, no internet) and
     /// its reconciler.
     pub async fn with_runtime() -> Self {

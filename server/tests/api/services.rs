@@ -102,7 +102,7 @@ async fn the_free_plan_limits_services_replicas_and_memory() {
     }
     let r = app.post(&format!("/projects/{pid}/services"), &token, json!({ "name": "d", "source_kind": "image", "source": "nginx" })).await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
-    assert_eq!(r.error_message(), "Your Free plan allows 3 services and you have 3. Upgrade your plan or remove a service.");
+    assert_eq!(r.error_message(), "Your Free plan allows 3 services per project and this project has 3. The Hobby plan allows it.");
     let id = app.get(&format!("/projects/{pid}/services"), &token).await.body[0]["id"].as_str().unwrap().to_string();
     let r = app.api(Method::PATCH, &format!("/services/{id}"), Some(&token), Some(json!({ "replicas": 2 }))).await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
@@ -110,6 +110,23 @@ async fn the_free_plan_limits_services_replicas_and_memory() {
     let r = app.api(Method::PATCH, &format!("/services/{id}"), Some(&token), Some(json!({ "memory_mb": 1024 }))).await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(app.get(&format!("/services/{id}"), &token).await.body["memory_mb"], 512);
+    // CPU: Free allows one vCPU per service, Hobby eight.
+    let r = app.api(Method::PATCH, &format!("/services/{id}"), Some(&token), Some(json!({ "cpu_millis": 2000 }))).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text);
+    assert_eq!(r.error_message(), "Your Free plan allows up to 1 vCPU per service; this asks for 2. The Hobby plan allows it.");
+    assert_eq!(app.get(&format!("/services/{id}"), &token).await.body["cpu_millis"], 1000, "nothing changed");
+    // The count is per project: another project has room for three of its own, and the
+    // same service in another environment of a project counts once.
+    let other = project(&app, &token, "blog").await;
+    let r = app.post(&format!("/projects/{}/services", other["id"].as_str().unwrap()), &token, json!({ "name": "a", "source_kind": "image", "source": "nginx" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let env = app.post(&format!("/projects/{pid}/environments"), &token, json!({ "name": "staging" })).await;
+    assert_eq!(env.status, StatusCode::CREATED, "{}", env.text);
+    let staging = env.body["id"].as_str().unwrap();
+    let r = app.post(&format!("/projects/{pid}/services"), &token, json!({ "name": "a", "environment_id": staging, "source_kind": "image", "source": "nginx" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "a is one of the project's three already: {}", r.text);
+    let r = app.post(&format!("/projects/{pid}/services"), &token, json!({ "name": "e", "environment_id": staging, "source_kind": "image", "source": "nginx" })).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

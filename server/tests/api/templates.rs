@@ -294,12 +294,16 @@ async fn a_refused_deploy_names_the_reason_and_creates_nothing() {
     assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED, "{}", over.text);
     assert_eq!(
         over.error_message(),
-        "Your Free plan allows 3 services; you have 3 and this template adds 1. The Hobby plan has room for it."
+        "Your Free plan allows 3 services per project and this project has 3. The Hobby plan allows it."
     );
     assert_eq!(nothing_changed(&app).await, mid, "the refused deploy left no project, service or variable");
-    // Refused after its new project was made: the project goes too.
+    // Refused after its new project was made (a new project has room for services, but the
+    // plan allows less memory than the template asks): the project goes too.
+    sqlx::query("UPDATE plans SET max_memory_mb = 64 WHERE id = 'free'").execute(&app.db).await.unwrap();
     let in_new = deploy(&app, &token, "python-http", json!({ "project_name": "fourth" })).await;
     assert_eq!(in_new.status, StatusCode::PAYMENT_REQUIRED, "{}", in_new.text);
+    assert!(in_new.error_message().starts_with("Your Free plan allows up to 64 MB of memory per service"), "{}", in_new.text);
+    sqlx::query("UPDATE plans SET max_memory_mb = 512 WHERE id = 'free'").execute(&app.db).await.unwrap();
     assert_eq!(nothing_changed(&app).await, mid, "the new project was removed with the rest");
     assert_eq!(count(&app, "projects").await, projects_before + 1, "refused deploys into new projects left none");
     // Unknown templates, and another user's project.

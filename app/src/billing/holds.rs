@@ -1,0 +1,111 @@
+//! Holds stop every service of an account and let nothing deploy until they are released:
+//! the hard spend limit (`limits.rs`) and a payment left unpaid past the grace period
+//! (`subscription.rs`). Services start again by themselves once no hold remains.
+
+use crate::{
+    deployments::{self, Status},
+    error::{AppError, AppResult},
+    infra::AppState,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The period's bill reached the hard limit.
+    Limit,
+    /// A payment failed and the grace period ended.
+    Payment,
+}
+
+impl Hold {
+    fn column(self) -> &'static str {
+        match self {
+            Hold::Limit => "limit_stopped_at",
+            Hold::Payment => "payment_stopped_at",
+        }
+    }
+}
+
+/// Refuses a deploy while a hold keeps the account's services stopped.
+pub async fn admit(db: &PgPool, owner: Uuid) -> AppResult<()> {
+    let held: Option<(bool, bool)> =
+        sqlx::query_as("SELECT limit_stopped_at IS NOT NULL, payment_stopped_at IS NOT NULL FROM users WHERE id = $1").bind(owner).fetch_optional(db).await?;
+    match held.unwrap_or_default() {
+        (_, true) => Err(AppError::PlanLimit {
+            message: "A payment is overdue, so your services are stopped and nothing deploys. Pay the open invoice (Manage billing on the billing page) to start them again.".into(),
+        }),
+        (true, _) => Err(AppError::PlanLimit {
+            message: "This period's bill reached your hard usage limit, so your services are stopped and nothing deploys. Raise or remove the limit on the billing page to start them again.".into(),
+        }),
+        (false, false) => Ok(()),
+    }
+}
+
+/// Puts `hold` on the account and stops every running or starting deployment of it,
+/// remembering the running ones; answers how many were stopped.
+pub async fn stop_all(db: &PgPool, owner: Uuid, hold: Hold, reason: &str) -> AppResult<usize> {
+    sqlx::query(&format!("UPDATE users SET {0} = coalesce({0}, now()) WHERE id = $1", hold.column())).bind(owner).execute(db).await?;
+    let active: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT d.id, d.status FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
+         JOIN projects p ON p.id = e.project_id WHERE p.owner_id = $1 AND d.status IN ('queued', 'building', 'deploying', 'running')",
+    )
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    let mut stopped = 0;
+    for (id, status) in active {
+        let status = Status::parse(&status).unwrap_or(Status::Failed);
+        let moved = if status == Status::Running {
+            let moved = deployments::service::transition(db, id, &[Status::Running], Status::Removed, reason, None).await?;
+            if moved {
+                sqlx::query("INSERT INTO usage_limit_stops (deployment_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(id).bind(owner).execute(db).await?;
+            }
+            moved
+        } else {
+            deployments::service::transition(db, id, &[Status::Queued, Status::Building, Status::Deploying], Status::Cancelled, reason, None).await?
+        };
+        stopped += usize::from(moved);
+    }
+    Ok(stopped)
+}
+
+/// Lifts `hold`. When no other hold remains, starts again what the holds stopped (the newest
+/// stopped deployment of each service that has nothing newer) and answers how many; `None`
+/// while another hold still keeps them stopped.
+pub async fn release(state: &AppState, owner: Uuid, hold: Hold) -> AppResult<Option<usize>> {
+    let db = &state.db;
+    let still_held: bool = sqlx::query_scalar(&format!(
+        "UPDATE users SET {} = NULL WHERE id = $1 RETURNING limit_stopped_at IS NOT NULL OR payment_stopped_at IS NOT NULL",
+        hold.column()
+    ))
+    .bind(owner)
+    .fetch_optional(db)
+    .await?
+    .unwrap_or(true);
+    if still_held {
+        return Ok(None);
+    }
+    let stopped: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT ON (d.service_id) d.id FROM usage_limit_stops l JOIN deployments d ON d.id = l.deployment_id
+         WHERE l.user_id = $1 AND l.resumed_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM deployments n WHERE n.service_id = d.service_id AND n.number > d.number)
+         ORDER BY d.service_id, d.number DESC",
+    )
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    let mut started = 0;
+    for id in stopped {
+        match deployments::service::resume(state, owner, id).await {
+            Ok(new) => {
+                sqlx::query("UPDATE usage_limit_stops SET resumed_at = now(), resumed_as = $2 WHERE deployment_id = $1").bind(id).bind(new.id).execute(db).await?;
+                started += 1;
+            }
+            Err(e) => tracing::warn!(deployment_id = %id, error = %e, "could not start a deployment a hold stopped"),
+        }
+    }
+    // Stops whose service was deployed anew meanwhile need nothing more.
+    sqlx::query("UPDATE usage_limit_stops SET resumed_at = now() WHERE user_id = $1 AND resumed_at IS NULL").bind(owner).execute(db).await?;
+    Ok(Some(started))
+}
