@@ -30,6 +30,8 @@ CREATE TABLE meter_reports (
     quantity   bigint NOT NULL,
     identifier text NOT NULL UNIQUE,
     sent_at    timestamptz NOT NULL DEFAULT now(),
+    -- set when Stripe refused the event for good (it is not sent again; the operator sees why)
+    error      text,
     PRIMARY KEY (owner_id, resource, hour)
 );
 

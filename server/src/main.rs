@@ -75,6 +75,10 @@ async fn run() -> anyhow::Result<()> {
     )?;
     let mut state = AppState::new(leptos_options, db.clone(), config, mail.clone(), secrets);
     if let Some(stripe) = &state.config.stripe {
+        for (plan, _) in &stripe.plan_prices {
+            let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1)").bind(plan).fetch_one(&db).await?;
+            anyhow::ensure!(known, "STRIPE_PLAN_PRICES names the plan {plan:?}, which does not exist (the plans are on /pricing)");
+        }
         state = state.clone().with_payments(Arc::new(server::payments::StripeProvider::new(stripe)?));
     }
 

@@ -210,6 +210,7 @@ impl Reconciler {
             }
             let mut last_metrics = Instant::now();
             let mut last_metering = Instant::now();
+            let reporting = Arc::new(std::sync::atomic::AtomicBool::new(false));
             loop {
                 if let Err(e) = self.tick().await {
                     tracing::warn!(error = %e, "reconcile step failed");
@@ -233,12 +234,9 @@ impl Reconciler {
                         tracing::warn!(error = %e, "stopping accounts with overdue payments failed");
                     }
                     if self.state.payments.is_some() {
-                        // Stripe invoices; the usage it bills is reported as meter events.
-                        match app::billing::meter::report_due(&self.state, Utc::now()).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(events = n, "usage reported to Stripe"),
-                            Err(e) => tracing::warn!(error = %e, "reporting usage to Stripe failed"),
-                        }
+                        // Stripe invoices; the usage it bills is reported as meter events, in a
+                        // task of its own (a slow Stripe must not hold deploys up), one at a time.
+                        spawn_usage_report(self.state.clone(), reporting.clone());
                     } else {
                         match app::billing::ledger::issue_due(&self.state.db, Utc::now()).await {
                             Ok(0) => {}
@@ -1034,4 +1032,21 @@ impl Reconciler {
 
 pub async fn notify_routes(state: &AppState) {
     let _ = sqlx::query("SELECT pg_notify($1, '')").bind(ROUTES_CHANNEL).execute(&state.db).await;
+}
+
+/// Reports usage to Stripe unless a report is still running; a round gets two minutes at most.
+fn spawn_usage_report(state: AppState, running: Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    if running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tokio::spawn(async move {
+        match tokio::time::timeout(std::time::Duration::from_secs(120), app::billing::meter::report_due(&state, Utc::now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(events = n, "usage reported to Stripe"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "reporting usage to Stripe failed"),
+            Err(_) => tracing::warn!("reporting usage to Stripe took over two minutes; it goes on next round"),
+        }
+        running.store(false, Ordering::SeqCst);
+    });
 }

@@ -36,7 +36,7 @@ pub async fn admit(db: &PgPool, owner: Uuid) -> AppResult<()> {
             message: "A payment is overdue, so your services are stopped and nothing deploys. Pay the open invoice (Manage billing on the billing page) to start them again.".into(),
         }),
         (true, _) => Err(AppError::PlanLimit {
-            message: "This period's bill reached your hard usage limit, so your services are stopped and nothing deploys. Raise or remove the limit on the billing page to start them again.".into(),
+            message: "This period's bill reached your usage limit (your hard limit, or what your plan includes when you have no paid subscription), so your services are stopped and nothing deploys. Raise the limit or choose a paid plan on the billing page to start them again.".into(),
         }),
         (false, false) => Ok(()),
     }

@@ -98,6 +98,33 @@ pub async fn enforce(state: &AppState, owner: Uuid, now: DateTime<Utc>) -> AppRe
         alert(state, owner, &email, period, "soft", format!("Your Roundhouse bill reached {}", dollars(soft)),
             format!("This period's bill so far is {}, past your soft usage limit of {}. Nothing was stopped.\n\nSee your usage: {billing_url}\n", dollars(bill), dollars(soft))).await?;
     }
+    // With Stripe, an account without a live subscription has nothing to bill usage past what
+    // its plan includes to: that is its hard limit.
+    let included_only = match &state.payments {
+        Some(_) => {
+            let subscribed: bool = sqlx::query_scalar(
+                "SELECT stripe_subscription_id IS NOT NULL AND coalesce(subscription_status, '') NOT IN ('canceled', 'incomplete', 'incomplete_expired')
+                 FROM users WHERE id = $1",
+            )
+            .bind(owner)
+            .fetch_one(db)
+            .await?;
+            !subscribed
+        }
+        None => false,
+    };
+    let included = report.plan.included_usage_cents;
+    if included_only && report.usage_cents > 0 && report.usage_cents >= included {
+        let reason = format!(
+            "Stopped: your {} plan includes {} of usage this period and it is used up. Choose a paid plan on the billing page to start again.",
+            report.plan.name,
+            dollars(included)
+        );
+        let stopped = holds::stop_all(db, owner, Hold::Limit, &reason).await?;
+        alert(state, owner, &email, period, "hard_100", "Your Roundhouse services are stopped: included usage used up".into(),
+            format!("Your {} plan's included usage ({}) is used up: {stopped} deployment(s) were stopped. Choose a paid plan to go on: {billing_url}\n", report.plan.name, dollars(included))).await?;
+        return Ok(());
+    }
     let over = limits.hard_limit_cents.is_some_and(|h| bill >= h);
     if let Some(hard) = limits.hard_limit_cents {
         for (percent, kind) in [(75, "hard_75"), (90, "hard_90")] {
@@ -124,13 +151,18 @@ pub async fn enforce(state: &AppState, owner: Uuid, now: DateTime<Utc>) -> AppRe
 
 /// Every account with a limit, or held stopped by one (the leader, every 20 s).
 pub async fn enforce_all(state: &AppState) -> AppResult<()> {
+    let now = Utc::now();
+    // With Stripe, also every account without a subscription that used something this period.
     let owners: Vec<Uuid> = sqlx::query_scalar(
         "SELECT user_id FROM usage_limits WHERE soft_limit_cents IS NOT NULL OR hard_limit_cents IS NOT NULL
-         UNION SELECT id FROM users WHERE limit_stopped_at IS NOT NULL",
+         UNION SELECT id FROM users WHERE limit_stopped_at IS NOT NULL
+         UNION SELECT DISTINCT r.owner_id FROM usage_records r JOIN users u ON u.id = r.owner_id
+           WHERE $1 AND r.minute >= $2 AND (u.stripe_subscription_id IS NULL OR u.subscription_status IN ('canceled', 'incomplete', 'incomplete_expired'))",
     )
+    .bind(state.payments.is_some())
+    .bind(super::money::Period::containing(now).start)
     .fetch_all(&state.db)
     .await?;
-    let now = Utc::now();
     for owner in owners {
         if let Err(e) = enforce(state, owner, now).await {
             tracing::warn!(%owner, error = %e, "applying usage limits failed");

@@ -6,15 +6,19 @@
 use super::money::{Period, Resource};
 use crate::{
     error::AppResult,
-    infra::{payments::MeterEvent, AppState},
+    infra::{
+        payments::{MeterEvent, ProviderError},
+        AppState,
+    },
 };
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 /// Stripe takes events up to 35 days old; this stays well inside.
 const LOOKBACK_DAYS: i64 = 33;
-/// Records of a minute may arrive a little after it (egress is flushed every minute).
-const SETTLE: Duration = Duration::minutes(5);
+/// Records of a minute may arrive after it: egress is flushed every minute, and the runtime's
+/// samples become records up to an hour later (after a leader change).
+const SETTLE: Duration = Duration::minutes(70);
 /// Events sent per round at most.
 const BATCH: i64 = 500;
 
@@ -39,17 +43,18 @@ pub fn identifier(customer: &str, resource: Resource, hour: DateTime<Utc>) -> St
     format!("{customer}:{}:{}", resource.as_str(), hour.timestamp())
 }
 
-/// Reports every finished hour not reported yet; answers how many events were sent. Stops at
-/// the first failure (the provider retries 429s and errors with back-off first), to go on
-/// from there next time.
+/// Reports every settled hour not reported yet; answers how many events were sent. An event
+/// Stripe refuses for good (a 4xx: no such meter, a bad customer) is recorded with the error
+/// and not sent again; on any other failure (Stripe unreachable after the client's back-off)
+/// the round stops, to go on from there next time.
 pub async fn report_due(state: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
     let (Some(provider), Some(stripe)) = (&state.payments, &state.config.stripe) else { return Ok(0) };
     let db = &state.db;
     let due: Vec<(Uuid, String, String, DateTime<Utc>, i64)> = sqlx::query_as(
-        "SELECT r.owner_id, u.stripe_customer_id, r.resource, date_trunc('hour', r.minute) AS hour, sum(r.quantity)::bigint
+        "SELECT r.owner_id, u.stripe_customer_id, r.resource, date_trunc('hour', r.minute, 'UTC') AS hour, sum(r.quantity)::bigint
          FROM usage_records r JOIN users u ON u.id = r.owner_id
-         WHERE u.stripe_customer_id IS NOT NULL AND r.minute >= $1 AND r.minute < date_trunc('hour', $2::timestamptz)
-           AND NOT EXISTS (SELECT 1 FROM meter_reports m WHERE m.owner_id = r.owner_id AND m.resource = r.resource AND m.hour = date_trunc('hour', r.minute))
+         WHERE u.stripe_customer_id IS NOT NULL AND r.minute >= $1 AND r.minute < date_trunc('hour', $2::timestamptz, 'UTC')
+           AND NOT EXISTS (SELECT 1 FROM meter_reports m WHERE m.owner_id = r.owner_id AND m.resource = r.resource AND m.hour = date_trunc('hour', r.minute, 'UTC'))
          GROUP BY 1, 2, 3, 4 ORDER BY 4, 1, 3 LIMIT $3",
     )
     .bind(now - Duration::days(LOOKBACK_DAYS))
@@ -72,6 +77,7 @@ pub async fn report_due(state: &AppState, now: DateTime<Utc>) -> AppResult<usize
         .await?;
         let value = units_in_hour(before, during, divisor(res));
         let identifier = identifier(&customer, res, hour);
+        let mut error = None;
         if value > 0 {
             let event = MeterEvent {
                 event_name: format!("{}{}", stripe.meter_prefix, res.as_str()),
@@ -80,18 +86,25 @@ pub async fn report_due(state: &AppState, now: DateTime<Utc>) -> AppResult<usize
                 timestamp: hour.timestamp(),
                 identifier: identifier.clone(),
             };
-            if let Err(e) = provider.meter_event(&event).await {
-                tracing::warn!(error = %e, %identifier, "reporting usage to Stripe failed; it is retried next round");
-                break;
+            match provider.meter_event(&event).await {
+                Ok(()) => sent += 1,
+                Err(ProviderError::Refused(why)) => {
+                    tracing::error!(error = %why, %identifier, "Stripe refused a usage report; it is recorded and not sent again");
+                    error = Some(why);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %identifier, "reporting usage to Stripe failed; it is retried next round");
+                    break;
+                }
             }
-            sent += 1;
         }
-        sqlx::query("INSERT INTO meter_reports (owner_id, resource, hour, quantity, identifier) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO meter_reports (owner_id, resource, hour, quantity, identifier, error) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
             .bind(owner)
             .bind(&resource)
             .bind(hour)
             .bind(value)
             .bind(&identifier)
+            .bind(error)
             .execute(db)
             .await?;
     }

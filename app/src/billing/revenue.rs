@@ -27,7 +27,7 @@ pub async fn report(db: &PgPool, now: DateTime<Utc>) -> AppResult<Revenue> {
     // One month more than shown: the paying accounts at the first shown month's start.
     let from = month_start(now) - chrono::Months::new(MONTHS as u32);
     let series: Vec<(DateTime<Utc>, i64, i64)> = sqlx::query_as(
-        "WITH months AS (SELECT m FROM generate_series($1::timestamptz, date_trunc('month', $2::timestamptz), interval '1 month') AS m),
+        "WITH months AS (SELECT m FROM generate_series($1::timestamptz, date_trunc('month', $2::timestamptz, 'UTC'), interval '1 month') AS m),
               ends AS (SELECT m, least(m + interval '1 month', $2) AS t FROM months),
               held AS (
                 SELECT e.m, u.id, coalesce(
@@ -45,7 +45,7 @@ pub async fn report(db: &PgPool, now: DateTime<Utc>) -> AppResult<Revenue> {
     .fetch_all(db)
     .await?;
     let churn: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
-        "SELECT date_trunc('month', c.at), count(DISTINCT c.user_id) FROM plan_changes c
+        "SELECT date_trunc('month', c.at, 'UTC'), count(DISTINCT c.user_id) FROM plan_changes c
          JOIN plans f ON f.id = c.from_plan JOIN plans t ON t.id = c.to_plan
          WHERE f.monthly_fee_cents > 0 AND t.monthly_fee_cents = 0 AND c.at >= $1 GROUP BY 1",
     )
@@ -53,7 +53,7 @@ pub async fn report(db: &PgPool, now: DateTime<Utc>) -> AppResult<Revenue> {
     .fetch_all(db)
     .await?;
     let invoiced: Vec<(DateTime<Utc>, i64, i64)> = sqlx::query_as(
-        "SELECT date_trunc('month', period_start), coalesce(sum(total_cents), 0)::bigint,
+        "SELECT date_trunc('month', period_start, 'UTC'), coalesce(sum(total_cents), 0)::bigint,
                 coalesce(sum(total_cents) FILTER (WHERE status = 'paid'), 0)::bigint
          FROM invoices WHERE status <> 'void' AND period_start >= $1 GROUP BY 1",
     )

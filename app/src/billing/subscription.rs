@@ -124,12 +124,16 @@ pub enum InvoiceEvent {
     Paid,
     PaymentFailed,
     ActionRequired,
+    /// Any other change (updated, voided, marked uncollectible): its state is mirrored.
+    Updated,
 }
 
 #[derive(Debug, Clone)]
 pub struct InvoiceState {
     pub id: String,
     pub customer: String,
+    /// Its subscription's `metadata.user_id` (an invoice may come before the checkout's event).
+    pub user_id: Option<Uuid>,
     pub number: Option<String>,
     /// draft, open, paid, uncollectible or void.
     pub status: String,
@@ -175,8 +179,11 @@ pub async fn apply(state: &AppState, event: ProviderEvent) -> AppResult<String> 
             tracing::warn!(error = %e, "a billing email could not be queued");
         }
     }
+    // Best effort: the leader releases whatever is still held once paid (`enforce_grace`).
     if let Some(owner) = effects.release_payment_hold {
-        holds::release(state, owner, Hold::Payment).await?;
+        if let Err(e) = holds::release(state, owner, Hold::Payment).await {
+            tracing::warn!(%owner, error = %e, "starting services again after a payment failed; the leader retries");
+        }
     }
     Ok(outcome)
 }
@@ -185,6 +192,9 @@ async fn checkout_completed(tx: &mut PgConnection, user_id: Option<Uuid>, custom
     let (Some(user_id), Some(customer)) = (user_id, customer) else {
         return Ok("ignored: no account or customer on the session".into());
     };
+    if let Some(other) = linked_elsewhere(tx, customer, user_id).await? {
+        return Ok(other);
+    }
     let linked = sqlx::query(
         "UPDATE users SET stripe_customer_id = $2, stripe_subscription_id = coalesce(stripe_subscription_id, $3) WHERE id = $1",
     )
@@ -196,18 +206,53 @@ async fn checkout_completed(tx: &mut PgConnection, user_id: Option<Uuid>, custom
     Ok(if linked.rows_affected() == 1 { format!("linked customer {customer}") } else { "ignored: no such account".into() })
 }
 
+/// A customer belongs to one account: an event linking it to another is refused (and logged),
+/// not retried by Stripe forever.
+async fn linked_elsewhere(tx: &mut PgConnection, customer: &str, owner: Uuid) -> AppResult<Option<String>> {
+    let other: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE stripe_customer_id = $1 AND id <> $2").bind(customer).bind(owner).fetch_optional(&mut *tx).await?;
+    Ok(other.map(|other| {
+        tracing::error!(%customer, %owner, %other, "a Stripe customer would be linked to a second account; ignored");
+        "ignored: the customer belongs to another account".to_string()
+    }))
+}
+
+/// An object whose metadata names another account than its customer's: refused, logged.
+fn mismatch(customer: &str, owner: Uuid, named: Option<Uuid>) -> String {
+    tracing::error!(%customer, %owner, ?named, "a Stripe object names another account than its customer's; ignored");
+    "ignored: the customer belongs to another account".to_string()
+}
+
+/// How settled a subscription status is: of two events of the same second, the more settled
+/// one wins (an `active` never follows a `canceled` of the same second).
+fn rank(status: &str) -> u8 {
+    match status {
+        "incomplete" => 0,
+        "canceled" | "incomplete_expired" => 3,
+        "unpaid" | "past_due" => 2,
+        _ => 1,
+    }
+}
+
 async fn subscription_changed(state: &AppState, tx: &mut PgConnection, s: &SubscriptionState, at: DateTime<Utc>) -> AppResult<String> {
-    let row: Option<(Uuid, String, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT id, plan_id, stripe_subscription_id, subscription_synced_at FROM users
+    let row: Option<(Uuid, String, Option<String>, Option<DateTime<Utc>>, Option<String>)> = sqlx::query_as(
+        "SELECT id, plan_id, stripe_subscription_id, subscription_synced_at, subscription_status FROM users
          WHERE stripe_customer_id = $1 OR (stripe_customer_id IS NULL AND id = $2) ORDER BY stripe_customer_id NULLS LAST LIMIT 1 FOR UPDATE",
     )
     .bind(&s.customer)
     .bind(s.user_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((owner, current, known, synced)) = row else { return Ok("ignored: no account for this customer".into()) };
-    if synced.is_some_and(|synced| synced > at) {
+    let Some((owner, current, known, synced, held_status)) = row else { return Ok("ignored: no account for this customer".into()) };
+    if s.user_id.is_some_and(|u| u != owner) {
+        return Ok(mismatch(&s.customer, owner, s.user_id));
+    }
+    let status = if s.deleted { "canceled" } else { s.status.as_str() };
+    let same_subscription = known.as_deref() == Some(s.id.as_str());
+    if synced.is_some_and(|synced| synced > at || (synced == at && same_subscription && rank(status) < rank(held_status.as_deref().unwrap_or("")))) {
         return Ok("ignored: older than the state we have".into());
+    }
+    if let Some(other) = linked_elsewhere(tx, &s.customer, owner).await? {
+        return Ok(other);
     }
     // The end of a subscription the account has since replaced changes nothing.
     if known.as_deref().is_some_and(|k| k != s.id) && (s.deleted || ended(&s.status)) {
@@ -219,9 +264,10 @@ async fn subscription_changed(state: &AppState, tx: &mut PgConnection, s: &Subsc
     } else {
         match s.prices.iter().find_map(|p| stripe.and_then(|c| c.plan_of(p))) {
             Some(plan) => plan.to_string(),
+            // Another product sold on the same Stripe account: not a Roundhouse plan.
             None => {
-                tracing::warn!(subscription = %s.id, prices = ?s.prices, "a subscription with no plan price in STRIPE_PLAN_PRICES");
-                current.clone()
+                tracing::warn!(subscription = %s.id, prices = ?s.prices, "a subscription with no plan price in STRIPE_PLAN_PRICES; ignored");
+                return Ok("ignored: no Roundhouse plan price".into());
             }
         }
     };
@@ -232,7 +278,7 @@ async fn subscription_changed(state: &AppState, tx: &mut PgConnection, s: &Subsc
     .bind(owner)
     .bind(&s.customer)
     .bind(&s.id)
-    .bind(if s.deleted { "canceled" } else { s.status.as_str() })
+    .bind(status)
     .bind(at)
     .bind(&plan)
     .execute(&mut *tx)
@@ -253,15 +299,28 @@ async fn invoice_changed(
     at: DateTime<Utc>,
     effects: &mut Effects,
 ) -> AppResult<String> {
-    let row: Option<(Uuid, String, Option<DateTime<Utc>>, bool)> =
-        sqlx::query_as("SELECT id, email, past_due_since, payment_stopped_at IS NOT NULL FROM users WHERE stripe_customer_id = $1 FOR UPDATE")
-            .bind(&inv.customer)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((owner, email, was_past_due, was_held)) = row else { return Ok("ignored: no account for this customer".into()) };
+    let row: Option<(Uuid, String, Option<DateTime<Utc>>, bool, Option<String>)> = sqlx::query_as(
+        "SELECT id, email, past_due_since, payment_stopped_at IS NOT NULL, stripe_customer_id FROM users
+         WHERE stripe_customer_id = $1 OR (stripe_customer_id IS NULL AND id = $2) ORDER BY stripe_customer_id NULLS LAST LIMIT 1 FOR UPDATE",
+    )
+    .bind(&inv.customer)
+    .bind(inv.user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((owner, email, was_past_due, was_held, linked)) = row else { return Ok("ignored: no account for this customer".into()) };
+    if inv.user_id.is_some_and(|u| u != owner) {
+        return Ok(mismatch(&inv.customer, owner, inv.user_id));
+    }
+    if linked.is_none() {
+        if let Some(other) = linked_elsewhere(tx, &inv.customer, owner).await? {
+            return Ok(other);
+        }
+        sqlx::query("UPDATE users SET stripe_customer_id = $2 WHERE id = $1").bind(owner).bind(&inv.customer).execute(&mut *tx).await?;
+    }
+    // Written off (uncollectible) is settled as far as services go: no longer chased.
     let status = match inv.status.as_str() {
         "paid" => "paid",
-        "void" => "void",
+        "void" | "uncollectible" => "void",
         _ => "open",
     };
     let id: Option<Uuid> = sqlx::query_scalar(
@@ -271,7 +330,8 @@ async fn invoice_changed(
              number = EXCLUDED.number, status = EXCLUDED.status, total_cents = EXCLUDED.total_cents,
              paid_at = coalesce(invoices.paid_at, EXCLUDED.paid_at), hosted_url = coalesce(EXCLUDED.hosted_url, invoices.hosted_url),
              synced_at = EXCLUDED.synced_at, failed_at = coalesce(invoices.failed_at, EXCLUDED.failed_at)
-           WHERE invoices.synced_at <= EXCLUDED.synced_at
+           -- paid and void are final: a late event never reopens them
+           WHERE invoices.synced_at <= EXCLUDED.synced_at AND invoices.status = 'open'
          RETURNING id",
     )
     .bind(owner)
@@ -286,7 +346,7 @@ async fn invoice_changed(
     .bind(kind == InvoiceEvent::PaymentFailed)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(id) = id else { return Ok("ignored: older than the invoice we have".into()) };
+    let Some(id) = id else { return Ok("ignored: older than the invoice we have, or it is settled".into()) };
     ledger::write_lines(&mut *tx, id, &inv.lines).await?;
     // Past due while any of the account's Stripe invoices is open with a failed payment.
     let past_due: Option<DateTime<Utc>> = sqlx::query_scalar(
@@ -330,12 +390,22 @@ async fn invoice_changed(
     Ok(format!("invoice {number} {status}"))
 }
 
-/// Stops the services of accounts whose failed payment outlived the grace period (the leader,
-/// every 20 s); answers how many accounts it stopped now.
+/// Stops the services of accounts whose failed payment outlived the grace period, and starts
+/// again those of accounts held for a payment that is no longer overdue (level-triggered, so a
+/// release lost to a crash or a race happens on the next round). The leader, every 20 s;
+/// answers how many accounts it stopped now.
 pub async fn enforce_grace(state: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+    let settled: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE payment_stopped_at IS NOT NULL AND past_due_since IS NULL")
+        .fetch_all(&state.db)
+        .await?;
+    for owner in settled {
+        holds::release(state, owner, Hold::Payment).await?;
+    }
     let grace = Duration::days(state.config.billing_grace_days.into());
+    // Taken in one statement, so an `invoice.paid` in between is seen by the release above.
     let due: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, email, past_due_since FROM users WHERE past_due_since <= $1 AND payment_stopped_at IS NULL",
+        "UPDATE users SET payment_stopped_at = now() WHERE past_due_since <= $1 AND payment_stopped_at IS NULL
+         RETURNING id, email, past_due_since",
     )
     .bind(now - grace)
     .fetch_all(&state.db)

@@ -35,6 +35,12 @@ impl StripeProvider {
 
 fn provider_error(e: StripeError) -> ProviderError {
     match e {
+        // The platform's own key or configuration (a wrong key, an unknown price): the detail is
+        // for the operator's log, not for the user.
+        StripeError::Stripe(err, status) if matches!(status, 401 | 403 | 404) || err.param.as_deref().is_some_and(|p| p.contains("price")) => {
+            tracing::error!(status, message = err.message.as_deref().unwrap_or(""), "Stripe refused the platform's request: check STRIPE_SECRET_KEY and the price ids");
+            ProviderError::Refused("payments are misconfigured on this platform; the operator has been told".into())
+        }
         StripeError::Stripe(err, status) if (400..500).contains(&status) && status != 429 => {
             ProviderError::Refused(err.message.clone().unwrap_or_else(|| format!("status {status}")))
         }

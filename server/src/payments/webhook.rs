@@ -38,7 +38,13 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: St
     let event = match Webhook::construct_event(&body, signature, stripe.webhook_secret.expose_secret()) {
         Ok(event) => event,
         Err(e) => {
-            tracing::warn!(error = %e, "a Stripe webhook was refused");
+            // A good signature on a body that does not decode is most likely an endpoint set to
+            // another API version than async-stripe's: say so loudly.
+            if matches!(e, stripe_webhook::WebhookError::BadParse(_)) {
+                tracing::error!(error = %e, api_version = %stripe_shared::ApiVersion::V2026_09_30_endive, "a signed Stripe event could not be decoded: set the webhook endpoint's API version to the one named here");
+            } else {
+                tracing::warn!(error = %e, "a Stripe webhook was refused");
+            }
             return refuse(&format!("Not a valid Stripe event: {e}"));
         }
     };
@@ -70,6 +76,7 @@ fn decode(object: EventObject) -> Change {
         EventObject::InvoicePaid(i) => invoice(&i, InvoiceEvent::Paid),
         EventObject::InvoicePaymentFailed(i) => invoice(&i, InvoiceEvent::PaymentFailed),
         EventObject::InvoicePaymentActionRequired(i) => invoice(&i, InvoiceEvent::ActionRequired),
+        EventObject::InvoiceUpdated(i) | EventObject::InvoiceVoided(i) | EventObject::InvoiceMarkedUncollectible(i) => invoice(&i, InvoiceEvent::Updated),
         _ => Change::Other,
     }
 }
@@ -91,6 +98,13 @@ fn invoice(i: &stripe_shared::Invoice, kind: InvoiceEvent) -> Change {
         InvoiceState {
             id: id.to_string(),
             customer: customer.id().to_string(),
+            user_id: i
+                .parent
+                .as_ref()
+                .and_then(|p| p.subscription_details.as_ref())
+                .and_then(|d| d.metadata.as_ref())
+                .and_then(|m| m.get("user_id"))
+                .and_then(|u| u.parse().ok()),
             number: i.number.clone(),
             status: i.status.as_ref().map(|s| s.as_str().to_string()).unwrap_or_else(|| "open".into()),
             total_cents: i.total,

@@ -88,6 +88,7 @@ fn subscription(id: &str, customer: &str, user: uuid::Uuid, price: &str, status:
 fn invoice(id: &str, customer: &str, status: &str, total: i64) -> Value {
     let mut i = fixture("invoice");
     i["id"] = json!(id);
+    i["number"] = json!(format!("RH-STRIPE-{}", id.trim_start_matches("in_")));
     i["customer"] = json!(customer);
     i["status"] = json!(status);
     i["total"] = json!(total);
@@ -217,11 +218,93 @@ async fn a_paid_plan_goes_through_checkout_and_the_subscription_decides_the_plan
     let r = app.get("/billing/payment", &token).await;
     assert_eq!((r.body["provider"].as_bool(), r.body["has_customer"].as_bool(), r.body["subscription_status"].as_str()), (Some(true), Some(true), Some("canceled")), "{}", r.text);
 
+    // Of two events of the same second, the settled one wins whatever the order.
+    let r = send(&app, &event("evt_5b", "customer.subscription.updated", t + 30, subscription("sub_A", "cus_A", ada, "price_pro", "active"))).await;
+    assert_eq!(r.body["outcome"], "ignored: older than the state we have");
+    assert_eq!(plan_of(&app, ada).await, "free");
+
     // Another account's events never touch Ada.
     let other = subscription("sub_B", "cus_B", uuid::Uuid::new_v4(), "price_pro", "active");
     let r = send(&app, &event("evt_6", "customer.subscription.created", t + 40, other)).await;
     assert_eq!(r.body["outcome"], "ignored: no account for this customer");
     assert_eq!(plan_of(&app, ada).await, "free");
+    // Nor does a subscription to something else sold on the same Stripe account.
+    let r = send(&app, &event("evt_7", "customer.subscription.created", t + 50, subscription("sub_C", "cus_A", ada, "price_tshirt", "active"))).await;
+    assert_eq!(r.body["outcome"], "ignored: no Roundhouse plan price");
+    let sub: Option<String> = sqlx::query_scalar("SELECT stripe_subscription_id FROM users WHERE id = $1").bind(ada).fetch_one(&app.db).await.unwrap();
+    assert_eq!(sub.as_deref(), Some("sub_A"));
+    // A customer linked to Ada cannot be linked to Bob too (answered 200, so Stripe does not retry forever).
+    app.verified_user("Bob", "bob@example.com").await;
+    let bob = user_id(&app, "bob@example.com").await;
+    let r = send(&app, &event("evt_8", "customer.subscription.created", t + 60, subscription("sub_D", "cus_A", bob, "price_pro", "active"))).await;
+    assert_eq!(r.body["outcome"], "ignored: the customer belongs to another account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_before_the_checkout_event_links_the_account_and_a_paid_invoice_stays_paid() {
+    let app = TestApp::with_config(|c| c.stripe = Some(stripe_config(None))).await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let ada = user_id(&app, "ada@example.com").await;
+    let t = now();
+    // The first invoice is paid before Stripe reports the checkout: its subscription's metadata names Ada.
+    let mut first = invoice("in_1", "cus_A", "paid", 500);
+    first["parent"] = json!({ "type": "subscription_details", "subscription_details": { "metadata": { "user_id": ada.to_string() }, "subscription": "sub_A" } });
+    let r = send(&app, &event("evt_i1", "invoice.paid", t, first.clone())).await;
+    assert_eq!(r.body["outcome"], "invoice RH-STRIPE-1 paid", "{}", r.text);
+    let customer: Option<String> = sqlx::query_scalar("SELECT stripe_customer_id FROM users WHERE id = $1").bind(ada).fetch_one(&app.db).await.unwrap();
+    assert_eq!(customer.as_deref(), Some("cus_A"));
+    // A failed attempt of the same second, delivered after, does not reopen it.
+    let r = send(&app, &event("evt_i2", "invoice.payment_failed", t, invoice("in_1", "cus_A", "open", 500))).await;
+    assert_eq!(r.body["outcome"], "ignored: older than the invoice we have, or it is settled");
+    let r = app.get("/billing/payment", &token).await;
+    assert!(r.body["past_due_since"].is_null(), "{}", r.text);
+    // A voided invoice settles what was overdue.
+    send(&app, &event("evt_i3", "invoice.payment_failed", t, invoice("in_2", "cus_A", "open", 700))).await;
+    assert!(app.get("/billing/payment", &token).await.body["past_due_since"].is_string());
+    send(&app, &event("evt_i4", "invoice.voided", t + 1, invoice("in_2", "cus_A", "void", 700))).await;
+    assert!(app.get("/billing/payment", &token).await.body["past_due_since"].is_null());
+
+    // A release lost to a crash is made by the leader's next round.
+    sqlx::query("UPDATE users SET payment_stopped_at = now() WHERE id = $1").bind(ada).execute(&app.db).await.unwrap();
+    app::billing::subscription::enforce_grace(&app.state, chrono::Utc::now()).await.unwrap();
+    let held: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar("SELECT payment_stopped_at FROM users WHERE id = $1").bind(ada).fetch_one(&app.db).await.unwrap();
+    assert_eq!(held, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stripe_an_account_without_a_subscription_stops_at_its_included_usage() {
+    let fake = MockServer::start().await;
+    let app = app_with_stripe(&fake).await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let ada = user_id(&app, "ada@example.com").await;
+    let p = app.post("/projects", &token, json!({ "name": "metered" })).await;
+    let project: uuid::Uuid = p.body["id"].as_str().unwrap().parse().unwrap();
+    let s = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "api", "source_kind": "upload", "source": "" })).await;
+    let service: uuid::Uuid = s.body["id"].as_str().unwrap().parse().unwrap();
+    use chrono::DurationRound;
+    let minute = chrono::Utc::now().duration_trunc(chrono::Duration::minutes(1)).unwrap();
+    // 19 GB out: $0.95 of the Free plan's $1 — still running.
+    let egress = |q: i64| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query("INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity) VALUES ($1, $2, $3, 'egress', $4, 'test', $5)
+                         ON CONFLICT (service_id, resource, minute, source) DO UPDATE SET quantity = usage_records.quantity + EXCLUDED.quantity")
+                .bind(service).bind(ada).bind(project).bind(minute).bind(q).execute(&db).await.unwrap();
+        }
+    };
+    egress(19_000_000_000).await;
+    app::billing::limits::enforce_all(&app.state).await.unwrap();
+    let stopped = || async { sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>("SELECT limit_stopped_at FROM users WHERE id = $1").bind(ada).fetch_one(&app.db).await.unwrap() };
+    assert_eq!(stopped().await, None);
+    egress(1_000_000_000).await;
+    app::billing::limits::enforce_all(&app.state).await.unwrap();
+    assert!(stopped().await.is_some(), "the included $1 is used up and nothing would bill the rest");
+    let refused = app.post(&format!("/services/{service}/deployments"), &token, json!({})).await;
+    assert_eq!(refused.status, StatusCode::PAYMENT_REQUIRED, "{}", refused.text);
+    // Subscribed: usage past the included amount is billed by Stripe, so services may run.
+    send(&app, &event("evt_s1", "customer.subscription.created", now(), subscription("sub_A", "cus_A", ada, "price_hobby", "active"))).await;
+    app::billing::limits::enforce_all(&app.state).await.unwrap();
+    assert_eq!(stopped().await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +324,7 @@ async fn a_failed_payment_stops_services_after_the_grace_period_and_paying_start
     let r = app.get("/billing/payment", &token).await;
     assert!(r.body["past_due_since"].is_string() && r.body["stopped_at"].is_null(), "{}", r.text);
     let inv = app.get("/billing/invoices", &token).await;
-    assert_eq!((inv.body[0]["number"].as_str(), inv.body[0]["status"].as_str(), inv.body[0]["total_cents"].as_i64()), (Some("RH-STRIPE-0001"), Some("open"), Some(1399)), "{}", inv.text);
+    assert_eq!((inv.body[0]["number"].as_str(), inv.body[0]["status"].as_str(), inv.body[0]["total_cents"].as_i64()), (Some("RH-STRIPE-1"), Some("open"), Some(1399)), "{}", inv.text);
     assert_eq!(inv.body[0]["hosted_url"], "https://invoice.stripe.com/i/test");
 
     // Within the grace period nothing stops; past it, everything does.
@@ -261,7 +344,7 @@ async fn a_failed_payment_stops_services_after_the_grace_period_and_paying_start
 
     // The older "action required" for the same invoice, delivered late, changes nothing.
     let r = send(&app, &event("evt_f0", "invoice.payment_action_required", t - 60, invoice("in_1", "cus_A", "open", 1399))).await;
-    assert_eq!(r.body["outcome"], "ignored: older than the invoice we have");
+    assert_eq!(r.body["outcome"], "ignored: older than the invoice we have, or it is settled");
     // Paid: the hold lifts and the service starts again from its build.
     send(&app, &event("evt_p1", "invoice.paid", t + 5, invoice("in_1", "cus_A", "paid", 1399))).await;
     let again: String = sqlx::query_scalar("SELECT resumed_as::text FROM usage_limit_stops WHERE deployment_id = $1::uuid").bind(&first).fetch_one(&app.db).await.unwrap();
@@ -311,7 +394,8 @@ async fn usage_is_reported_as_one_meter_event_per_customer_resource_and_hour_eve
     // 2.5 MB out in the first hour: 2 MB.
     record(hour + chrono::Duration::minutes(2), "egress", 2_500_000).await;
 
-    let later = hour + chrono::Duration::hours(2) + chrono::Duration::minutes(10);
+    // Hours are sent once settled (70 minutes after they end).
+    let later = hour + chrono::Duration::hours(3) + chrono::Duration::minutes(10);
     let sent = app::billing::meter::report_due(&app.state, later).await.unwrap();
     assert_eq!(sent, 3);
     let again = app::billing::meter::report_due(&app.state, later).await.unwrap();
@@ -339,6 +423,37 @@ async fn usage_is_reported_as_one_meter_event_per_customer_resource_and_hour_eve
     );
     let reports: i64 = sqlx::query_scalar("SELECT count(*) FROM meter_reports WHERE owner_id = $1").bind(ada).fetch_one(&app.db).await.unwrap();
     assert_eq!(reports, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_report_stripe_refuses_is_recorded_with_its_error_and_does_not_block_the_rest() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/billing/meter_events"))
+        .and(wiremock::matchers::body_string_contains("event_name=roundhouse_cpu"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "error": { "type": "invalid_request_error", "message": "No active meter found for event_name roundhouse_cpu" } })))
+        .mount(&fake)
+        .await;
+    Mock::given(method("POST")).and(path("/v1/billing/meter_events")).respond_with(ResponseTemplate::new(200).set_body_json(fixture("meter_event"))).mount(&fake).await;
+    let app = app_with_stripe(&fake).await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let ada = user_id(&app, "ada@example.com").await;
+    sqlx::query("UPDATE users SET stripe_customer_id = 'cus_A' WHERE id = $1").bind(ada).execute(&app.db).await.unwrap();
+    let p = app.post("/projects", &token, json!({ "name": "metered" })).await;
+    let project: uuid::Uuid = p.body["id"].as_str().unwrap().parse().unwrap();
+    let s = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "api", "source_kind": "upload", "source": "" })).await;
+    let service: uuid::Uuid = s.body["id"].as_str().unwrap().parse().unwrap();
+    let hour = app::billing::money::Period::containing(chrono::Utc::now() - chrono::Duration::days(2)).start + chrono::Duration::days(1);
+    for (resource, q) in [("cpu", 5_000i64), ("egress", 3_000_000)] {
+        sqlx::query("INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity) VALUES ($1, $2, $3, $4, $5, 'test', $6)")
+            .bind(service).bind(ada).bind(project).bind(resource).bind(hour).bind(q).execute(&app.db).await.unwrap();
+    }
+    let later = hour + chrono::Duration::hours(3);
+    assert_eq!(app::billing::meter::report_due(&app.state, later).await.unwrap(), 1, "egress went; cpu was refused");
+    assert_eq!(app::billing::meter::report_due(&app.state, later).await.unwrap(), 0);
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as("SELECT resource, error FROM meter_reports ORDER BY resource").fetch_all(&app.db).await.unwrap();
+    assert_eq!(rows, vec![("cpu".into(), Some("No active meter found for event_name roundhouse_cpu".into())), ("egress".into(), None)]);
+    assert_eq!(fake.received_requests().await.unwrap().len(), 2, "the refused event is not sent again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
