@@ -49,3 +49,6 @@ ALTER TABLE invoices
 -- ledger's are one per account and period.
 ALTER TABLE invoices DROP CONSTRAINT invoices_user_id_period_start_key;
 CREATE UNIQUE INDEX invoices_local_period ON invoices (user_id, period_start) WHERE stripe_invoice_id IS NULL;
+
+-- What a service's volume held when last measured (volumes are billed by the MiB-minute).
+ALTER TABLE services ADD COLUMN volume_bytes bigint;

@@ -4,6 +4,8 @@
 //! - CPU and memory: the leader's runtime samples (`service_metrics`, every 5 s), averaged per
 //!   service and minute once the minute is over. The first write of a minute wins, so a
 //!   restart or a new leader re-reading the same samples never counts a minute twice.
+//! - Volumes: what each service's volume folder holds, measured by the leader's runtime every
+//!   20 s and recorded once per minute (MiB, rounded up), running or not.
 //! - Egress: the body bytes each replica's proxy sent for a service, added to that replica's
 //!   record of the minute when taken (every minute, and at shutdown); a failed write puts the
 //!   counts back.
@@ -31,6 +33,35 @@ pub async fn record_runtime_minutes(db: &sqlx::PgPool) -> sqlx::Result<u64> {
          GROUP BY m.service_id, p.owner_id, p.id, r.resource, date_trunc('minute', m.at)
          ON CONFLICT DO NOTHING",
     )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records what each service's volume holds in this minute (MiB, rounded up: a volume is
+/// billed for what it occupies), and keeps the size on the service for its page. The first
+/// write of a minute wins, like the runtime's samples.
+pub async fn record_volumes(db: &sqlx::PgPool, sizes: &[(uuid::Uuid, u64)]) -> sqlx::Result<u64> {
+    if sizes.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<uuid::Uuid> = sizes.iter().map(|s| s.0).collect();
+    let bytes: Vec<i64> = sizes.iter().map(|s| i64::try_from(s.1).unwrap_or(i64::MAX)).collect();
+    sqlx::query("UPDATE services s SET volume_bytes = v.bytes FROM UNNEST($1::uuid[], $2::bigint[]) AS v(id, bytes) WHERE s.id = v.id")
+        .bind(&ids)
+        .bind(&bytes)
+        .execute(db)
+        .await?;
+    let done = sqlx::query(
+        "INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity)
+         SELECT v.id, p.owner_id, p.id, 'volume', date_trunc('minute', now()), 'runtime', (v.bytes + 1048575) / 1048576
+         FROM UNNEST($1::uuid[], $2::bigint[]) AS v(id, bytes)
+         JOIN services s ON s.id = v.id JOIN environments e ON e.id = s.environment_id JOIN projects p ON p.id = e.project_id
+         WHERE v.bytes > 0
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&bytes)
     .execute(db)
     .await?;
     Ok(done.rows_affected())

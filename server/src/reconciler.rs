@@ -227,6 +227,10 @@ impl Reconciler {
                     if let Err(e) = crate::metering::record_runtime_minutes(&self.state.db).await {
                         tracing::warn!(error = %e, "metering CPU and memory failed");
                     }
+                    let volumes = self.runtime.volume_sizes().await;
+                    if let Err(e) = crate::metering::record_volumes(&self.state.db, &volumes).await {
+                        tracing::warn!(error = %e, "metering volumes failed");
+                    }
                     if let Err(e) = app::billing::limits::enforce_all(&self.state).await {
                         tracing::warn!(error = %e, "applying usage limits failed");
                     }

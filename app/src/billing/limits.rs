@@ -6,7 +6,7 @@
 use super::{
     holds::{self, Hold},
     money::{dollars, Period},
-    service::usage,
+    service::bill_so_far,
 };
 use crate::{
     error::{AppError, AppResult},
@@ -88,9 +88,9 @@ async fn alert(state: &AppState, owner: Uuid, email: &str, period: Period, kind:
 pub async fn enforce(state: &AppState, owner: Uuid, now: DateTime<Utc>) -> AppResult<()> {
     let db = &state.db;
     let limits = get(db, owner).await?;
-    let report = usage(db, owner, now).await?;
+    let report = bill_so_far(db, owner, now).await?;
     let bill = report.bill.total_cents;
-    let period = report.period();
+    let period = report.period;
     let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(owner).fetch_one(db).await?;
     let billing_url = format!("{}/billing", state.config.public_url.trim_end_matches('/'));
 

@@ -64,6 +64,18 @@ pub struct ServiceUsage {
     pub project: String,
     pub resources: Vec<ResourceUsage>,
     pub cost_cents: i64,
+    /// What its volume holds now, against the plan's volume size (services with a volume).
+    #[serde(default)]
+    pub volume: Option<VolumeSize>,
+}
+
+/// A volume's size as last measured, and the largest the plan allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct VolumeSize {
+    pub bytes: i64,
+    pub plan: String,
+    pub limit_gb: i32,
 }
 
 /// What one day of the period cost.
@@ -95,6 +107,10 @@ pub struct UsageReport {
     /// The bill if usage goes on at the rate so far until the period ends.
     #[cfg_attr(feature = "ssr", schema(value_type = Object))]
     pub projected: Bill,
+    /// When the bill reaches the hard limit at the rate so far (none: not this period, or no
+    /// hard limit).
+    #[serde(default)]
+    pub hard_limit_reached_at: Option<DateTime<Utc>>,
 }
 
 impl UsageReport {

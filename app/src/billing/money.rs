@@ -139,6 +139,23 @@ pub fn project(so_far_cents: i64, elapsed_minutes: i64, period_minutes: i64) -> 
     i64::try_from(div_round(i128::from(so_far_cents) * i128::from(period_minutes), i128::from(elapsed_minutes))).unwrap_or(i64::MAX)
 }
 
+/// When the bill reaches `limit` if usage goes on at the rate so far: `now` when it has
+/// already, None when it would not before the period ends (or nothing is used).
+pub fn limit_reached_at(period: Period, now: DateTime<Utc>, fee_cents: i64, included_cents: i64, usage_cents: i64, limit_cents: i64) -> Option<DateTime<Utc>> {
+    if Bill::new(fee_cents, included_cents, usage_cents).total_cents >= limit_cents {
+        return Some(now);
+    }
+    let elapsed = period.elapsed_minutes(now);
+    if usage_cents <= 0 || elapsed <= 0 {
+        return None;
+    }
+    // The usage at which the bill is the limit, reached after usage × elapsed / so-far minutes.
+    let needed = i128::from(limit_cents - fee_cents + included_cents.max(0));
+    let minutes = (needed * i128::from(elapsed) + i128::from(usage_cents) - 1) / i128::from(usage_cents);
+    let at = period.start + Duration::minutes(i64::try_from(minutes).ok()?);
+    (at < period.end).then_some(at)
+}
+
 /// A period's bill: the plan's fee, then usage past what the plan includes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bill {
@@ -281,5 +298,24 @@ mod tests {
             prop_assert!(bill.total_cents <= fee + usage);
             prop_assert_eq!(bill.total_cents, fee + (usage - included).max(0));
         }
+    }
+
+    fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn the_limit_is_reached_when_the_rate_so_far_says_and_not_after_the_period() {
+        let p = Period::containing(at(2026, 11, 11));
+        let now = at(2026, 11, 11); // 10 days of 30 gone
+        // $2 of usage in 10 days (20 cents a day), Hobby: $5 fee, $5 included. A $10 limit is
+        // reached at $10 of usage: day 50 — not this period.
+        assert_eq!(limit_reached_at(p, now, 500, 500, 200, 1000), None);
+        // $6 of usage so far (60 cents a day); the bill reaches $7 at $7 of usage: day 11 16:00.
+        assert_eq!(limit_reached_at(p, now, 500, 500, 600, 700), Some(at(2026, 11, 12) + Duration::hours(16)));
+        // Already past it: now.
+        assert_eq!(limit_reached_at(p, now, 500, 500, 1300, 700), Some(now));
+        // Nothing used yet: no date.
+        assert_eq!(limit_reached_at(p, now, 0, 100, 0, 500), None);
     }
 }

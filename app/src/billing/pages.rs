@@ -10,7 +10,14 @@ pub fn BillingPage() -> impl IntoView {
     let set = ServerAction::<SetLimits>::new();
     // The whole page follows a plan change.
     let change = ServerAction::<ChangePlan>::new();
-    let report = leptos::prelude::Resource::new(move || (set.version().get(), change.version().get()), |_| get_usage());
+    // Usage, the bill and its projection read again every 30 s while the page is open.
+    let (tick, set_tick) = signal(0u32);
+    let report = leptos::prelude::Resource::new(move || (set.version().get(), change.version().get(), tick.get()), |_| get_usage());
+    Effect::new(move |_| {
+        if let Ok(every) = set_interval_with_handle(move || set_tick.update(|t| *t += 1), std::time::Duration::from_secs(30)) {
+            on_cleanup(move || every.clear());
+        }
+    });
     let limits = leptos::prelude::Resource::new(move || set.version().get(), |_| get_limits());
     // Made here, not inside the report's suspended view, so they hydrate with the server's values.
     let plans = leptos::prelude::Resource::new(|| (), |_| crate::catalogue::list_plans());
@@ -33,7 +40,7 @@ pub fn BillingPage() -> impl IntoView {
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move { payment.await.ok().map(|p| view! { <PaymentBanner p/> }) })}
             </Suspense>
-            <Suspense fallback=|| view! { <p class="mt-6 text-slate-400">"Loading usage…"</p> }>
+            <Transition fallback=|| view! { <p class="mt-6 text-slate-400">"Loading usage…"</p> }>
                 {move || Suspend::new(async move {
                     match report.await {
                         Err(e) => {
@@ -47,7 +54,7 @@ pub fn BillingPage() -> impl IntoView {
                         }
                     }
                 })}
-            </Suspense>
+            </Transition>
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     match limits.await {
@@ -97,7 +104,11 @@ fn Report(r: UsageReport) -> impl IntoView {
             <Figure label="Usage so far" value=dollars(r.usage_cents) note=format!("{} covered by the plan", dollars(r.bill.included_cents)) testid="usage-so-far"/>
             <Figure label="Bill so far" value=dollars(r.bill.total_cents) note=plan_note testid="bill-so-far"/>
             <Figure label="Projected for the period" value=dollars(r.projected.total_cents)
-                note=format!("usage at this rate: {}", dollars(r.projected.usage_cents)) testid="projected"/>
+                note=match r.hard_limit_reached_at {
+                    Some(at) if at <= r.as_of => "the hard limit is reached".to_string(),
+                    Some(at) => format!("hard limit reached {} at this rate", at.format("%b %-d, %H:%M UTC")),
+                    None => format!("usage at this rate: {}", dollars(r.projected.usage_cents)),
+                } testid="projected"/>
             <Figure label="Plan" value=r.plan.name.clone() note="Usage is billed by the minute.".to_string() testid="plan"/>
         </div>
         <div class="card mt-6">
@@ -192,6 +203,14 @@ fn DayChart(days: Vec<DayCost>) -> impl IntoView {
     }
 }
 
+fn bytes(b: i64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / f64::from(1u32 << 30)),
+        b if b >= 1 << 20 => format!("{:.0} MB", b as f64 / f64::from(1u32 << 20)),
+        b => format!("{} KB", (b + 1023) / 1024),
+    }
+}
+
 /// A service's usage and cost this period, on its page.
 #[component]
 pub fn ServiceUsageCard(service_id: Uuid) -> impl IntoView {
@@ -203,9 +222,17 @@ pub fn ServiceUsageCard(service_id: Uuid) -> impl IntoView {
                 {move || Suspend::new(async move {
                     match usage.await {
                         Err(e) => view! { <ErrorNote error=e/> }.into_any(),
-                        Ok(u) if u.resources.is_empty() => view! { <p class="mt-2 text-sm text-slate-400">"Nothing used yet this period."</p> }.into_any(),
+                        Ok(u) if u.resources.is_empty() && u.volume.is_none() => view! { <p class="mt-2 text-sm text-slate-400">"Nothing used yet this period."</p> }.into_any(),
                         Ok(u) => view! {
                             <p class="mt-1 text-2xl font-semibold">{dollars(u.cost_cents)}</p>
+                            {u.volume.clone().map(|v| {
+                                let over = v.bytes > i64::from(v.limit_gb) * 1024 * 1024 * 1024;
+                                view! {
+                                    <p class=if over { "mt-1 text-sm text-amber-300" } else { "mt-1 text-sm text-slate-400" } data-testid="volume-size">
+                                        {format!("Volume: {} of the {} plan's {} GB{}", bytes(v.bytes), v.plan, v.limit_gb, if over { " — over it: delete files or upgrade" } else { "" })}
+                                    </p>
+                                }
+                            })}
                             <ul class="mt-2 space-y-1 text-sm text-slate-300">
                                 {u.resources.into_iter().map(|r| view! {
                                     <li class="flex justify-between gap-4"><span>{format!("{}: {}", r.resource.label(), r.description)}</span><span>{dollars(r.cost_cents)}</span></li>

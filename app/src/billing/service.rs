@@ -73,6 +73,7 @@ fn services_of(rows: Vec<ServiceRow>, prices: &Prices) -> Vec<ServiceUsage> {
             project: r.project.clone().unwrap_or_else(|| "(deleted project)".into()),
             resources: vec![],
             cost_cents: 0,
+            volume: None,
         });
         entry.resources.push(usage_of(prices, resource, r.quantity));
     }
@@ -126,6 +127,9 @@ pub async fn usage(db: &PgPool, owner: Uuid, now: DateTime<Utc>) -> AppResult<Us
     let bill = Bill::new(plan.monthly_fee_cents, plan.included_usage_cents, usage_cents);
     let projected_usage = project(usage_cents, period.elapsed_minutes(now), period.minutes());
     let projected = Bill::new(plan.monthly_fee_cents, plan.included_usage_cents, projected_usage);
+    let hard: Option<i64> = sqlx::query_scalar("SELECT hard_limit_cents FROM usage_limits WHERE user_id = $1").bind(owner).fetch_optional(db).await?.flatten();
+    let hard_limit_reached_at =
+        hard.and_then(|h| super::money::limit_reached_at(period, now, plan.monthly_fee_cents, plan.included_usage_cents, usage_cents, h));
     Ok(UsageReport {
         plan,
         period_start: period.start,
@@ -137,7 +141,33 @@ pub async fn usage(db: &PgPool, owner: Uuid, now: DateTime<Utc>) -> AppResult<Us
         usage_cents,
         bill,
         projected,
+        hard_limit_reached_at,
     })
+}
+
+/// The period's bill so far, from one sum per resource: what the limits check every 20 s
+/// (the full report, per service and day, is for pages).
+pub struct BillSoFar {
+    pub plan: PlanSummary,
+    pub period: Period,
+    pub usage_cents: i64,
+    pub bill: Bill,
+}
+
+pub async fn bill_so_far(db: &PgPool, owner: Uuid, now: DateTime<Utc>) -> AppResult<BillSoFar> {
+    let (plan, prices) = plan(db, owner).await?;
+    let period = Period::containing(now);
+    let totals: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT resource, sum(quantity)::bigint FROM usage_records WHERE owner_id = $1 AND minute >= $2 AND minute < $3 GROUP BY resource",
+    )
+    .bind(owner)
+    .bind(period.start)
+    .bind(period.end)
+    .fetch_all(db)
+    .await?;
+    let usage_cents = totals.iter().filter_map(|(r, q)| Resource::parse(r).map(|r| prices.cost(r, *q))).sum();
+    let bill = Bill::new(plan.monthly_fee_cents, plan.included_usage_cents, usage_cents);
+    Ok(BillSoFar { plan, period, usage_cents, bill })
 }
 
 /// One of the owner's services' usage this period; another user's service is not found.
@@ -146,12 +176,23 @@ pub async fn service_usage(db: &PgPool, owner: Uuid, service_id: Uuid, now: Date
     let (_, prices) = plan(db, owner).await?;
     let period = Period::containing(now);
     let rows = service_rows(db, owner, Some(service_id), period.start, period.end).await?;
-    Ok(services_of(rows, &prices).into_iter().next().unwrap_or(ServiceUsage {
+    let volume: Option<(i64, String, i32)> = sqlx::query_as(
+        "SELECT s.volume_bytes, p.name, p.max_volume_gb FROM services s, users u JOIN plans p ON p.id = u.plan_id
+         WHERE s.id = $1 AND u.id = $2 AND s.volume_bytes IS NOT NULL",
+    )
+    .bind(service_id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await?;
+    let mut usage = services_of(rows, &prices).into_iter().next().unwrap_or(ServiceUsage {
         service_id,
         service: service.name,
         project_id: service.project_id,
         project: service.project,
         resources: vec![],
         cost_cents: 0,
-    }))
+        volume: None,
+    });
+    usage.volume = volume.map(|(bytes, plan, limit_gb)| super::VolumeSize { bytes, plan, limit_gb });
+    Ok(usage)
 }

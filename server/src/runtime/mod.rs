@@ -104,6 +104,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// CPU and memory per running instance.
     fn usage(&self) -> Vec<(Uuid, Usage)>;
 
+    /// What each service's volume holds, in bytes (volumes are billed while they exist,
+    /// running or not).
+    async fn volume_sizes(&self) -> Vec<(Uuid, u64)> {
+        Vec::new()
+    }
+
     /// A listener at `addr` in the network the environment's services share: how a service is
     /// reachable by the others at a stable address (`ROUNDHOUSE_PRIVATE_DOMAIN`, and its bare
     /// name: see `private_addrs`). The network stays up while the listener lives.

@@ -66,6 +66,20 @@ async fn usage_is_priced_in_cents_billed_past_the_included_amount_and_projected(
     assert_eq!(r.body["services"][0]["cost_cents"], 1399);
     assert_eq!(r.body["days"][0]["cost_cents"], 1399, "everything was on the first day");
     assert_eq!(r.body["plan"]["name"], "Hobby");
+    assert!(r.body["hard_limit_reached_at"].is_null(), "no hard limit, no date");
+    // With a hard limit the bill has passed already, the date is now; with one far above, the
+    // rate so far decides (the maths is unit-tested in money.rs).
+    let put = |hard: i64| app.api(Method::PUT, "/billing/limits", Some(&token), Some(json!({ "hard_limit_cents": hard })));
+    assert_eq!(put(1000).await.status, StatusCode::OK);
+    let r = app.get("/billing/usage", &token).await;
+    assert_eq!(r.body["hard_limit_reached_at"], r.body["as_of"], "{}", r.text);
+    assert_eq!(put(1_000_000).await.status, StatusCode::OK);
+    let r = app.get("/billing/usage", &token).await;
+    let as_of: chrono::DateTime<chrono::Utc> = r.body["as_of"].as_str().unwrap().parse().unwrap();
+    let expected = app::billing::money::limit_reached_at(Period::containing(as_of), as_of, 500, 500, 1399, 1_000_000);
+    assert_eq!(r.body["hard_limit_reached_at"].as_str().map(|s| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap()), expected, "{}", r.text);
+    sqlx::query("DELETE FROM usage_limits").execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE users SET limit_stopped_at = NULL").execute(&app.db).await.unwrap();
 
     let prices = Prices { cpu_vcpu_month_cents: 2000, memory_gb_month_cents: 1000, volume_gb_month_cents: 15, egress_gb_cents: 5 };
     assert_eq!(prices.cost(Resource::Cpu, 1_000 * MONTH_MINUTES), 2000, "the seeded prices are the plan's");
@@ -129,6 +143,30 @@ async fn runtime_samples_become_one_record_per_service_resource_and_minute_howev
     let r = app.get("/billing/usage", &token).await;
     assert_eq!(resource(&r.body, "cpu")["quantity"], 2000);
     assert_eq!(resource(&r.body, "memory")["quantity"], 1536);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_volume_holds_is_metered_by_the_minute_and_shown_against_the_plan() {
+    let app = TestApp::with_runtime().await;
+    let (token, service, _) = user_with_service(&app, "Ada", "ada@example.com", "free").await;
+    // The runtime measures each service's volume folder: 3 MiB written in it.
+    let dir = server::runtime::runtime_dir(&app.runtime.as_ref().unwrap().dir).join("volumes").join(service.to_string()).join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("blob"), vec![7u8; 3 * 1_048_576]).unwrap();
+    let rt = server::runtime::local::LocalRuntime::new(server::runtime::local::Settings::from_config(&app.state.config), app.db.clone()).unwrap();
+    use server::runtime::Runtime;
+    let sizes = rt.volume_sizes().await;
+    let measured = sizes.iter().find(|(id, _)| *id == service).map(|s| s.1).unwrap_or(0);
+    assert!((3 * 1_048_576..4 * 1_048_576).contains(&measured), "{sizes:?}");
+    assert_eq!(server::metering::record_volumes(&app.db, &sizes).await.unwrap(), 1);
+    assert_eq!(server::metering::record_volumes(&app.db, &sizes).await.unwrap(), 0, "once per minute");
+    let q: i64 = sqlx::query_scalar("SELECT quantity FROM usage_records WHERE service_id = $1 AND resource = 'volume'").bind(service).fetch_one(&app.db).await.unwrap();
+    assert_eq!(q, 3, "MiB for the minute");
+    let r = app.get(&format!("/services/{service}/usage"), &token).await;
+    assert_eq!(r.body["volume"]["limit_gb"], 1, "{}", r.text);
+    assert_eq!(r.body["volume"]["plan"], "Free");
+    assert_eq!(r.body["volume"]["bytes"].as_i64(), Some(measured as i64));
+    assert_eq!(resource(&app.get("/billing/usage", &token).await.body, "volume")["quantity"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

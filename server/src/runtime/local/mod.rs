@@ -13,6 +13,7 @@ mod isolation;
 mod pump;
 mod run;
 mod stage;
+mod volumes;
 
 use super::{
     sandbox::{
@@ -504,6 +505,11 @@ impl Runtime for LocalRuntime {
 
     async fn stop(&self, instance_id: Uuid) {
         self.stop_instance(instance_id).await
+    }
+
+    async fn volume_sizes(&self) -> Vec<(Uuid, u64)> {
+        let dir = self.root.join("volumes");
+        tokio::task::spawn_blocking(move || volumes::sizes(&dir)).await.unwrap_or_default()
     }
 
     fn usage(&self) -> Vec<(Uuid, Usage)> {
