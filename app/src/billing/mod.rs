@@ -358,6 +358,22 @@ pub struct Revenue {
     pub plan_mix: Vec<PlanShare>,
     /// The last six months, oldest first.
     pub months: Vec<RevenueMonth>,
+    /// Accounts on a paid plan or with a Stripe customer, biggest first (200 at most).
+    pub customers: Vec<Customer>,
+}
+
+/// A paying (or once paying) account, for admins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema, sqlx::FromRow))]
+pub struct Customer {
+    pub email: String,
+    pub plan: String,
+    pub monthly_fee_cents: i64,
+    /// When the account moved to its plan (none: it started on it).
+    pub since: Option<DateTime<Utc>>,
+    pub stripe_customer_id: Option<String>,
+    pub subscription_status: Option<String>,
+    pub past_due_since: Option<DateTime<Utc>>,
 }
 
 #[server(endpoint = "admin_revenue")]

@@ -3,7 +3,7 @@
 //! plan for a free one, against the paying accounts at the month's start), and what was invoiced
 //! and paid per month. Plans held in the past are rebuilt from `plan_changes`.
 
-use super::{PlanShare, Revenue, RevenueMonth};
+use super::{Customer, PlanShare, Revenue, RevenueMonth};
 use crate::error::AppResult;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use sqlx::PgPool;
@@ -84,6 +84,16 @@ pub async fn report(db: &PgPool, now: DateTime<Utc>) -> AppResult<Revenue> {
     .into_iter()
     .map(|(plan, accounts, mrr_cents)| PlanShare { plan, accounts, mrr_cents: if accounts == 0 { 0 } else { mrr_cents } })
     .collect();
+    let customers: Vec<Customer> = sqlx::query_as(
+        "SELECT u.email, p.name AS plan, p.monthly_fee_cents::bigint AS monthly_fee_cents,
+                (SELECT max(c.at) FROM plan_changes c WHERE c.user_id = u.id) AS since,
+                u.stripe_customer_id, u.subscription_status, u.past_due_since
+         FROM users u JOIN plans p ON p.id = u.plan_id
+         WHERE p.monthly_fee_cents > 0 OR u.stripe_customer_id IS NOT NULL
+         ORDER BY p.monthly_fee_cents DESC, u.email LIMIT 200",
+    )
+    .fetch_all(db)
+    .await?;
     let accounts = plan_mix.iter().map(|p| p.accounts).sum();
     let now_month = months.last().cloned();
     Ok(Revenue {
@@ -92,6 +102,7 @@ pub async fn report(db: &PgPool, now: DateTime<Utc>) -> AppResult<Revenue> {
         accounts,
         plan_mix,
         months,
+        customers,
     })
 }
 

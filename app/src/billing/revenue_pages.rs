@@ -44,6 +44,7 @@ fn RevenueView(r: Revenue) -> impl IntoView {
     let mrr_bars: Vec<Bar> = r.months.iter().map(|m| Bar { key: m.month.format("%Y-%m").to_string(), value: m.mrr_cents, title: format!("{}: {} MRR, {} paying", month(m), dollars(m.mrr_cents), m.paying_accounts) }).collect();
     let churn_bars: Vec<Bar> = r.months.iter().map(|m| Bar { key: m.month.format("%Y-%m").to_string(), value: m.churn_permille, title: format!("{}: {} churned ({})", month(m), m.churned, percent(m.churn_permille)) }).collect();
     let months = r.months.clone();
+    let customers = r.customers.clone();
     view! {
         <div class="mt-6 grid gap-4 sm:grid-cols-3">
             <div class="card"><p class="text-sm text-slate-400">"Monthly recurring revenue"</p><p class="mt-1 text-2xl font-semibold" data-testid="mrr">{dollars(r.mrr_cents)}</p></div>
@@ -88,6 +89,36 @@ fn RevenueView(r: Revenue) -> impl IntoView {
                     </tbody>
                 </table>
             </div>
+        </div>
+        <div class="card mt-6" data-testid="customers">
+            <h2 class="font-medium">"Customers"</h2>
+            {if customers.is_empty() {
+                view! { <p class="mt-2 text-sm text-slate-400">"No account is on a paid plan yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="table mt-3">
+                        <thead><tr><th>"Account"</th><th>"Plan"</th><th>"Since"</th><th>"Stripe"</th><th>"Standing"</th><th class="text-right">"MRR"</th></tr></thead>
+                        <tbody>
+                            {customers.into_iter().map(|c| {
+                                let standing = match (&c.past_due_since, &c.subscription_status) {
+                                    (Some(since), _) => format!("past due since {}", since.format("%b %-d")),
+                                    (None, Some(s)) => s.clone(),
+                                    (None, None) => "local ledger".into(),
+                                };
+                                view! {
+                                    <tr data-customer=c.email.clone()>
+                                        <td class="text-sm">{c.email.clone()}</td><td>{c.plan.clone()}</td>
+                                        <td class="text-sm">{c.since.map(|s| s.format("%b %-d, %Y").to_string()).unwrap_or_else(|| "sign-up".into())}</td>
+                                        <td class="text-xs text-slate-400">{c.stripe_customer_id.clone().unwrap_or_default()}</td>
+                                        <td class="text-sm">{standing}</td>
+                                        <td class="text-right">{dollars(c.monthly_fee_cents)}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
         </div>
     }
 }

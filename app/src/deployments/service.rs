@@ -161,6 +161,15 @@ async fn admit(state: &AppState, service: &services::Service) -> AppResult<()> {
     admit_owner(state, &owner)?;
     services::service::check_source_policy(&state.config, &owner, service.source_kind, &service.source)?;
     crate::billing::holds::admit(&state.db, owner.id).await?;
+    // The plan as it is now (it may have shrunk since the service was made: a cancelled
+    // subscription), for this service and its project.
+    {
+        use crate::billing::allowance::{self, Ask};
+        let mut conn = state.db.acquire().await?;
+        let services_in_project = allowance::services_in_project(&mut conn, service.project_id).await?;
+        let ask = Ask { services_in_project, adding: 0, replicas: service.replicas, memory_mb: service.memory_mb, cpu_millis: service.cpu_millis };
+        allowance::check(&mut conn, owner.id, ask).await?;
+    }
     if service.source_kind == SourceKind::Upload && service.source.is_empty() {
         return Err(AppError::validation("source", "Upload an archive of your code first (a .tar.gz), then deploy."));
     }

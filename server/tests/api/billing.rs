@@ -292,6 +292,19 @@ async fn plan_changes_take_effect_at_once_and_a_downgrade_must_fit() {
     let changes: Vec<(String, String)> = sqlx::query_as("SELECT from_plan, to_plan FROM plan_changes ORDER BY id").fetch_all(&app.db).await.unwrap();
     assert_eq!(changes, [("free".to_string(), "pro".to_string())]);
     let _ = project;
+
+    // Deploying checks the plan as it is now: a service scaled on Pro, after the plan shrank
+    // (a cancelled Stripe subscription does this without asking), is refused, naming why.
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT s.id FROM services s JOIN environments e ON e.id = s.environment_id JOIN projects p ON p.id = e.project_id WHERE p.owner_id = (SELECT id FROM users WHERE email = 'ada@example.com')")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let r = app.api(Method::PATCH, &format!("/services/{id}"), Some(&token), Some(json!({ "memory_mb": 2048 }))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    sqlx::query("UPDATE users SET plan_id = 'free' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
+    let r = app.post(&format!("/services/{id}/deployments"), &token, json!({})).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text);
+    assert_eq!(r.error_message(), "Your Free plan allows up to 512 MB of memory per service; this asks for 2048 MB. The Hobby plan allows it.");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,6 +60,9 @@ async fn mrr_plan_mix_and_churn_follow_the_plan_changes_month_by_month() {
     let mix: Vec<(String, i64, i64)> = r.body["plan_mix"].as_array().unwrap().iter().map(|p| (p["plan"].as_str().unwrap().to_string(), p["accounts"].as_i64().unwrap(), p["mrr_cents"].as_i64().unwrap())).collect();
     assert_eq!(mix, vec![("Free".into(), 2, 0), ("Hobby".into(), 1, 500), ("Pro".into(), 1, 2000)]);
 
+    let customers: Vec<(String, String)> = r.body["customers"].as_array().unwrap().iter().map(|c| (c["email"].as_str().unwrap().to_string(), c["plan"].as_str().unwrap().to_string())).collect();
+    assert_eq!(customers, vec![("cy@example.com".into(), "Pro".into()), ("ada@example.com".into(), "Hobby".into())], "paying accounts, biggest first");
+
     let page = app.page("/admin/revenue", Some(&admin)).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains(r#"data-testid="mrr-chart""#) && page.text.contains("$25.00"), "{}", page.text);
