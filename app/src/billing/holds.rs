@@ -46,7 +46,7 @@ pub async fn admit(db: &PgPool, owner: Uuid) -> AppResult<()> {
 /// remembering the running ones; answers how many were stopped.
 pub async fn stop_all(db: &PgPool, owner: Uuid, hold: Hold, reason: &str) -> AppResult<usize> {
     sqlx::query(&format!("UPDATE users SET {0} = coalesce({0}, now()) WHERE id = $1", hold.column())).bind(owner).execute(db).await?;
-    let active: Vec<(Uuid, String)> = sqlx::query_as(
+    let active: Vec<(Uuid, Status)> = sqlx::query_as(
         "SELECT d.id, d.status FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
          JOIN projects p ON p.id = e.project_id WHERE p.owner_id = $1 AND d.status IN ('queued', 'building', 'deploying', 'running')",
     )
@@ -55,7 +55,6 @@ pub async fn stop_all(db: &PgPool, owner: Uuid, hold: Hold, reason: &str) -> App
     .await?;
     let mut stopped = 0;
     for (id, status) in active {
-        let status = Status::parse(&status).unwrap_or(Status::Failed);
         let moved = if status == Status::Running {
             let moved = deployments::service::transition(db, id, &[Status::Running], Status::Removed, reason, None).await?;
             if moved {

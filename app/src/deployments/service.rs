@@ -51,7 +51,7 @@ struct Row {
     id: Uuid,
     service_id: Uuid,
     number: i32,
-    status: String,
+    status: Status,
     reason: String,
     trigger: String,
     rollback_of: Option<Uuid>,
@@ -67,7 +67,7 @@ impl From<Row> for Deployment {
             id: r.id,
             service_id: r.service_id,
             number: r.number,
-            status: Status::parse(&r.status).unwrap_or(Status::Failed),
+            status: r.status,
             reason: r.reason,
             trigger: Trigger::parse(&r.trigger).unwrap_or(Trigger::Deploy),
             rollback_of: r.rollback_of,
@@ -119,7 +119,7 @@ pub async fn detail(state: &AppState, owner: Uuid, id: Uuid) -> AppResult<Deploy
     let deployment = get(&state.db, owner, id).await?;
     let service = services::service::get(&state.db, owner, deployment.service_id).await?;
     let slug: String = sqlx::query_scalar("SELECT slug FROM projects WHERE id = $1").bind(service.project_id).fetch_one(&state.db).await?;
-    let events: Vec<(String, String, DateTime<Utc>)> =
+    let events: Vec<(Status, String, DateTime<Utc>)> =
         sqlx::query_as("SELECT status, reason, at FROM deployment_events WHERE deployment_id = $1 ORDER BY id")
             .bind(id)
             .fetch_all(&state.db)
@@ -137,7 +137,7 @@ pub async fn detail(state: &AppState, owner: Uuid, id: Uuid) -> AppResult<Deploy
         project_name: service.project,
         events: events
             .into_iter()
-            .map(|(status, reason, at)| Event { status: Status::parse(&status).unwrap_or(Status::Failed), reason, at })
+            .map(|(status, reason, at)| Event { status, reason, at })
             .collect(),
         instances: instances
             .into_iter()

@@ -1,0 +1,253 @@
+//! The reconciler: converges the runtime to the deployments Postgres asks for.
+//!
+//! One replica at a time leads, holding a Postgres advisory lock on a connection of its own;
+//! if that connection dies another replica takes over. On becoming leader it cleans whatever a
+//! previous run left (the runtime's `recover`), marks old instances stopped, queues in-flight
+//! deployments again and starts the instances of running ones afresh — so after a crash at any
+//! moment there is no orphan process and no duplicate instance.
+//!
+//! Every replica listens for status, log and route notifications and feeds them to its open
+//! pages (`AppState::live`).
+
+mod crons;
+mod desired;
+mod forwarders;
+mod instances;
+mod leader;
+mod pipeline;
+mod sampling;
+
+use crate::{
+    logs::{self, LogSink, LogTx, Redactor},
+    proxy,
+    runtime::{BuildJob, InstanceEvent, InstanceSpec, Peer, Runtime},
+    waits::{Gate, Waits},
+};
+use app::{
+    deployments::{
+        environment,
+        service::{self as deployments, DEPLOY_CHANNEL, LOGS_CHANNEL, ROUTES_CHANNEL, STATUS_CHANNEL},
+        Status, StatusChange,
+    },
+    infra::{live::LiveEvent, Admission, AppState},
+    services::{Service, SourceKind},
+};
+use chrono::Utc;
+use sqlx::{postgres::PgListener, Connection, PgConnection};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{
+    sync::{mpsc, Notify},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const LEADER_LOCK: i64 = 0x526f_756e_6468; // "Roundh"
+const TICK: Duration = Duration::from_secs(2);
+const METRICS_EVERY: Duration = Duration::from_secs(5);
+/// How often finished minutes of samples become usage records (`metering.rs`).
+const METERING_EVERY: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy)]
+struct Supervised {
+    instance_id: Uuid,
+    service_id: Uuid,
+}
+
+/// What a pre-deploy command runs with.
+struct PreDeploy<'a> {
+    id: Uuid,
+    spec: &'a Service,
+    artifact: &'a str,
+    vars: &'a std::collections::BTreeMap<String, String>,
+    private_port: u16,
+    peers: &'a [Peer],
+    command: &'a str,
+    sink: &'a LogSink,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Deployments a pipeline is working on.
+    in_flight: HashMap<Uuid, CancellationToken>,
+    /// Instances this leader runs, by deployment.
+    supervised: HashMap<Uuid, Vec<Supervised>>,
+    /// Private port listeners, by service.
+    forwarders: HashMap<Uuid, HashMap<std::net::SocketAddrV4, tokio::task::JoinHandle<()>>>,
+    /// Each service's private connection slots, shared by its listeners and kept across them.
+    private_slots: HashMap<Uuid, Arc<tokio::sync::Semaphore>>,
+    /// Runs of cron services going now: instance → (deployment, the time it was scheduled for).
+    cron_runs: HashMap<Uuid, (Uuid, chrono::DateTime<Utc>)>,
+    /// Schedules are due between the last check and now (unset until this replica leads).
+    cron_checked: Option<chrono::DateTime<Utc>>,
+    /// One-off runs (pre-deploy commands) waited for: instance → where its exit code goes.
+    exits: HashMap<Uuid, tokio::sync::oneshot::Sender<Option<i32>>>,
+}
+
+pub struct Reconciler {
+    state: AppState,
+    runtime: Arc<dyn Runtime>,
+    /// The platform-wide build pool (`ROUNDHOUSE_BUILD_CONCURRENCY`).
+    builds: Arc<tokio::sync::Semaphore>,
+    logs: LogTx,
+    events: mpsc::UnboundedSender<InstanceEvent>,
+    inner: Mutex<Inner>,
+    wake: Notify,
+    /// Held while the private forwarders are brought in line (`ensure_forwarders`).
+    forwarding: tokio::sync::Mutex<()>,
+}
+
+enum Mode {
+    Deploy,
+    /// Start the instances of a running deployment again (after a platform restart).
+    Relaunch,
+}
+
+/// Starts the live listener (every replica) and, with a runtime, the reconciler.
+pub fn spawn(state: AppState, runtime: Option<Arc<dyn Runtime>>) -> Option<Arc<Reconciler>> {
+    let reconciler = runtime.map(|runtime| {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let r = Arc::new(Reconciler {
+            logs: logs::spawn_writer(state.db.clone()),
+            builds: Arc::new(tokio::sync::Semaphore::new(state.config.build_concurrency)),
+            state: state.clone(),
+            runtime,
+            events,
+            inner: Mutex::new(Inner::default()),
+            wake: Notify::new(),
+            forwarding: tokio::sync::Mutex::new(()),
+        });
+        tokio::spawn(r.clone().handle_instance_events(events_rx));
+        tokio::spawn(r.clone().lead());
+        r
+    });
+    tokio::spawn(listen(state, reconciler.clone()));
+    reconciler
+}
+
+/// Feeds notifications into this replica's live channel; reconnects when Postgres goes away.
+async fn listen(state: AppState, reconciler: Option<Arc<Reconciler>>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut listener = match PgListener::connect_with(&state.db).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "live listener cannot connect; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen_all([STATUS_CHANNEL, LOGS_CHANNEL, ROUTES_CHANNEL, DEPLOY_CHANNEL]).await {
+            tracing::warn!(error = %e, "live listener cannot LISTEN; retrying");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(200);
+        proxy::reload_routes(&state).await;
+        let _ = state.live.events.send(LiveEvent::Resync);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => match n.channel() {
+                    STATUS_CHANNEL => {
+                        // Routes follow deployment status: a stopped deployment takes no traffic
+                        // from the moment it is stopped, before its processes are gone.
+                        proxy::reload_routes(&state).await;
+                        if let Ok(change) = serde_json::from_str::<StatusChange>(n.payload()) {
+                            let _ = state.live.events.send(LiveEvent::Status(change));
+                        }
+                    }
+                    LOGS_CHANNEL => {
+                        if let Ok(id) = n.payload().parse() {
+                            let _ = state.live.events.send(LiveEvent::Logs(id));
+                        }
+                    }
+                    ROUTES_CHANNEL => proxy::reload_routes(&state).await,
+                    _ => {
+                        if let Some(r) = &reconciler {
+                            r.wake.notify_one();
+                        }
+                    }
+                },
+                // The connection dropped (and sqlx reconnected): notifications may be lost.
+                Ok(None) => {
+                    proxy::reload_routes(&state).await;
+                    let _ = state.live.events.send(LiveEvent::Resync);
+                    if let Some(r) = &reconciler {
+                        r.wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "live listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Reconciler {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops every instance this replica runs (shutdown, or leadership lost).
+    pub async fn stop_everything(&self) {
+        let all: Vec<Uuid> = self.inner().supervised.keys().copied().collect();
+        for token in self.inner().in_flight.values() {
+            token.cancel();
+        }
+        futures_util::future::join_all(all.into_iter().map(|d| self.stop_deployment(d))).await;
+    }
+
+    async fn running_others(&self, service_id: Uuid, except: Uuid) -> sqlx::Result<Vec<(Uuid, i32)>> {
+        sqlx::query_as("SELECT id, number FROM deployments WHERE service_id = $1 AND status = 'running' AND id <> $2")
+            .bind(service_id)
+            .bind(except)
+            .fetch_all(&self.state.db)
+            .await
+    }
+
+    async fn stop_deployment(&self, id: Uuid) {
+        let instances = self.inner().supervised.remove(&id).unwrap_or_default();
+        if instances.is_empty() {
+            return;
+        }
+        // Out of the routes first, then stopped: no request is sent to a dying process.
+        let _ = sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE deployment_id = $1").bind(id).execute(&self.state.db).await;
+        proxy::reload_routes(&self.state).await;
+        notify_routes(&self.state).await;
+        futures_util::future::join_all(instances.iter().map(|i| self.runtime.stop(i.instance_id))).await;
+    }
+
+    /// A deployment of a project whose owner may no longer deploy (the platform went to
+    /// single-user mode, or lost its sandbox) does not run.
+    async fn still_admitted(&self, spec: &Service) -> Result<(), String> {
+        match self.state.admission() {
+            Admission::Everyone => Ok(()),
+            Admission::Nobody(why) => Err(format!("This machine cannot sandbox what runs: {why}.")),
+            Admission::AdminsOnly => {
+                let admin: bool = sqlx::query_scalar("SELECT u.role = 'admin' FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.id = $1")
+                    .bind(spec.project_id)
+                    .fetch_optional(&self.state.db)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(false);
+                if admin {
+                    Ok(())
+                } else {
+                    Err("This platform runs in single-user mode (ROUNDHOUSE_SANDBOX=off): only its admins' projects run.".into())
+                }
+            }
+        }
+    }
+}
+
+pub async fn notify_routes(state: &AppState) {
+    let _ = sqlx::query("SELECT pg_notify($1, '')").bind(ROUTES_CHANNEL).execute(&state.db).await;
+}
