@@ -3,6 +3,7 @@
 //! *how*: `local` runs supervised process groups on this machine; a Kubernetes runtime runs
 //! the same specs as pods.
 
+pub mod kubernetes;
 pub mod local;
 pub mod net;
 pub mod procfs;

@@ -1,0 +1,683 @@
+//! What a project environment and its services become in a cluster, as k8s-openapi objects.
+//! Pure functions of the service's settings and the deployment: the golden files in `golden/`
+//! show every kind (stateless, volume, database, cron, image, build job), reviewed by eye.
+//!
+//! - Environment → Namespace `rh-<project>-<environment>`, a NetworkPolicy that lets in only the
+//!   namespace's own pods and the ingress controller's (the cluster's counterpart of the local
+//!   sandbox's network), and a ResourceQuota from the owner's plan.
+//! - Deployment → a Secret with its resolved variables (`envFrom`).
+//! - Stateless service → Deployment (rolling, never below its replicas) + Service + Ingress.
+//! - A service with a volume, and databases → StatefulSet with a volume claim template +
+//!   headless Service + Service.
+//! - Cron service → CronJob (one run at a time).
+//! - Source build → Job running the builder, pushing to the configured registry.
+//!
+//! Every object carries `app.kubernetes.io/managed-by=roundhouse` and the project,
+//! environment, service and deployment it belongs to, so what is no longer needed can be found
+//! and pruned by label. Pods run as non-root, without privilege escalation or capabilities,
+//! with the default seccomp profile and no service account token.
+
+use super::Settings;
+use app::services::{RestartPolicy, Service, SourceKind};
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet, StatefulSetSpec},
+        batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec},
+        core::v1::{
+            Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, Namespace,
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota,
+            ResourceQuotaSpec, ResourceRequirements, SeccompProfile, Secret, SecretEnvSource, SecretKeySelector, SecurityContext,
+            Service as KService, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
+        },
+        networking::v1::{
+            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec, IngressTLS,
+            NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec, ServiceBackendPort,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub const MANAGED_BY: &str = "roundhouse";
+const LABEL_PROJECT: &str = "roundhouse.dev/project";
+const LABEL_ENVIRONMENT: &str = "roundhouse.dev/environment";
+const LABEL_SERVICE: &str = "roundhouse.dev/service";
+const LABEL_DEPLOYMENT: &str = "roundhouse.dev/deployment";
+
+/// A project environment, as the cluster names it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub project_id: Uuid,
+    pub project_slug: String,
+    pub environment_id: Uuid,
+    pub environment: String,
+}
+
+/// What the owner's plan allows an environment, for its ResourceQuota.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub services: i32,
+    pub replicas: i32,
+    pub cpu_millis: i32,
+    pub memory_mb: i32,
+    pub volume_gb: i32,
+}
+
+/// One deployment of one service.
+#[derive(Debug, Clone)]
+pub struct Workload<'a> {
+    pub target: &'a Target,
+    pub service: &'a Service,
+    pub deployment_id: Uuid,
+    pub number: i32,
+    /// What runs: the image source, the build's pushed image, or the database's image.
+    pub image: String,
+    pub env: &'a BTreeMap<String, String>,
+    /// The volume's size (the plan's volume size).
+    pub volume_gb: i32,
+}
+
+/// Any object this module writes, serialised with its `apiVersion` and `kind`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    Namespace(Namespace),
+    NetworkPolicy(NetworkPolicy),
+    ResourceQuota(ResourceQuota),
+    Secret(Secret),
+    Deployment(Deployment),
+    StatefulSet(StatefulSet),
+    Service(KService),
+    Ingress(Ingress),
+    CronJob(CronJob),
+    Job(Job),
+}
+
+/// A DNS label: lowercase letters, digits and dashes, at most `max` long, not starting or
+/// ending with a dash.
+fn dns_label(s: &str, max: usize) -> String {
+    let mut out: String = s.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    out.truncate(max);
+    out.trim_matches('-').to_string()
+}
+
+pub fn namespace_name(t: &Target) -> String {
+    dns_label(&format!("rh-{}-{}", t.project_slug, t.environment), 63)
+}
+
+fn labels(t: &Target, service: Option<&Service>, deployment: Option<Uuid>) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (LABEL_PROJECT.to_string(), t.project_id.to_string()),
+        (LABEL_ENVIRONMENT.to_string(), t.environment_id.to_string()),
+    ]);
+    if let Some(s) = service {
+        l.insert("app.kubernetes.io/name".into(), dns_label(&s.name, 63));
+        l.insert(LABEL_SERVICE.into(), s.id.to_string());
+    }
+    if let Some(d) = deployment {
+        l.insert(LABEL_DEPLOYMENT.into(), d.to_string());
+    }
+    l
+}
+
+fn meta(name: &str, namespace: Option<String>, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta { name: Some(name.to_string()), namespace, labels: Some(labels), ..Default::default() }
+}
+
+/// The pods of one service (the selector its workload and Services share).
+fn selector(w: &Workload) -> BTreeMap<String, String> {
+    BTreeMap::from([(LABEL_SERVICE.to_string(), w.service.id.to_string())])
+}
+
+fn quantity(s: String) -> Quantity {
+    Quantity(s)
+}
+
+/// The environment's Namespace, NetworkPolicy and ResourceQuota.
+pub fn environment(t: &Target, quota: Quota, settings: &Settings) -> Vec<Object> {
+    let ns = namespace_name(t);
+    let l = labels(t, None, None);
+    let everything = LabelSelector::default();
+    let policy = NetworkPolicy {
+        metadata: meta("roundhouse-isolation", Some(ns.clone()), l.clone()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(everything.clone()),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![
+                    // the environment's own pods
+                    NetworkPolicyPeer { pod_selector: Some(everything), ..Default::default() },
+                    // the ingress controller
+                    NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector {
+                            match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".to_string(), settings.ingress_namespace.clone())])),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    };
+    let pods = quota.services * quota.replicas;
+    let hard = BTreeMap::from([
+        ("pods".to_string(), quantity(pods.to_string())),
+        ("limits.cpu".to_string(), quantity(format!("{}m", i64::from(quota.cpu_millis) * i64::from(pods)))),
+        ("limits.memory".to_string(), quantity(format!("{}Mi", i64::from(quota.memory_mb) * i64::from(pods)))),
+        ("requests.storage".to_string(), quantity(format!("{}Gi", i64::from(quota.volume_gb) * i64::from(quota.services)))),
+        ("persistentvolumeclaims".to_string(), quantity(quota.services.to_string())),
+    ]);
+    vec![
+        Object::Namespace(Namespace { metadata: meta(&ns, None, l.clone()), ..Default::default() }),
+        Object::NetworkPolicy(policy),
+        Object::ResourceQuota(ResourceQuota {
+            metadata: meta("roundhouse-plan", Some(ns), l),
+            spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }),
+            ..Default::default()
+        }),
+    ]
+}
+
+fn secret_name(w: &Workload) -> String {
+    dns_label(&format!("{}-{}-env", w.service.name, w.number), 253)
+}
+
+/// The deployment's resolved variables.
+pub fn secret(w: &Workload) -> Object {
+    let mut data: BTreeMap<String, String> = w.env.clone();
+    data.insert("PORT".into(), port(w.service).to_string());
+    Object::Secret(Secret {
+        metadata: meta(&secret_name(w), Some(namespace_name(w.target)), labels(w.target, Some(w.service), Some(w.deployment_id))),
+        string_data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    })
+}
+
+fn port(s: &Service) -> u16 {
+    match (s.source_kind, s.source.as_str()) {
+        (SourceKind::Database, "postgres") => 5432,
+        (SourceKind::Database, "redis") => 6379,
+        _ => s.port.unwrap_or(8080),
+    }
+}
+
+/// The official image of a database engine.
+pub fn database_image(engine: &str) -> Option<&'static str> {
+    match engine {
+        "postgres" => Some("postgres:17-alpine"),
+        "redis" => Some("redis:7-alpine"),
+        _ => None,
+    }
+}
+
+fn container(w: &Workload) -> Container {
+    let s = w.service;
+    let p = i32::from(port(s));
+    let probe_action = |initial: i32| match (&s.healthcheck_path, s.source_kind) {
+        (Some(path), k) if k != SourceKind::Database => Probe {
+            http_get: Some(HTTPGetAction { path: Some(path.clone()), port: IntOrString::Int(p), ..Default::default() }),
+            initial_delay_seconds: Some(initial),
+            period_seconds: Some(5),
+            timeout_seconds: Some(3),
+            ..Default::default()
+        },
+        _ => Probe {
+            tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(p), ..Default::default() }),
+            initial_delay_seconds: Some(initial),
+            period_seconds: Some(5),
+            ..Default::default()
+        },
+    };
+    let mut env = Vec::new();
+    if s.source_kind == SourceKind::Database && s.source == "postgres" {
+        // The official image's names for what the platform provisioned.
+        for (name, key) in [("POSTGRES_USER", "PGUSER"), ("POSTGRES_PASSWORD", "PGPASSWORD"), ("POSTGRES_DB", "PGDATABASE")] {
+            env.push(EnvVar {
+                name: name.into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector { name: secret_name(w), key: key.into(), optional: Some(true) }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        env.push(EnvVar { name: "PGDATA".into(), value: Some("/var/lib/postgresql/data/pgdata".into()), ..Default::default() });
+    }
+    let (cpu_request, memory_request) = ((s.cpu_millis / 4).max(50), (s.memory_mb / 4).max(64));
+    Container {
+        name: dns_label(&s.name, 63),
+        image: Some(w.image.clone()),
+        command: s.start_command.as_ref().filter(|_| s.source_kind != SourceKind::Database).map(|c| vec!["/bin/sh".into(), "-c".into(), c.clone()]),
+        env: (!env.is_empty()).then_some(env),
+        env_from: Some(vec![EnvFromSource { secret_ref: Some(SecretEnvSource { name: secret_name(w), optional: None }), ..Default::default() }]),
+        ports: Some(vec![ContainerPort { container_port: p, name: Some("main".into()), ..Default::default() }]),
+        resources: Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([
+                ("cpu".to_string(), quantity(format!("{}m", s.cpu_millis))),
+                ("memory".to_string(), quantity(format!("{}Mi", s.memory_mb))),
+            ])),
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), quantity(format!("{cpu_request}m"))),
+                ("memory".to_string(), quantity(format!("{memory_request}Mi"))),
+            ])),
+            ..Default::default()
+        }),
+        readiness_probe: Some(probe_action(1)),
+        liveness_probe: Some(Probe { failure_threshold: Some(6), ..probe_action(s.healthcheck_timeout_secs.clamp(5, 600)) }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        volume_mounts: volume_path(s).map(|at| vec![VolumeMount { name: "data".into(), mount_path: at, ..Default::default() }]),
+        ..Default::default()
+    }
+}
+
+/// Where the service's volume is mounted: its volume path, or the database's data folder.
+fn volume_path(s: &Service) -> Option<String> {
+    match (s.source_kind, s.source.as_str()) {
+        (SourceKind::Database, "postgres") => Some("/var/lib/postgresql/data".into()),
+        (SourceKind::Database, "redis") => Some("/data".into()),
+        _ => s.volume_path.clone(),
+    }
+}
+
+fn pod_spec(w: &Workload, settings: &Settings, restart: &str) -> PodSpec {
+    // The official database images run as their own user 999 and own their data through it.
+    let user = (w.service.source_kind == SourceKind::Database).then_some(999);
+    PodSpec {
+        containers: vec![container(w)],
+        restart_policy: Some(restart.into()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        image_pull_secrets: settings.image_pull_secret.as_ref().map(|n| vec![LocalObjectReference { name: n.clone() }]),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: user.or(Some(10001)),
+            fs_group: user.or(Some(10001)),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn template(w: &Workload, settings: &Settings, restart: &str) -> PodTemplateSpec {
+    let mut l = labels(w.target, Some(w.service), Some(w.deployment_id));
+    l.extend(selector(w));
+    PodTemplateSpec { metadata: Some(ObjectMeta { labels: Some(l), ..Default::default() }), spec: Some(pod_spec(w, settings, restart)) }
+}
+
+fn name(w: &Workload) -> String {
+    dns_label(&w.service.name, 63)
+}
+
+/// The Service other services reach it at, by its bare name (`db:5432`, `http://api/`).
+fn service(w: &Workload, headless: bool) -> Object {
+    let p = i32::from(port(w.service));
+    let name = if headless { format!("{}-pods", name(w)) } else { name(w) };
+    // An HTTP service also answers on 80 (`http://api/`); a database only on its own port.
+    let known = if headless || p == 80 || w.service.source_kind == SourceKind::Database { vec![p] } else { vec![p, 80] };
+    Object::Service(KService {
+        metadata: meta(&name, Some(namespace_name(w.target)), labels(w.target, Some(w.service), None)),
+        spec: Some(ServiceSpec {
+            selector: Some(selector(w)),
+            cluster_ip: headless.then(|| "None".to_string()),
+            ports: Some(
+                known
+                    .into_iter()
+                    .map(|at| ServicePort { name: Some(format!("p{at}")), port: at, target_port: Some(IntOrString::Int(p)), ..Default::default() })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// `<service>.<project>.<base domain>` (production) or `<service>-<environment>.<project>.…`.
+pub fn host(w: &Workload, settings: &Settings) -> String {
+    let service = if w.target.environment == "production" { name(w) } else { dns_label(&format!("{}-{}", w.service.name, w.target.environment), 63) };
+    format!("{service}.{}.{}", dns_label(&w.target.project_slug, 63), settings.base_domain)
+}
+
+fn ingress(w: &Workload, settings: &Settings) -> Object {
+    let host = host(w, settings);
+    let mut metadata = meta(&name(w), Some(namespace_name(w.target)), labels(w.target, Some(w.service), None));
+    if let Some(issuer) = &settings.cert_issuer {
+        metadata.annotations = Some(BTreeMap::from([("cert-manager.io/cluster-issuer".to_string(), issuer.clone())]));
+    }
+    Object::Ingress(Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: settings.ingress_class.clone(),
+            tls: settings.cert_issuer.as_ref().map(|_| vec![IngressTLS { hosts: Some(vec![host.clone()]), secret_name: Some(format!("{}-tls", name(w))) }]),
+            rules: Some(vec![IngressRule {
+                host: Some(host),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".into()),
+                        path_type: "Prefix".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: name(w),
+                                port: Some(ServiceBackendPort { number: Some(i32::from(port(w.service))), ..Default::default() }),
+                            }),
+                            ..Default::default()
+                        },
+                    }],
+                }),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// Everything one deployment of a service needs, after the environment's objects.
+pub fn workload(w: &Workload, settings: &Settings) -> Vec<Object> {
+    let s = w.service;
+    let ns = namespace_name(w.target);
+    let mut out = vec![secret(w)];
+    if let Some(schedule) = &s.cron_schedule {
+        let restart = if s.restart_policy == RestartPolicy::Never { "Never" } else { "OnFailure" };
+        out.push(Object::CronJob(CronJob {
+            metadata: meta(&name(w), Some(ns), labels(w.target, Some(s), Some(w.deployment_id))),
+            spec: Some(CronJobSpec {
+                schedule: schedule.clone(),
+                time_zone: Some("Etc/UTC".into()),
+                concurrency_policy: Some("Forbid".into()),
+                successful_jobs_history_limit: Some(3),
+                failed_jobs_history_limit: Some(3),
+                job_template: JobTemplateSpec {
+                    spec: Some(JobSpec { backoff_limit: Some(s.restart_max.clamp(0, 10)), template: template(w, settings, restart), ..Default::default() }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        return out;
+    }
+    let stateful = s.source_kind == SourceKind::Database || s.volume_path.is_some();
+    let replicas = if s.source_kind == SourceKind::Database { 1 } else { s.replicas.max(1) };
+    let label_selector = LabelSelector { match_labels: Some(selector(w)), ..Default::default() };
+    let workload_labels = labels(w.target, Some(s), Some(w.deployment_id));
+    if stateful {
+        let claim = PersistentVolumeClaim {
+            metadata: ObjectMeta { name: Some("data".into()), labels: Some(labels(w.target, Some(s), None)), ..Default::default() },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([("storage".to_string(), quantity(format!("{}Gi", w.volume_gb.max(1))))])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        out.push(Object::StatefulSet(StatefulSet {
+            metadata: meta(&name(w), Some(ns), workload_labels),
+            spec: Some(StatefulSetSpec {
+                replicas: Some(replicas),
+                selector: label_selector,
+                service_name: Some(format!("{}-pods", name(w))),
+                template: template(w, settings, "Always"),
+                volume_claim_templates: Some(vec![claim]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        out.push(service(w, true));
+    } else {
+        out.push(Object::Deployment(Deployment {
+            metadata: meta(&name(w), Some(ns), workload_labels),
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                selector: label_selector,
+                // Zero downtime: a new pod must be ready before an old one goes.
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: Some(RollingUpdateDeployment { max_unavailable: Some(IntOrString::Int(0)), max_surge: Some(IntOrString::Int(1)) }),
+                }),
+                template: template(w, settings, "Always"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+    }
+    out.push(service(w, false));
+    if s.source_kind != SourceKind::Database {
+        out.push(ingress(w, settings));
+    }
+    out
+}
+
+/// The image a source build pushes: one per deployment, under the configured registry.
+pub fn built_image(w: &Workload, registry: &str) -> String {
+    format!("{}/{}:{}", registry.trim_end_matches('/'), w.service.id, w.deployment_id)
+}
+
+/// A Job building a git source with the builder and pushing the image. Without a registry
+/// there is nowhere to push to: the error says what to configure.
+pub fn build_job(w: &Workload, settings: &Settings) -> Result<Object, String> {
+    let s = w.service;
+    let registry = settings.registry.as_deref().ok_or("Building from source on Kubernetes needs a registry to push to: set ROUNDHOUSE_K8S_REGISTRY.")?;
+    if s.source_kind != SourceKind::Git {
+        return Err(format!("The Kubernetes runtime builds git sources; a {} source is not built there yet.", s.source_kind.as_str()));
+    }
+    let context = format!("git://{}", s.source.trim_start_matches("https://"));
+    let builder = Container {
+        name: "build".into(),
+        image: Some(settings.builder_image.clone()),
+        args: Some(vec![format!("--context={context}"), format!("--destination={}", built_image(w, registry)), "--cache=true".into()]),
+        resources: Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([("cpu".to_string(), quantity("1000m".into())), ("memory".to_string(), quantity("2048Mi".into()))])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(Object::Job(Job {
+        metadata: meta(&dns_label(&format!("build-{}-{}", s.name, w.number), 63), Some(namespace_name(w.target)), labels(w.target, Some(s), Some(w.deployment_id))),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            ttl_seconds_after_finished: Some(3600),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels(w.target, Some(s), Some(w.deployment_id))), ..Default::default() }),
+                spec: Some(PodSpec {
+                    containers: vec![builder],
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    image_pull_secrets: settings.image_pull_secret.as_ref().map(|n| vec![LocalObjectReference { name: n.clone() }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn target() -> Target {
+        Target {
+            project_id: Uuid::from_u128(0x11),
+            project_slug: "shop".into(),
+            environment_id: Uuid::from_u128(0x22),
+            environment: "production".into(),
+        }
+    }
+
+    fn service(name: &str, kind: SourceKind, source: &str) -> Service {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+        Service {
+            id: Uuid::from_u128(0x33),
+            project_id: Uuid::from_u128(0x11),
+            project: "shop".into(),
+            environment_id: Uuid::from_u128(0x22),
+            environment: "production".into(),
+            name: name.into(),
+            source_kind: kind,
+            source: source.into(),
+            build_command: None,
+            start_command: None,
+            port: Some(3000),
+            replicas: 2,
+            cpu_millis: 500,
+            memory_mb: 512,
+            healthcheck_path: Some("/healthz".into()),
+            healthcheck_timeout_secs: 30,
+            restart_policy: RestartPolicy::OnFailure,
+            restart_max: 3,
+            max_processes: 256,
+            volume_path: None,
+            cron_schedule: None,
+            pre_deploy_command: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn env() -> BTreeMap<String, String> {
+        BTreeMap::from([("DATABASE_URL".to_string(), "postgres://app:secret@db:5432/app".to_string())])
+    }
+
+    fn make<'a>(t: &'a Target, s: &'a Service, env: &'a BTreeMap<String, String>, image: &str) -> Workload<'a> {
+        Workload { target: t, service: s, deployment_id: Uuid::from_u128(0x44), number: 7, image: image.into(), env, volume_gb: 50 }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            base_domain: "apps.example.com".into(),
+            ingress_class: Some("nginx".into()),
+            cert_issuer: Some("letsencrypt".into()),
+            image_pull_secret: Some("registry-auth".into()),
+            registry: Some("registry.example.com/roundhouse".into()),
+            ..Settings::default()
+        }
+    }
+
+    /// Compares with `golden/<name>.json`; `UPDATE_GOLDEN=1` writes it instead (then review
+    /// the diff by eye).
+    fn golden(name: &str, objects: &[Object]) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/runtime/kubernetes/golden").join(format!("{name}.json"));
+        let rendered = serde_json::to_string_pretty(objects).unwrap() + "\n";
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &rendered).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_GOLDEN=1", path.display()));
+        assert_eq!(rendered, expected, "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept, then review the diff)");
+    }
+
+    #[test]
+    fn an_environment_is_a_namespace_fenced_to_itself_and_the_ingress_with_the_plans_quota() {
+        let quota = Quota { services: 3, replicas: 1, cpu_millis: 1000, memory_mb: 512, volume_gb: 1 };
+        golden("environment", &environment(&target(), quota, &settings()));
+    }
+
+    #[test]
+    fn a_stateless_image_service_is_a_rolling_deployment_a_service_and_an_ingress() {
+        let (t, s, e) = (target(), service("web", SourceKind::Image, "nginx:1.27"), env());
+        let objects = super::workload(&workload_of(&t, &s, &e, "nginx:1.27"), &settings());
+        golden("stateless", &objects);
+        let kinds: Vec<&str> = objects.iter().map(kind).collect();
+        assert_eq!(kinds, ["Secret", "Deployment", "Service", "Ingress"]);
+    }
+
+    fn workload_of<'a>(t: &'a Target, s: &'a Service, e: &'a BTreeMap<String, String>, image: &str) -> Workload<'a> {
+        make(t, s, e, image)
+    }
+
+    fn kind(o: &Object) -> &'static str {
+        match o {
+            Object::Namespace(_) => "Namespace",
+            Object::NetworkPolicy(_) => "NetworkPolicy",
+            Object::ResourceQuota(_) => "ResourceQuota",
+            Object::Secret(_) => "Secret",
+            Object::Deployment(_) => "Deployment",
+            Object::StatefulSet(_) => "StatefulSet",
+            Object::Service(_) => "Service",
+            Object::Ingress(_) => "Ingress",
+            Object::CronJob(_) => "CronJob",
+            Object::Job(_) => "Job",
+        }
+    }
+
+    #[test]
+    fn a_service_with_a_volume_is_a_stateful_set_with_a_claim() {
+        let (t, e) = (target(), env());
+        let mut s = service("uploads", SourceKind::Git, "https://github.com/acme/uploads");
+        s.volume_path = Some("/data".into());
+        s.replicas = 1;
+        let w = workload_of(&t, &s, &e, "registry.example.com/roundhouse/x:y");
+        let objects = super::workload(&w, &settings());
+        golden("volume", &objects);
+        assert_eq!(objects.iter().map(kind).collect::<Vec<_>>(), ["Secret", "StatefulSet", "Service", "Service", "Ingress"]);
+    }
+
+    #[test]
+    fn databases_run_their_official_images_with_no_ingress() {
+        let (t, e) = (target(), env());
+        for engine in ["postgres", "redis"] {
+            let mut s = service("db", SourceKind::Database, engine);
+            s.port = None;
+            s.healthcheck_path = None;
+            let w = workload_of(&t, &s, &e, database_image(engine).unwrap());
+            let objects = super::workload(&w, &Settings::default());
+            golden(&format!("database-{engine}"), &objects);
+            assert!(!objects.iter().any(|o| matches!(o, Object::Ingress(_))), "a database is private");
+        }
+    }
+
+    #[test]
+    fn a_cron_service_is_a_cron_job_that_never_overlaps() {
+        let (t, e) = (target(), env());
+        let mut s = service("nightly", SourceKind::Image, "alpine:3");
+        s.cron_schedule = Some("0 3 * * *".into());
+        s.start_command = Some("./backup.sh".into());
+        let objects = super::workload(&workload_of(&t, &s, &e, "alpine:3"), &settings());
+        golden("cron", &objects);
+        assert_eq!(objects.iter().map(kind).collect::<Vec<_>>(), ["Secret", "CronJob"]);
+    }
+
+    #[test]
+    fn a_git_source_builds_in_a_job_pushing_to_the_registry_and_says_when_there_is_none() {
+        let (t, e) = (target(), env());
+        let s = service("api", SourceKind::Git, "https://github.com/acme/api");
+        let w = workload_of(&t, &s, &e, "");
+        golden("build-job", &[build_job(&w, &settings()).unwrap()]);
+        let err = build_job(&w, &Settings::default()).unwrap_err();
+        assert!(err.contains("ROUNDHOUSE_K8S_REGISTRY"), "{err}");
+        let upload = service("api", SourceKind::Upload, "");
+        assert!(build_job(&workload_of(&t, &upload, &e, ""), &settings()).is_err());
+    }
+
+    #[test]
+    fn names_are_dns_labels_and_hosts_follow_the_environment() {
+        let mut t = target();
+        t.project_slug = "My_Shop!".into();
+        t.environment = "Staging".into();
+        assert_eq!(namespace_name(&t), "rh-my-shop--staging");
+        let long = Target { project_slug: "x".repeat(80), ..target() };
+        assert!(namespace_name(&long).len() <= 63);
+        let (s, e) = (service("web", SourceKind::Image, "nginx"), env());
+        assert_eq!(host(&workload_of(&target(), &s, &e, "nginx"), &settings()), "web.shop.apps.example.com");
+        assert_eq!(host(&workload_of(&t, &s, &e, "nginx"), &settings()), "web-staging.my-shop.apps.example.com");
+    }
+}

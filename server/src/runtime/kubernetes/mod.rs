@@ -1,0 +1,40 @@
+//! The Kubernetes runtime, being built (issue 10): a project environment becomes a Namespace;
+//! each service becomes the objects `manifests.rs` writes. What exists today is the object
+//! model, with golden tests; the client (kube-rs, server-side apply under the field manager
+//! `roundhouse`), the watches and the log streaming come next, so `ROUNDHOUSE_RUNTIME` does not
+//! accept `kubernetes` yet.
+
+pub mod manifests;
+
+/// How the objects are written for a cluster: configuration, not code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Services answer at `<service>.<project>.<base domain>`.
+    pub base_domain: String,
+    pub ingress_class: Option<String>,
+    /// A cert-manager ClusterIssuer: when set, each Ingress gets TLS from it.
+    pub cert_issuer: Option<String>,
+    /// A Secret of the platform's namespace copied into each environment's for image pulls.
+    pub image_pull_secret: Option<String>,
+    /// Where source builds push their images (`registry.example.com/roundhouse`).
+    pub registry: Option<String>,
+    /// The builder a build Job runs (BuildKit's or kaniko's executor image).
+    pub builder_image: String,
+    /// The namespace the ingress controller runs in: the only one besides the environment's
+    /// own whose pods may reach its pods.
+    pub ingress_namespace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            base_domain: "apps.example.com".into(),
+            ingress_class: None,
+            cert_issuer: None,
+            image_pull_secret: None,
+            registry: None,
+            builder_image: "gcr.io/kaniko-project/executor:v1.23.2".into(),
+            ingress_namespace: "ingress-nginx".into(),
+        }
+    }
+}
