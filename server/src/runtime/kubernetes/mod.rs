@@ -1,9 +1,10 @@
 //! The Kubernetes runtime, being built (issue 10): a project environment becomes a Namespace;
-//! each service becomes the objects `manifests.rs` writes. What exists today is the object
-//! model, with golden tests; the client (kube-rs, server-side apply under the field manager
-//! `roundhouse`), the watches and the log streaming come next, so `ROUNDHOUSE_RUNTIME` does not
-//! accept `kubernetes` yet.
+//! each service becomes the objects `manifests.rs` writes, applied by `cluster.rs` (kube-rs,
+//! server-side apply under the field manager `roundhouse`, RBAC checked at start, pruning by
+//! label). Status from watches, pod logs and adoption come next, so `ROUNDHOUSE_RUNTIME` does
+//! not accept `kubernetes` yet.
 
+pub mod cluster;
 pub mod manifests;
 
 /// How the objects are written for a cluster: configuration, not code.

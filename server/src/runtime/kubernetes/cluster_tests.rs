@@ -1,0 +1,142 @@
+//! The cluster client against a mock Kubernetes API (kube-rs' tower-test pattern): each request
+//! is checked in order — method, path, query, content type, body — and answered as the API
+//! server would.
+
+use super::*;
+use crate::runtime::kubernetes::{manifests, Settings};
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use kube::client::Body;
+use serde_json::{json, Value};
+use tower_test::mock::{self, Handle};
+
+type ApiServer = Handle<Request<Body>, Response<Body>>;
+
+fn mock_cluster() -> (Cluster, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Cluster::new(Client::new(service, "default")), handle)
+}
+
+/// The next request: its method, path with query, content type and JSON body; and where the
+/// answer goes.
+async fn next(api: &mut ApiServer) -> (String, String, String, Value, mock::SendResponse<Response<Body>>) {
+    let (req, send) = api.next_request().await.expect("a request");
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let content_type = req.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let bytes = req.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    (method, uri, content_type, body, send)
+}
+
+fn answer(send: mock::SendResponse<Response<Body>>, body: &Value) {
+    send.send_response(Response::builder().status(200).body(Body::from(serde_json::to_vec(body).unwrap())).unwrap());
+}
+
+fn target() -> manifests::Target {
+    manifests::Target { project_id: uuid::Uuid::from_u128(1), project_slug: "shop".into(), environment_id: uuid::Uuid::from_u128(2), environment: "production".into() }
+}
+
+fn web() -> app::services::Service {
+    let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+    app::services::Service {
+        id: uuid::Uuid::from_u128(3),
+        project_id: uuid::Uuid::from_u128(1),
+        project: "shop".into(),
+        environment_id: uuid::Uuid::from_u128(2),
+        environment: "production".into(),
+        name: "web".into(),
+        source_kind: app::services::SourceKind::Image,
+        source: "ghcr.io/acme/web:1".into(),
+        build_command: None,
+        start_command: None,
+        port: Some(8080),
+        replicas: 2,
+        cpu_millis: 500,
+        memory_mb: 256,
+        healthcheck_path: None,
+        healthcheck_timeout_secs: 30,
+        restart_policy: app::services::RestartPolicy::Always,
+        restart_max: 3,
+        max_processes: 256,
+        volume_path: None,
+        cron_schedule: None,
+        pre_deploy_command: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+#[tokio::test]
+async fn objects_are_applied_server_side_in_order_under_the_roundhouse_field_manager() {
+    let (cluster, mut api) = mock_cluster();
+    let t = target();
+    let s = web();
+    let env = std::collections::BTreeMap::new();
+    let w = manifests::Workload { target: &t, service: &s, deployment_id: uuid::Uuid::from_u128(4), number: 1, image: s.source.clone(), env: &env, volume_gb: 1 };
+    let quota = manifests::Quota { services: 3, replicas: 1, cpu_millis: 1000, memory_mb: 512, volume_gb: 1 };
+    let mut objects = manifests::environment(&t, quota, &Settings::default());
+    objects.extend(manifests::workload(&w, &Settings::default()));
+    let expected = [
+        ("/api/v1/namespaces/rh-shop-production", "Namespace"),
+        ("/apis/networking.k8s.io/v1/namespaces/rh-shop-production/networkpolicies/roundhouse-isolation", "NetworkPolicy"),
+        ("/api/v1/namespaces/rh-shop-production/resourcequotas/roundhouse-plan", "ResourceQuota"),
+        ("/api/v1/namespaces/rh-shop-production/secrets/web-1-env", "Secret"),
+        ("/apis/apps/v1/namespaces/rh-shop-production/deployments/web", "Deployment"),
+        ("/api/v1/namespaces/rh-shop-production/services/web", "Service"),
+        ("/apis/networking.k8s.io/v1/namespaces/rh-shop-production/ingresses/web", "Ingress"),
+    ];
+    let server = tokio::spawn(async move {
+        for (path, kind) in expected {
+            let (method, uri, content_type, body, send) = next(&mut api).await;
+            assert_eq!(method, "PATCH", "{uri}");
+            assert_eq!(uri, format!("{path}?&force=true&fieldManager=roundhouse"));
+            assert_eq!(content_type, "application/apply-patch+yaml");
+            assert_eq!(body["kind"], kind);
+            assert_eq!(body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "roundhouse", "{body}");
+            answer(send, &body);
+        }
+    });
+    cluster.apply(&objects).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_rbac_verbs_are_named_at_start() {
+    let (cluster, mut api) = mock_cluster();
+    let server = tokio::spawn(async move {
+        for _ in 0..KINDS.len() * VERBS.len() {
+            let (method, uri, _, mut review, send) = next(&mut api).await;
+            assert_eq!((method.as_str(), uri.as_str()), ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews?"));
+            let attrs = &review["spec"]["resourceAttributes"];
+            let denied = (attrs["verb"] == "delete" && attrs["resource"] == "statefulsets") || (attrs["verb"] == "watch" && attrs["resource"] == "ingresses");
+            review["status"] = json!({ "allowed": !denied });
+            answer(send, &review);
+        }
+    });
+    let missing = cluster.missing_permissions().await.unwrap();
+    server.await.unwrap();
+    assert_eq!(missing, ["delete apps/statefulsets", "watch networking.k8s.io/ingresses"]);
+}
+
+#[tokio::test]
+async fn what_a_service_no_longer_needs_is_pruned_by_label_and_waits_for_its_pods() {
+    let (cluster, mut api) = mock_cluster();
+    let server = tokio::spawn(async move {
+        let (method, uri, _, _, send) = next(&mut api).await;
+        assert_eq!(method, "GET");
+        assert_eq!(uri, "/apis/apps/v1/namespaces/rh-shop-production/deployments?&labelSelector=roundhouse.dev%2Fservice%3D3");
+        let item = |name: &str| json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": name, "namespace": "rh-shop-production" } });
+        answer(send, &json!({ "apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [item("web"), item("web-old")] }));
+        let (method, uri, _, body, send) = next(&mut api).await;
+        assert_eq!((method.as_str(), uri.as_str()), ("DELETE", "/apis/apps/v1/namespaces/rh-shop-production/deployments/web-old?"));
+        assert_eq!(body["propagationPolicy"], "Foreground");
+        answer(send, &json!({ "kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {} }));
+    });
+    let deleted = cluster
+        .prune::<k8s_openapi::api::apps::v1::Deployment>("rh-shop-production", "roundhouse.dev/service=3", &["web".to_string()])
+        .await
+        .unwrap();
+    server.await.unwrap();
+    assert_eq!(deleted, ["web-old"]);
+}
