@@ -23,7 +23,7 @@ pub mod templates;
 pub mod ui;
 pub mod variables;
 
-use auth::{Login, Logout, Register, User};
+use auth::{use_session, Login, Logout, Register, Session, User};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
@@ -67,20 +67,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </body>
         </html>
     }
-}
-
-/// Sign-in state shared by the navigation and the auth pages: the actions bump the user
-/// resource when they complete.
-#[derive(Clone, Copy)]
-pub struct Session {
-    pub login: ServerAction<Login>,
-    pub logout: ServerAction<Logout>,
-    pub register: ServerAction<Register>,
-    pub me: Resource<Result<Option<User>, error::AppError>>,
-}
-
-pub fn use_session() -> Session {
-    expect_context::<Session>()
 }
 
 #[component]

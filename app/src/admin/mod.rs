@@ -27,7 +27,7 @@ pub struct UserPage {
 pub async fn admin_list_users(q: Option<String>, offset: Option<i64>) -> Result<UserPage, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        request::require_admin()?;
+        crate::auth::guard::require_admin()?;
         service::list_users(&request::state()?.db, q.as_deref(), offset.unwrap_or(0)).await
     })
     .await
@@ -37,7 +37,7 @@ pub async fn admin_list_users(q: Option<String>, offset: Option<i64>) -> Result<
 pub async fn admin_set_role(user_id: Uuid, role: String) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_admin()?;
+        let auth = crate::auth::guard::require_admin()?;
         let role = crate::auth::Role::parse(&role)?;
         service::set_role(&request::state()?.db, &auth.user, user_id, role, &request::client_ip()).await
     })
@@ -48,7 +48,7 @@ pub async fn admin_set_role(user_id: Uuid, role: String) -> Result<(), AppError>
 pub async fn admin_set_suspended(user_id: Uuid, suspended: bool) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_admin()?;
+        let auth = crate::auth::guard::require_admin()?;
         service::set_suspended(&request::state()?.db, &auth.user, user_id, suspended, &request::client_ip()).await
     })
     .await

@@ -1,9 +1,14 @@
 //! Accounts: registration, sign-in, sessions, email verification, password reset, profile and
 //! personal API tokens.
 
+#[cfg(feature = "ssr")]
+pub mod guard;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod service;
+mod session;
+
+pub use session::{use_session, Session};
 
 use crate::error::AppError;
 use chrono::{DateTime, Utc};
@@ -81,7 +86,7 @@ pub struct CreatedApiToken {
 #[server(endpoint = "get_me")]
 pub async fn get_me() -> Result<Option<User>, AppError> {
     crate::infra::request::with_status(async move {
-        Ok(crate::infra::request::current().map(|a| a.user))
+        Ok(crate::auth::guard::current().map(|a| a.user))
     })
     .await
 }
@@ -124,7 +129,7 @@ pub async fn logout() -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
         let state = request::state()?;
-        if let Some(auth) = request::current() {
+        if let Some(auth) = crate::auth::guard::current() {
             service::end_authentication(&state.db, &auth).await?;
         }
         request::set_cookie(service::clear_session_cookie(&state.config));
@@ -147,7 +152,7 @@ pub async fn verify_email(token: String) -> Result<User, AppError> {
 pub async fn resend_verification() -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         service::send_verification(&state, &auth.user).await
     })
@@ -176,7 +181,7 @@ pub async fn reset_password(token: String, password: String) -> Result<(), AppEr
 pub async fn update_profile(name: String) -> Result<User, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         service::update_profile(&state.db, auth.user.id, &name).await
     })
@@ -187,7 +192,7 @@ pub async fn update_profile(name: String) -> Result<User, AppError> {
 pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         service::change_password(&state.db, &auth, &current_password, &new_password).await
     })
@@ -198,7 +203,7 @@ pub async fn change_password(current_password: String, new_password: String) -> 
 pub async fn list_tokens() -> Result<Vec<ApiToken>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::list_tokens(&request::state()?.db, auth.user.id).await
     })
     .await
@@ -208,7 +213,7 @@ pub async fn list_tokens() -> Result<Vec<ApiToken>, AppError> {
 pub async fn create_token(name: String) -> Result<CreatedApiToken, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::create_token(&request::state()?.db, auth.user.id, &name).await
     })
     .await
@@ -218,7 +223,7 @@ pub async fn create_token(name: String) -> Result<CreatedApiToken, AppError> {
 pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::revoke_token(&request::state()?.db, auth.user.id, id).await
     })
     .await

@@ -1,8 +1,5 @@
 use super::*;
-use crate::{
-    ui::{field_error, form_error, Badge, ConfirmDialog, EmptyState, ErrorNote, Field, Tone},
-    use_session,
-};
+use crate::ui::{field_error, form_error, Badge, ConfirmDialog, EmptyState, ErrorNote, Field, Tone};
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 

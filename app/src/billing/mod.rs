@@ -124,7 +124,7 @@ impl UsageReport {
 pub async fn get_usage() -> Result<UsageReport, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::usage(&request::state()?.db, auth.user.id, Utc::now()).await
     })
     .await
@@ -135,7 +135,7 @@ pub async fn get_usage() -> Result<UsageReport, AppError> {
 pub async fn get_service_usage(service_id: Uuid) -> Result<ServiceUsage, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::service_usage(&request::state()?.db, auth.user.id, service_id, Utc::now()).await
     })
     .await
@@ -157,7 +157,7 @@ pub struct Limits {
 pub async fn get_limits() -> Result<Limits, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         limits::get(&request::state()?.db, auth.user.id).await
     })
     .await
@@ -168,7 +168,7 @@ pub async fn get_limits() -> Result<Limits, AppError> {
 pub async fn set_limits(soft_limit: String, hard_limit: String) -> Result<Limits, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let amount = |field: &str, s: &str| -> Result<Option<i64>, AppError> {
             if s.trim().is_empty() {
                 return Ok(None);
@@ -246,7 +246,7 @@ pub struct Invoice {
 pub async fn change_plan(plan_id: String) -> Result<PlanChange, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let change = subscription::change_plan(&request::state()?, auth.user.id, plan_id.trim(), &request::client_ip()).await?;
         if let PlanChange::Redirect { redirect_url } = &change {
             leptos_axum::redirect(redirect_url);
@@ -261,7 +261,7 @@ pub async fn change_plan(plan_id: String) -> Result<PlanChange, AppError> {
 pub async fn billing_portal() -> Result<String, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let url = subscription::portal(&request::state()?, auth.user.id).await?;
         leptos_axum::redirect(&url);
         Ok(url)
@@ -274,7 +274,7 @@ pub async fn billing_portal() -> Result<String, AppError> {
 pub async fn get_payment_status() -> Result<PaymentStatus, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         subscription::status(&request::state()?, auth.user.id).await
     })
     .await
@@ -284,7 +284,7 @@ pub async fn get_payment_status() -> Result<PaymentStatus, AppError> {
 pub async fn list_invoices() -> Result<Vec<InvoiceSummary>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         ledger::list(&request::state()?.db, Some(auth.user.id)).await
     })
     .await
@@ -295,7 +295,7 @@ pub async fn list_invoices() -> Result<Vec<InvoiceSummary>, AppError> {
 pub async fn get_invoice(id: Uuid) -> Result<Invoice, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let owner = (!auth.user.is_admin()).then_some(auth.user.id);
         ledger::get(&request::state()?.db, owner, id).await
     })
@@ -306,7 +306,7 @@ pub async fn get_invoice(id: Uuid) -> Result<Invoice, AppError> {
 pub async fn admin_list_invoices() -> Result<Vec<InvoiceSummary>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        request::require_admin()?;
+        crate::auth::guard::require_admin()?;
         ledger::list(&request::state()?.db, None).await
     })
     .await
@@ -316,7 +316,7 @@ pub async fn admin_list_invoices() -> Result<Vec<InvoiceSummary>, AppError> {
 pub async fn admin_mark_invoice_paid(id: Uuid) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_admin()?;
+        let auth = crate::auth::guard::require_admin()?;
         ledger::mark_paid(&request::state()?.db, auth.user.id, id, &request::client_ip()).await
     })
     .await
@@ -380,7 +380,7 @@ pub struct Customer {
 pub async fn admin_revenue() -> Result<Revenue, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        request::require_admin()?;
+        crate::auth::guard::require_admin()?;
         revenue::report(&request::state()?.db, Utc::now()).await
     })
     .await

@@ -186,7 +186,7 @@ pub fn TemplatePage() -> impl IntoView {
     let params = use_params_map();
     let slug = Memo::new(move |_| params.with(|p| p.get("slug").unwrap_or_default()));
     let template = Resource::new(move || slug.get(), get_template);
-    let session = crate::use_session();
+    let session = crate::auth::use_session();
     view! {
         <section class="mx-auto max-w-4xl px-4 py-14">
             <Suspense fallback=|| view! { <p class="text-slate-400">"Loading…"</p> }>

@@ -215,7 +215,7 @@ pub struct StatusChange {
 pub async fn list_deployments(service_id: Uuid) -> Result<Vec<Deployment>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::list(&request::state()?.db, auth.user.id, service_id).await
     })
     .await
@@ -225,7 +225,7 @@ pub async fn list_deployments(service_id: Uuid) -> Result<Vec<Deployment>, AppEr
 pub async fn deploy_service(service_id: Uuid) -> Result<Deployment, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         let d = service::deploy(&state, auth.user.id, service_id).await?;
         leptos_axum::redirect(&format!("/deployments/{}", d.id));
@@ -238,7 +238,7 @@ pub async fn deploy_service(service_id: Uuid) -> Result<Deployment, AppError> {
 pub async fn get_deployment(id: Uuid) -> Result<DeploymentDetail, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         service::detail(&state, auth.user.id, id).await
     })
@@ -251,7 +251,7 @@ pub async fn get_deployment(id: Uuid) -> Result<DeploymentDetail, AppError> {
 pub async fn deployment_action(id: Uuid, action: String) -> Result<Deployment, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         let action = service::Action::parse(&action)
             .ok_or_else(|| AppError::validation("action", "Choose rollback, redeploy, restart, cancel or stop."))?;
@@ -266,7 +266,7 @@ pub async fn deployment_action(id: Uuid, action: String) -> Result<Deployment, A
 pub async fn service_metrics(service_id: Uuid) -> Result<Vec<MetricPoint>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::metrics(&request::state()?.db, auth.user.id, service_id).await
     })
     .await
@@ -277,7 +277,7 @@ pub async fn service_metrics(service_id: Uuid) -> Result<Vec<MetricPoint>, AppEr
 pub async fn latest_deployments(project_id: Uuid) -> Result<Vec<Deployment>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::latest_per_service(&request::state()?.db, auth.user.id, project_id).await
     })
     .await

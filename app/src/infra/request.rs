@@ -1,8 +1,8 @@
-//! What a server function knows about its request: the state, the signed-in user (resolved
-//! once by the server's auth middleware), the client address.
+//! What a server function knows about its request: the state, the client address, its
+//! headers, and the status its error answers with. (Who signed in is `auth::guard`'s.)
 
 use super::AppState;
-use crate::{auth::service::Authenticated, error::AppError};
+use crate::error::AppError;
 use http::{header, request::Parts, HeaderValue};
 use leptos::prelude::use_context;
 
@@ -15,23 +15,6 @@ pub fn state() -> Result<AppState, AppError> {
         tracing::error!("AppState missing from the server function context");
         AppError::Internal
     })
-}
-
-pub fn current() -> Option<Authenticated> {
-    use_context::<Parts>()?.extensions.get::<Authenticated>().cloned()
-}
-
-pub fn require_user() -> Result<Authenticated, AppError> {
-    current().ok_or(AppError::Unauthorized)
-}
-
-pub fn require_admin() -> Result<Authenticated, AppError> {
-    let auth = require_user()?;
-    if auth.user.is_admin() {
-        Ok(auth)
-    } else {
-        Err(AppError::forbidden("This page is for administrators."))
-    }
 }
 
 pub fn client_ip() -> String {

@@ -45,7 +45,7 @@ pub struct Project {
 pub async fn list_projects() -> Result<Vec<ProjectSummary>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::list(&request::state()?.db, auth.user.id).await
     })
     .await
@@ -55,7 +55,7 @@ pub async fn list_projects() -> Result<Vec<ProjectSummary>, AppError> {
 pub async fn get_project(id: Uuid) -> Result<Project, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::get(&request::state()?.db, auth.user.id, id).await
     })
     .await
@@ -65,7 +65,7 @@ pub async fn get_project(id: Uuid) -> Result<Project, AppError> {
 pub async fn create_project(name: String, description: Option<String>) -> Result<Project, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let project = service::create(&request::state()?.db, &auth.user, &name, description.as_deref().unwrap_or("")).await?;
         leptos_axum::redirect(&format!("/projects/{}", project.id));
         Ok(project)
@@ -77,7 +77,7 @@ pub async fn create_project(name: String, description: Option<String>) -> Result
 pub async fn update_project(id: Uuid, name: String, description: Option<String>) -> Result<Project, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::update(&request::state()?.db, auth.user.id, id, Some(&name), description.as_deref()).await
     })
     .await
@@ -87,7 +87,7 @@ pub async fn update_project(id: Uuid, name: String, description: Option<String>)
 pub async fn delete_project(id: Uuid) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::delete(&request::state()?.db, auth.user.id, id, &request::client_ip()).await?;
         leptos_axum::redirect("/dashboard");
         Ok(())
@@ -99,7 +99,7 @@ pub async fn delete_project(id: Uuid) -> Result<(), AppError> {
 pub async fn create_environment(project_id: Uuid, name: String) -> Result<Environment, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::create_environment(&request::state()?.db, auth.user.id, project_id, &name).await
     })
     .await
@@ -109,7 +109,7 @@ pub async fn create_environment(project_id: Uuid, name: String) -> Result<Enviro
 pub async fn delete_environment(project_id: Uuid, environment_id: Uuid) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::delete_environment(&request::state()?.db, auth.user.id, project_id, environment_id, &request::client_ip()).await
     })
     .await

@@ -9,7 +9,7 @@ pub fn DashboardPage() -> impl IntoView {
     let delete = ServerAction::<DeleteProject>::new();
     let projects = Resource::new(move || (create.version().get(), delete.version().get()), |_| list_projects());
     let value = create.value();
-    let session = crate::use_session();
+    let session = crate::auth::use_session();
     view! {
         <Title text="Dashboard · Roundhouse"/>
         <section class="mx-auto max-w-6xl px-4 py-10">

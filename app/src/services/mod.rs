@@ -192,7 +192,7 @@ pub struct ServiceLink {
 pub async fn service_links(project_id: Uuid) -> Result<Vec<ServiceLink>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         service::links(&state.db, &state.secrets, auth.user.id, project_id).await
     })
@@ -203,7 +203,7 @@ pub async fn service_links(project_id: Uuid) -> Result<Vec<ServiceLink>, AppErro
 pub async fn list_services(project_id: Uuid) -> Result<Vec<Service>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::list(&request::state()?.db, auth.user.id, project_id).await
     })
     .await
@@ -220,7 +220,7 @@ pub async fn create_service(
 ) -> Result<Service, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let kind = SourceKind::parse(&source_kind)
             .ok_or_else(|| AppError::validation("source_kind", "Choose a source: upload, git, directory, image or database."))?;
         let input = ServiceInput {
@@ -243,7 +243,7 @@ pub async fn create_service(
 pub async fn get_service(id: Uuid) -> Result<Service, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         service::get(&request::state()?.db, auth.user.id, id).await
     })
     .await
@@ -273,7 +273,7 @@ pub async fn update_service(
 ) -> Result<Service, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let policy = RestartPolicy::parse(&restart_policy)
             .ok_or_else(|| AppError::validation("restart_policy", "Restart always, on failure, or never."))?;
         let input = ServiceInput {
@@ -306,7 +306,7 @@ pub async fn update_service(
 pub async fn current_upload(service_id: Uuid) -> Result<Option<SourceUpload>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         upload::current(&request::state()?.db, auth.user.id, service_id).await
     })
     .await
@@ -316,7 +316,7 @@ pub async fn current_upload(service_id: Uuid) -> Result<Option<SourceUpload>, Ap
 pub async fn delete_service(id: Uuid) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         let s = service::get(&state.db, auth.user.id, id).await?;
         service::delete(&state.db, auth.user.id, id, &request::client_ip()).await?;
@@ -330,7 +330,7 @@ pub async fn delete_service(id: Uuid) -> Result<(), AppError> {
 pub async fn list_variables(service_id: Uuid) -> Result<Vec<Variable>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::{infra::request, variables::service as vars};
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         let scope = vars::service_scope(&state.db, auth.user.id, service_id).await?;
         vars::list(&state.db, &state.secrets, scope).await
@@ -342,7 +342,7 @@ pub async fn list_variables(service_id: Uuid) -> Result<Vec<Variable>, AppError>
 pub async fn set_variable(service_id: Uuid, name: String, value: String, secret: Option<String>) -> Result<Variable, AppError> {
     crate::infra::request::with_status(async move {
         use crate::{infra::request, variables::{service as vars, SetVariable}};
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         let scope = vars::service_scope(&state.db, auth.user.id, service_id).await?;
         let input = SetVariable { value, secret: secret.is_some_and(|s| !s.is_empty() && s != "false") };
@@ -355,7 +355,7 @@ pub async fn set_variable(service_id: Uuid, name: String, value: String, secret:
 pub async fn delete_variable(service_id: Uuid, name: String) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::{infra::request, variables::service as vars};
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         let scope = vars::service_scope(&state.db, auth.user.id, service_id).await?;
         vars::delete(&state.db, scope, &name).await
@@ -368,7 +368,7 @@ pub async fn delete_variable(service_id: Uuid, name: String) -> Result<(), AppEr
 pub async fn reveal_variable(service_id: Uuid, name: String) -> Result<String, AppError> {
     crate::infra::request::with_status(async move {
         use crate::{infra::request, variables::service as vars};
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
         let scope = vars::service_scope(&state.db, auth.user.id, service_id).await?;
         vars::reveal(&state.db, &state.secrets, scope, &name, auth.user.id, &request::client_ip()).await

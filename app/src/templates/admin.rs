@@ -96,7 +96,7 @@ pub struct ComposeImport {
 pub async fn admin_list_templates() -> Result<Vec<AdminTemplate>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        request::require_admin()?;
+        crate::auth::guard::require_admin()?;
         super::store::list_all(&request::state()?.db).await
     })
     .await
@@ -106,7 +106,7 @@ pub async fn admin_list_templates() -> Result<Vec<AdminTemplate>, AppError> {
 pub async fn admin_template_source(slug: String, version: Option<i32>) -> Result<TemplateSource, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        request::require_admin()?;
+        crate::auth::guard::require_admin()?;
         super::store::source(&request::state()?.db, &slug, version).await
     })
     .await
@@ -120,7 +120,7 @@ pub async fn admin_template_source(slug: String, version: Option<i32>) -> Result
 pub async fn admin_save_template(slug: Option<String>, source: String, base_version: Option<i32>) -> Result<Saved, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_admin()?;
+        let auth = crate::auth::guard::require_admin()?;
         let existing = slug.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let saved = super::store::save(&request::state()?.db, &auth.user, existing, &source, base_version, &request::client_ip()).await?;
         if existing.is_none() {
@@ -136,7 +136,7 @@ pub async fn admin_save_template(slug: Option<String>, source: String, base_vers
 pub async fn admin_set_template_flags(slug: String, published: Option<bool>, featured: Option<bool>) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_admin()?;
+        let auth = crate::auth::guard::require_admin()?;
         super::store::set_flags(&request::state()?.db, &auth.user, &slug, published, featured, &request::client_ip()).await
     })
     .await
@@ -147,7 +147,7 @@ pub async fn admin_set_template_flags(slug: String, published: Option<bool>, fea
 #[server(endpoint = "admin_import_compose")]
 pub async fn admin_import_compose(compose: String, slug: String, name: String) -> Result<ComposeImport, AppError> {
     crate::infra::request::with_status(async move {
-        crate::infra::request::require_admin()?;
+        crate::auth::guard::require_admin()?;
         super::store::import_compose(&compose, &slug, &name)
     })
     .await

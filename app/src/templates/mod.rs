@@ -77,7 +77,7 @@ pub struct DeployTarget {
 pub async fn deploy_targets() -> Result<Vec<DeployTarget>, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         deploy::targets(&request::state()?.db, auth.user.id).await
     })
     .await
@@ -95,7 +95,7 @@ pub async fn deploy_template(
 ) -> Result<TemplateDeployment, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
-        let auth = request::require_user()?;
+        let auth = crate::auth::guard::require_user()?;
         let bad = || AppError::validation("project_id", "Choose one of your projects.");
         let (project_id, environment_id) = match project_id.as_deref().map(str::trim).filter(|p| !p.is_empty() && *p != "new") {
             None => (None, None),

@@ -1,0 +1,24 @@
+//! Who a server function's request comes from: the user the server's auth middleware resolved
+//! once (a request extension), required signed in or an admin.
+
+use super::service::Authenticated;
+use crate::error::AppError;
+use http::request::Parts;
+use leptos::prelude::use_context;
+
+pub fn current() -> Option<Authenticated> {
+    use_context::<Parts>()?.extensions.get::<Authenticated>().cloned()
+}
+
+pub fn require_user() -> Result<Authenticated, AppError> {
+    current().ok_or(AppError::Unauthorized)
+}
+
+pub fn require_admin() -> Result<Authenticated, AppError> {
+    let auth = require_user()?;
+    if auth.user.is_admin() {
+        Ok(auth)
+    } else {
+        Err(AppError::forbidden("This page is for administrators."))
+    }
+}
