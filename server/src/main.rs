@@ -105,6 +105,7 @@ async fn run() -> anyhow::Result<()> {
                 }
             }
             state.set_admission(admission);
+            state.set_refused_sources(server::runtime::refusals(local.as_ref()));
             let rt: Arc<dyn server::runtime::Runtime> = local;
             Some(rt)
         }

@@ -5,7 +5,7 @@
 use super::{environment, Deployment, DeploymentDetail, Event, Instance, LogLine, MetricPoint, Status, Stream, Trigger};
 use crate::{
     error::{AppError, AppResult},
-    infra::{Admission, AppState, RuntimeKind},
+    infra::{Admission, AppState},
     services::{self, SourceKind},
 };
 use chrono::{DateTime, Utc};
@@ -209,11 +209,9 @@ async fn create(
 ) -> AppResult<Deployment> {
     let db = &state.db;
     admit(state, service).await?;
-    if state.config.runtime == RuntimeKind::Local && service.source_kind == SourceKind::Image {
-        return Err(AppError::validation(
-            "source",
-            "This platform runs services as local processes and cannot run a container image: that needs the Kubernetes runtime. Use a directory or git source instead.",
-        ));
+    // What the runtime says it cannot run (a container image on the local runtime).
+    if let Some(why) = state.refused_source(service.source_kind.as_str()) {
+        return Err(AppError::validation("source", why));
     }
     environment::assign_private_ports(db, &state.config, service.environment_id).await?;
     let env = environment::load(db, &state.secrets, &state.config, service.environment_id).await?;

@@ -20,6 +20,9 @@ pub struct AppState {
     /// Who may deploy, as the runtime's containment allows (set once the runtime has checked
     /// its sandbox at start).
     pub admission: Arc<std::sync::RwLock<Admission>>,
+    /// The source kinds this replica's runtime cannot run, by name, with why (set by the
+    /// server from `Runtime::supports` at start).
+    pub refused_sources: Arc<std::sync::RwLock<Vec<(String, String)>>>,
     /// Stripe, when configured (None: the local ledger bills).
     pub payments: Option<Arc<dyn super::payments::PaymentProvider>>,
 }
@@ -42,6 +45,15 @@ impl AppState {
 
     pub fn set_admission(&self, admission: Admission) {
         *self.admission.write().unwrap_or_else(|e| e.into_inner()) = admission;
+    }
+
+    /// Why the runtime cannot run a source of this kind (its name), if it cannot.
+    pub fn refused_source(&self, kind: &str) -> Option<String> {
+        self.refused_sources.read().unwrap_or_else(|e| e.into_inner()).iter().find(|(k, _)| k == kind).map(|(_, why)| why.clone())
+    }
+
+    pub fn set_refused_sources(&self, refused: Vec<(String, String)>) {
+        *self.refused_sources.write().unwrap_or_else(|e| e.into_inner()) = refused;
     }
 }
 
@@ -67,6 +79,7 @@ impl AppState {
             live: Default::default(),
             admission: Arc::new(std::sync::RwLock::new(Admission::Everyone)),
             payments: None,
+            refused_sources: Default::default(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub fn engine_port(engine: &str) -> Option<u16> {
 }
 
 impl SourceKind {
+    pub const ALL: [SourceKind; 5] = [SourceKind::Directory, SourceKind::Git, SourceKind::Upload, SourceKind::Image, SourceKind::Database];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Directory => "directory",

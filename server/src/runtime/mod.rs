@@ -11,7 +11,10 @@ pub mod sandbox;
 pub mod stack;
 
 use crate::logs::LogSink;
-use app::{infra::live::Endpoint, services::Service};
+use app::{
+    infra::live::Endpoint,
+    services::{Service, SourceKind},
+};
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -81,6 +84,13 @@ pub struct Usage {
 pub trait Runtime: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
+    /// Whether this runtime can run services of `kind`; `Err` says why not, for the user (the
+    /// domain asks before queueing a deployment: `AppState::refused_source`).
+    fn supports(&self, kind: SourceKind) -> Result<(), String> {
+        let _ = kind;
+        Ok(())
+    }
+
     /// Called when this replica starts reconciling: whatever an earlier run of the platform
     /// left behind is stopped, so the reconciler starts from a clean slate. Answers how many
     /// processes (or objects) it cleaned.
@@ -121,6 +131,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// known by (`known_ports`).
     /// `itself_on_private_port`: the service listens on its private port itself (a database).
     fn private_addrs(&self, private_port: u16, known_ports: &[u16], itself_on_private_port: bool) -> Vec<std::net::SocketAddrV4>;
+}
+
+/// What `runtime` refuses, by source kind, as the app state keeps it for the domain.
+pub fn refusals(runtime: &dyn Runtime) -> Vec<(String, String)> {
+    SourceKind::ALL.iter().filter_map(|k| runtime.supports(*k).err().map(|why| (k.as_str().to_string(), why))).collect()
 }
 
 /// A listener in a runtime's network, holding that network up while it lives.

@@ -317,10 +317,18 @@ async fn a_reference_cycle_or_an_image_is_refused_before_anything_starts() {
     let img = app
         .post(&format!("/projects/{}/services", s.project), &s.token, json!({ "name": "nginx", "source_kind": "image", "source": "nginx:1.27" }))
         .await;
-    let app_local = TestApp::on(app._database.clone(), |c| c.runtime = app::infra::RuntimeKind::Local, std::sync::Arc::new(app::infra::mail::OutboxOnly));
+    // The local runtime says it cannot run images; the domain refuses before queueing.
+    let (dir, _) = test_data_dir();
+    let app_local = TestApp::on(app._database.clone(), |c| { c.runtime = app::infra::RuntimeKind::Local; c.data_dir = dir; }, std::sync::Arc::new(app::infra::mail::OutboxOnly));
+    let local = server::runtime::local::LocalRuntime::new(server::runtime::local::Settings::from_config(&app_local.state.config), app_local.db.clone()).unwrap();
+    app_local.state.set_refused_sources(server::runtime::refusals(&local));
     let r = app_local.post(&format!("/services/{}/deployments", img.body["id"].as_str().unwrap()), &s.token, json!({})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.error_message().contains("needs the Kubernetes runtime"), "{}", r.error_message());
+    assert_eq!(r.error_field(), "source");
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments").fetch_one(&app.db).await.unwrap();
+    assert_eq!(queued, 0, "nothing was queued");
+    server::runtime::local::LocalRuntime::destroy(&app_local.state.config.data_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

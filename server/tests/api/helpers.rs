@@ -276,6 +276,7 @@ impl TestApp {
             assert_eq!(rt.admission(), app::infra::Admission::Everyone, "the tests run where the sandbox works (as root, with bubblewrap)");
         }
         app.state.set_admission(rt.admission());
+        app.state.set_refused_sources(server::runtime::refusals(&rt));
         let reconciler = server::reconciler::spawn(app.state.clone(), Some(Arc::new(rt))).expect("a reconciler");
         app.runtime = Some(RuntimeGuard { reconciler: Some(reconciler), dir });
         app

@@ -388,6 +388,16 @@ impl Local {
 
 #[async_trait::async_trait]
 impl Runtime for LocalRuntime {
+    fn supports(&self, kind: SourceKind) -> Result<(), String> {
+        match kind {
+            SourceKind::Image => Err(
+                "This platform runs services as local processes and cannot run a container image: that needs the Kubernetes runtime. Use a directory or git source instead."
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     fn name(&self) -> &'static str {
         "local"
     }
