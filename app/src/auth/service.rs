@@ -369,12 +369,13 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> AppResult<
     Ok(())
 }
 
-/// Sets the new password and ends every session of the account.
+/// Sets the new password and ends every session and API token of the account. The link is
+/// checked before the (deliberately slow) hashing, so a made-up token costs the platform nothing.
 pub async fn reset_password(db: &PgPool, token: &str, password: &str) -> AppResult<()> {
     let password = Password::parse(password)?;
-    let hash = hash_password_off_thread(password).await?;
     let mut tx = db.begin().await?;
     let user_id = consume_email_token(&mut tx, token, "reset").await?;
+    let hash = hash_password_off_thread(password).await?;
     // Following a mailed link proves the address too.
     sqlx::query(
         "UPDATE users SET password_hash = $2, email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1",
@@ -384,6 +385,8 @@ pub async fn reset_password(db: &PgPool, token: &str, password: &str) -> AppResu
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    // Whoever had the old password may have made tokens with it.
+    sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user_id, "password reset");
     Ok(())
@@ -422,6 +425,8 @@ pub async fn change_password(db: &PgPool, auth: &Authenticated, current: &str, n
         .bind(keep)
         .execute(&mut *tx)
         .await?;
+    // Tokens made by whoever knew the old password end too (the one in use included).
+    sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(auth.user.id).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -154,10 +154,16 @@ async fn an_expired_verification_link_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_reset_sets_the_new_password_and_ends_every_session() {
+async fn a_password_reset_sets_the_new_password_and_ends_every_session_and_token() {
     let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let old_session = app.login("ada@example.com").await;
+    let token = app.post("/tokens", &old_session, json!({ "name": "laptop" })).await.body["secret"].as_str().unwrap().to_string();
+    assert_eq!(app.get("/me", &token).await.status, StatusCode::OK);
+    // A made-up link is refused and changes nothing (checked before the password is hashed).
+    let r = app.api(Method::POST, "/auth/password/reset", None, Some(json!({ "token": "not-a-token", "password": "a brand new password" }))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(app.get("/me", &token).await.status, StatusCode::OK);
     let r = app.api(Method::POST, "/auth/password/forgot", None, Some(json!({ "email": "ada@example.com" }))).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let token = app.mailed_token("ada@example.com", "reset").await;
@@ -166,6 +172,7 @@ async fn a_password_reset_sets_the_new_password_and_ends_every_session() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     assert_eq!(app.get("/me", &old_session).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/me", &token).await.status, StatusCode::UNAUTHORIZED, "API tokens end with the password");
     let old = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": PASSWORD }))).await;
     assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY);
     let new = app
@@ -316,4 +323,21 @@ async fn the_profile_name_can_be_changed_but_not_emptied() {
     assert_eq!(r.body["code"], "validation", "{}", r.text);
     let name: String = sqlx::query_scalar("SELECT name FROM users").fetch_one(&app.db).await.unwrap();
     assert_eq!(name, "Ada Lovelace");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_other_sessions_and_every_api_token() {
+    let app = TestApp::new().await;
+    app.verified_user("Ada", "ada@example.com").await;
+    let elsewhere = app.login("ada@example.com").await;
+    let token = app.post("/tokens", &elsewhere, json!({ "name": "ci" })).await.body["secret"].as_str().unwrap().to_string();
+    let cookie = app.browser_login("ada@example.com").await;
+    let wrong = app.server_fn("change_password", Some(&cookie), &[("current_password", "not it at all"), ("new_password", "another long password")]).await;
+    assert_eq!(wrong.fn_error_field(), "current_password", "{}", wrong.text);
+    assert_eq!(app.get("/me", &token).await.status, StatusCode::OK, "a refused change ends nothing");
+    let r = app.server_fn("change_password", Some(&cookie), &[("current_password", PASSWORD), ("new_password", "another long password")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(app.get("/me", &elsewhere).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/me", &token).await.status, StatusCode::UNAUTHORIZED, "API tokens end with the password");
+    assert_eq!(app.page("/account", Some(&cookie)).await.status, StatusCode::OK, "the session that changed it stays");
 }
