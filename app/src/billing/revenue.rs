@@ -76,13 +76,13 @@ pub async fn report(db: &PgPool, now: DateTime<Utc>) -> AppResult<Revenue> {
         });
     }
     let plan_mix: Vec<PlanShare> = sqlx::query_as::<_, (String, i64, i64)>(
-        "SELECT p.name, count(u.id), coalesce(sum(p.monthly_fee_cents), 0)::bigint FROM plans p LEFT JOIN users u ON u.plan_id = p.id
+        "SELECT p.name, count(u.id), coalesce(sum(p.monthly_fee_cents) FILTER (WHERE u.id IS NOT NULL), 0)::bigint FROM plans p LEFT JOIN users u ON u.plan_id = p.id
          GROUP BY p.id, p.name, p.sort_order ORDER BY p.sort_order",
     )
     .fetch_all(db)
     .await?
     .into_iter()
-    .map(|(plan, accounts, mrr_cents)| PlanShare { plan, accounts, mrr_cents: if accounts == 0 { 0 } else { mrr_cents } })
+    .map(|(plan, accounts, mrr_cents)| PlanShare { plan, accounts, mrr_cents })
     .collect();
     let customers: Vec<Customer> = sqlx::query_as(
         "SELECT u.email, p.name AS plan, p.monthly_fee_cents::bigint AS monthly_fee_cents,

@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::json;
 
 /// A user with a project and one (undeployed) service; answers (token, service id, project id).
-async fn user_with_service(app: &TestApp, name: &str, email: &str, plan: &str) -> (String, uuid::Uuid, uuid::Uuid) {
+pub(crate) async fn user_with_service(app: &TestApp, name: &str, email: &str, plan: &str) -> (String, uuid::Uuid, uuid::Uuid) {
     let token = app.verified_user(name, email).await;
     sqlx::query("UPDATE users SET plan_id = $2 WHERE email = $1").bind(email).bind(plan).execute(&app.db).await.unwrap();
     let p = app.post("/projects", &token, json!({ "name": format!("{name}'s") })).await;
@@ -17,7 +17,7 @@ async fn user_with_service(app: &TestApp, name: &str, email: &str, plan: &str) -
     (token, s.body["id"].as_str().unwrap().parse().unwrap(), project.parse().unwrap())
 }
 
-async fn record(app: &TestApp, service: uuid::Uuid, project: uuid::Uuid, resource: &str, minute: chrono::DateTime<chrono::Utc>, quantity: i64) {
+pub(crate) async fn record(app: &TestApp, service: uuid::Uuid, project: uuid::Uuid, resource: &str, minute: chrono::DateTime<chrono::Utc>, quantity: i64) {
     sqlx::query(
         "INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity)
          SELECT $1, p.owner_id, $2, $3, $4, 'test', $5 FROM projects p WHERE p.id = $2",
@@ -202,7 +202,7 @@ async fn what_the_proxy_sends_for_a_service_is_metered_as_its_egress() {
     assert_eq!(stored, sent + more.text.len() as i64);
 }
 
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
+pub(crate) async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
     sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(email).fetch_one(&app.db).await.unwrap()
 }
 

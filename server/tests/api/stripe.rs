@@ -3,7 +3,11 @@
 //! (HMAC-SHA256 of `timestamp.payload` under the endpoint secret) and must be valid, fresh,
 //! applied once, and leave the latest state whatever order they arrive in.
 
-use crate::{deploys::wait_for, helpers::*};
+use crate::{
+    billing::{record, user_id, user_with_service},
+    deploys::wait_for,
+    helpers::*,
+};
 use app::infra::config::StripeConfig;
 use axum::http::{Method, StatusCode};
 use hmac::{Hmac, Mac};
@@ -96,12 +100,16 @@ fn invoice(id: &str, customer: &str, status: &str, total: i64) -> Value {
     i
 }
 
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
-    sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(email).fetch_one(&app.db).await.unwrap()
-}
-
 async fn plan_of(app: &TestApp, user: uuid::Uuid) -> String {
     sqlx::query_scalar("SELECT plan_id FROM users WHERE id = $1").bind(user).fetch_one(&app.db).await.unwrap()
+}
+
+/// Ada, a Stripe customer (`cus_A`) with one service; answers (service, project, Ada's id).
+async fn customer_with_service(app: &TestApp) -> (uuid::Uuid, uuid::Uuid, uuid::Uuid) {
+    let (_, service, project) = user_with_service(app, "Ada", "ada@example.com", "free").await;
+    let ada = user_id(app, "ada@example.com").await;
+    sqlx::query("UPDATE users SET stripe_customer_id = 'cus_A' WHERE id = $1").bind(ada).execute(&app.db).await.unwrap();
+    (service, project, ada)
 }
 
 fn form(body: &[u8]) -> Vec<(String, String)> {
@@ -275,28 +283,16 @@ async fn an_invoice_before_the_checkout_event_links_the_account_and_a_paid_invoi
 async fn with_stripe_an_account_without_a_subscription_stops_at_its_included_usage() {
     let fake = MockServer::start().await;
     let app = app_with_stripe(&fake).await;
-    let token = app.verified_user("Ada", "ada@example.com").await;
+    let (token, service, project) = user_with_service(&app, "Ada", "ada@example.com", "free").await;
     let ada = user_id(&app, "ada@example.com").await;
-    let p = app.post("/projects", &token, json!({ "name": "metered" })).await;
-    let project: uuid::Uuid = p.body["id"].as_str().unwrap().parse().unwrap();
-    let s = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "api", "source_kind": "upload", "source": "" })).await;
-    let service: uuid::Uuid = s.body["id"].as_str().unwrap().parse().unwrap();
     use chrono::DurationRound;
     let minute = chrono::Utc::now().duration_trunc(chrono::Duration::minutes(1)).unwrap();
     // 19 GB out: $0.95 of the Free plan's $1 — still running.
-    let egress = |q: i64| {
-        let db = app.db.clone();
-        async move {
-            sqlx::query("INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity) VALUES ($1, $2, $3, 'egress', $4, 'test', $5)
-                         ON CONFLICT (service_id, resource, minute, source) DO UPDATE SET quantity = usage_records.quantity + EXCLUDED.quantity")
-                .bind(service).bind(ada).bind(project).bind(minute).bind(q).execute(&db).await.unwrap();
-        }
-    };
-    egress(19_000_000_000).await;
+    record(&app, service, project, "egress", minute, 19_000_000_000).await;
     app::billing::limits::enforce_all(&app.state).await.unwrap();
     let stopped = || async { sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>("SELECT limit_stopped_at FROM users WHERE id = $1").bind(ada).fetch_one(&app.db).await.unwrap() };
     assert_eq!(stopped().await, None);
-    egress(1_000_000_000).await;
+    record(&app, service, project, "egress", minute - chrono::Duration::minutes(1), 1_000_000_000).await;
     app::billing::limits::enforce_all(&app.state).await.unwrap();
     assert!(stopped().await.is_some(), "the included $1 is used up and nothing would bill the rest");
     let refused = app.post(&format!("/services/{service}/deployments"), &token, json!({})).await;
@@ -371,22 +367,10 @@ async fn usage_is_reported_as_one_meter_event_per_customer_resource_and_hour_eve
         .await;
     Mock::given(method("POST")).and(path("/v1/billing/meter_events")).respond_with(ResponseTemplate::new(200).set_body_json(fixture("meter_event"))).mount(&fake).await;
     let app = app_with_stripe(&fake).await;
-    let token = app.verified_user("Ada", "ada@example.com").await;
-    let ada = user_id(&app, "ada@example.com").await;
-    sqlx::query("UPDATE users SET stripe_customer_id = 'cus_A' WHERE id = $1").bind(ada).execute(&app.db).await.unwrap();
-    let p = app.post("/projects", &token, json!({ "name": "metered" })).await;
-    let project: uuid::Uuid = p.body["id"].as_str().unwrap().parse().unwrap();
-    let s = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "api", "source_kind": "upload", "source": "" })).await;
-    let service: uuid::Uuid = s.body["id"].as_str().unwrap().parse().unwrap();
+    let (service, project, ada) = customer_with_service(&app).await;
     // Two hours of one period, a day into it and at least a day ago.
     let hour = app::billing::money::Period::containing(chrono::Utc::now() - chrono::Duration::days(2)).start + chrono::Duration::days(1);
-    let record = |minute: chrono::DateTime<chrono::Utc>, resource: &'static str, q: i64| {
-        let db = app.db.clone();
-        async move {
-            sqlx::query("INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity) VALUES ($1, $2, $3, $4, $5, 'test', $6)")
-                .bind(service).bind(ada).bind(project).bind(resource).bind(minute).bind(q).execute(&db).await.unwrap();
-        }
-    };
+    let record = |minute, resource, q| record(&app, service, project, resource, minute, q);
     // 1.5 vCPU-minutes in the first hour, 1.0 in the next: 1 then 1 (the half carries).
     record(hour, "cpu", 1_000).await;
     record(hour + chrono::Duration::minutes(30), "cpu", 500).await;
@@ -436,17 +420,10 @@ async fn a_usage_report_stripe_refuses_is_recorded_with_its_error_and_does_not_b
         .await;
     Mock::given(method("POST")).and(path("/v1/billing/meter_events")).respond_with(ResponseTemplate::new(200).set_body_json(fixture("meter_event"))).mount(&fake).await;
     let app = app_with_stripe(&fake).await;
-    let token = app.verified_user("Ada", "ada@example.com").await;
-    let ada = user_id(&app, "ada@example.com").await;
-    sqlx::query("UPDATE users SET stripe_customer_id = 'cus_A' WHERE id = $1").bind(ada).execute(&app.db).await.unwrap();
-    let p = app.post("/projects", &token, json!({ "name": "metered" })).await;
-    let project: uuid::Uuid = p.body["id"].as_str().unwrap().parse().unwrap();
-    let s = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "api", "source_kind": "upload", "source": "" })).await;
-    let service: uuid::Uuid = s.body["id"].as_str().unwrap().parse().unwrap();
+    let (service, project, _) = customer_with_service(&app).await;
     let hour = app::billing::money::Period::containing(chrono::Utc::now() - chrono::Duration::days(2)).start + chrono::Duration::days(1);
     for (resource, q) in [("cpu", 5_000i64), ("egress", 3_000_000)] {
-        sqlx::query("INSERT INTO usage_records (service_id, owner_id, project_id, resource, minute, source, quantity) VALUES ($1, $2, $3, $4, $5, 'test', $6)")
-            .bind(service).bind(ada).bind(project).bind(resource).bind(hour).bind(q).execute(&app.db).await.unwrap();
+        record(&app, service, project, resource, hour, q).await;
     }
     let later = hour + chrono::Duration::hours(3);
     assert_eq!(app::billing::meter::report_due(&app.state, later).await.unwrap(), 1, "egress went; cpu was refused");

@@ -3,7 +3,10 @@
 //! server would.
 
 use super::*;
-use crate::runtime::kubernetes::{manifests, Settings};
+use crate::runtime::kubernetes::{
+    fixtures::{service, target},
+    manifests, Settings,
+};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use kube::client::Body;
@@ -33,45 +36,11 @@ fn answer(send: mock::SendResponse<Response<Body>>, body: &Value) {
     send.send_response(Response::builder().status(200).body(Body::from(serde_json::to_vec(body).unwrap())).unwrap());
 }
 
-fn target() -> manifests::Target {
-    manifests::Target { project_id: uuid::Uuid::from_u128(1), project_slug: "shop".into(), environment_id: uuid::Uuid::from_u128(2), environment: "production".into() }
-}
-
-fn web() -> app::services::Service {
-    let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
-    app::services::Service {
-        id: uuid::Uuid::from_u128(3),
-        project_id: uuid::Uuid::from_u128(1),
-        project: "shop".into(),
-        environment_id: uuid::Uuid::from_u128(2),
-        environment: "production".into(),
-        name: "web".into(),
-        source_kind: app::services::SourceKind::Image,
-        source: "ghcr.io/acme/web:1".into(),
-        build_command: None,
-        start_command: None,
-        port: Some(8080),
-        replicas: 2,
-        cpu_millis: 500,
-        memory_mb: 256,
-        healthcheck_path: None,
-        healthcheck_timeout_secs: 30,
-        restart_policy: app::services::RestartPolicy::Always,
-        restart_max: 3,
-        max_processes: 256,
-        volume_path: None,
-        cron_schedule: None,
-        pre_deploy_command: None,
-        created_at: at,
-        updated_at: at,
-    }
-}
-
 #[tokio::test]
 async fn objects_are_applied_server_side_in_order_under_the_roundhouse_field_manager() {
     let (cluster, mut api) = mock_cluster();
     let t = target();
-    let s = web();
+    let s = service("web", app::services::SourceKind::Image, "ghcr.io/acme/web:1");
     let env = std::collections::BTreeMap::new();
     let w = manifests::Workload { target: &t, service: &s, deployment_id: uuid::Uuid::from_u128(4), number: 1, image: s.source.clone(), env: &env, volume_gb: 1 };
     let quota = manifests::Quota { services: 3, replicas: 1, cpu_millis: 1000, memory_mb: 512, volume_gb: 1 };

@@ -512,46 +512,8 @@ pub fn build_job(w: &Workload, settings: &Settings) -> Result<Object, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
-    fn target() -> Target {
-        Target {
-            project_id: Uuid::from_u128(0x11),
-            project_slug: "shop".into(),
-            environment_id: Uuid::from_u128(0x22),
-            environment: "production".into(),
-        }
-    }
-
-    fn service(name: &str, kind: SourceKind, source: &str) -> Service {
-        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
-        Service {
-            id: Uuid::from_u128(0x33),
-            project_id: Uuid::from_u128(0x11),
-            project: "shop".into(),
-            environment_id: Uuid::from_u128(0x22),
-            environment: "production".into(),
-            name: name.into(),
-            source_kind: kind,
-            source: source.into(),
-            build_command: None,
-            start_command: None,
-            port: Some(3000),
-            replicas: 2,
-            cpu_millis: 500,
-            memory_mb: 512,
-            healthcheck_path: Some("/healthz".into()),
-            healthcheck_timeout_secs: 30,
-            restart_policy: RestartPolicy::OnFailure,
-            restart_max: 3,
-            max_processes: 256,
-            volume_path: None,
-            cron_schedule: None,
-            pre_deploy_command: None,
-            created_at: at,
-            updated_at: at,
-        }
-    }
+    use crate::runtime::kubernetes::fixtures::{service, target};
 
     fn env() -> BTreeMap<String, String> {
         BTreeMap::from([("DATABASE_URL".to_string(), "postgres://app:secret@db:5432/app".to_string())])

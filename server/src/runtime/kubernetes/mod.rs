@@ -39,3 +39,51 @@ impl Default for Settings {
         }
     }
 }
+
+/// A project environment and a service shared by the tests of this runtime.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::manifests::Target;
+    use app::services::{RestartPolicy, Service, SourceKind};
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    pub fn target() -> Target {
+        Target {
+            project_id: Uuid::from_u128(0x11),
+            project_slug: "shop".into(),
+            environment_id: Uuid::from_u128(0x22),
+            environment: "production".into(),
+        }
+    }
+
+    pub fn service(name: &str, kind: SourceKind, source: &str) -> Service {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+        Service {
+            id: Uuid::from_u128(0x33),
+            project_id: Uuid::from_u128(0x11),
+            project: "shop".into(),
+            environment_id: Uuid::from_u128(0x22),
+            environment: "production".into(),
+            name: name.into(),
+            source_kind: kind,
+            source: source.into(),
+            build_command: None,
+            start_command: None,
+            port: Some(3000),
+            replicas: 2,
+            cpu_millis: 500,
+            memory_mb: 512,
+            healthcheck_path: Some("/healthz".into()),
+            healthcheck_timeout_secs: 30,
+            restart_policy: RestartPolicy::OnFailure,
+            restart_max: 3,
+            max_processes: 256,
+            volume_path: None,
+            cron_schedule: None,
+            pre_deploy_command: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
