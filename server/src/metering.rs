@@ -4,8 +4,8 @@
 //! - CPU and memory: the leader's runtime samples (`service_metrics`, every 5 s), averaged per
 //!   service and minute once the minute is over. The first write of a minute wins, so a
 //!   restart or a new leader re-reading the same samples never counts a minute twice.
-//! - Volumes: what each service's volume folder holds, measured by the leader's runtime every
-//!   20 s and recorded once per minute (MiB, rounded up), running or not.
+//! - Volumes: what each service's volume folder holds, measured by the leader's runtime once a
+//!   minute and recorded once per minute (MiB, rounded up), running or not.
 //! - Egress: the body bytes each replica's proxy sent for a service, added to that replica's
 //!   record of the minute when taken (every minute, and at shutdown); a failed write puts the
 //!   counts back.

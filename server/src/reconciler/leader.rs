@@ -28,6 +28,8 @@ impl Reconciler {
             }
             let mut last_metrics = Instant::now();
             let mut last_metering = Instant::now();
+            // Volumes are walked once a minute: only a minute's first measure is recorded.
+            let mut last_volumes: Option<Instant> = None;
             let reporting = Arc::new(std::sync::atomic::AtomicBool::new(false));
             loop {
                 failed("tick", self.tick().await);
@@ -39,8 +41,11 @@ impl Reconciler {
                 if last_metering.elapsed() >= METERING_EVERY {
                     last_metering = Instant::now();
                     failed("metering", crate::metering::record_runtime_minutes(&self.state.db).await);
-                    let volumes = self.runtime.volume_sizes().await;
-                    failed("metering", crate::metering::record_volumes(&self.state.db, &volumes).await);
+                    if last_volumes.is_none_or(|at| at.elapsed() >= VOLUMES_EVERY) {
+                        last_volumes = Some(Instant::now());
+                        let volumes = self.runtime.volume_sizes().await;
+                        failed("metering", crate::metering::record_volumes(&self.state.db, &volumes).await);
+                    }
                     failed("limits", app::billing::limits::enforce_all(&self.state).await);
                     failed("grace", app::billing::subscription::enforce_grace(&self.state, Utc::now()).await);
                     if self.state.payments.is_some() {

@@ -51,6 +51,8 @@ const TICK: Duration = Duration::from_secs(2);
 const METRICS_EVERY: Duration = Duration::from_secs(5);
 /// How often finished minutes of samples become usage records (`metering.rs`).
 const METERING_EVERY: Duration = Duration::from_secs(20);
+/// How often volumes are measured (a walk of every volume's files).
+const VOLUMES_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy)]
 struct Supervised {
