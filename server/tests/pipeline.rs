@@ -12,7 +12,7 @@ use helpers::*;
 use serde_json::{json, Value};
 use server::{
     logs::LogSink,
-    runtime::{BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, Usage},
+    runtime::{Adoption, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, Usage},
 };
 use std::{
     collections::HashMap,
@@ -42,8 +42,8 @@ impl Runtime for FakeRuntime {
     fn name(&self) -> &'static str {
         "fake"
     }
-    async fn recover(&self) -> anyhow::Result<usize> {
-        Ok(0)
+    async fn adopt(&self) -> anyhow::Result<Adoption> {
+        Ok(Adoption { running: self.started.lock().unwrap().keys().copied().collect(), cleaned: 0 })
     }
     async fn build(&self, job: BuildJob, logs: LogSink, _cancel: CancellationToken) -> Result<String, String> {
         self.record(format!("build {}", job.spec.name));
@@ -154,4 +154,59 @@ async fn the_pipeline_builds_starts_and_goes_live_and_counts_each_failure_by_pha
     let req = axum::http::Request::builder().uri("/metrics").body(axum::body::Body::empty()).unwrap();
     let metrics = app.send(req).await.text;
     assert_eq!((failures(&metrics, "build"), failures(&metrics, "ready"), failures(&metrics, "start")), (1, 1, 0), "{metrics}");
+}
+
+/// The server process holding the reconciler's advisory lock in the test's database.
+async fn lock_holder(app: &TestApp) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 21103 AND objid = 1970168936 AND objsubid = 1
+           AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_optional(&app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_lock_stops_nothing_and_the_next_leadership_adopts_what_runs() {
+    let app = TestApp::new().await;
+    let fake = Arc::new(FakeRuntime::default());
+    let _reconciler = server::reconciler::spawn(app.state.clone(), Some(fake.clone())).expect("a reconciler");
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let p = app.post("/projects", &token, json!({ "name": "shop" })).await;
+    let project = p.body["id"].as_str().unwrap().to_string();
+    let web = deploy(&app, &token, &project, "web", None, None).await;
+    assert_eq!(settle(&app, &token, &web).await["deployment"]["status"], "running");
+    let instance: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE state = 'healthy'").fetch_one(&app.db).await.unwrap();
+
+    // The leader's lock connection dies (Postgres restarted, a network blip).
+    let first = lock_holder(&app).await.expect("the reconciler leads");
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(first).execute(&app.db).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while lock_holder(&app).await.is_none_or(|pid| pid == first) {
+        assert!(std::time::Instant::now() < deadline, "the replica did not lead again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A few ticks of the new leadership: the instance was adopted, nothing stopped or started.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*fake.calls.lock().unwrap(), ["build web", "start web replica 0"]);
+    let states: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, state FROM instances").fetch_all(&app.db).await.unwrap();
+    assert_eq!(states, [(instance, "healthy".to_string())]);
+    let d = app.get(&format!("/deployments/{web}"), &token).await.body;
+    assert_eq!(d["deployment"]["status"], "running", "{d}");
+
+    // What the runtime runs but the desired state no longer wants is stopped at the next
+    // leadership; what it wants but does not run is started again.
+    sqlx::query("UPDATE deployments SET status = 'removed' WHERE id = $1").bind(web.parse::<Uuid>().unwrap()).execute(&app.db).await.unwrap();
+    let second = lock_holder(&app).await.unwrap();
+    let spec = fake.started.lock().unwrap()[&instance].clone();
+    fake.started.lock().unwrap().insert(Uuid::new_v4(), spec);
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(second).execute(&app.db).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !fake.started.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left running: {:?}", fake.calls.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state = 'stopped'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(stopped, 1);
 }

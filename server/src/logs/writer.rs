@@ -23,8 +23,11 @@ pub(super) const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// stored in fewer transactions; with more, it stores them at once.
 const GATHER_BELOW: usize = 256;
 const GATHER: Duration = Duration::from_millis(10);
-/// Attempts to store a batch before it is reported and dropped.
-const ATTEMPTS: u32 = 5;
+/// How long a batch is retried (Postgres restarting, a failover) before it is reported and
+/// dropped. Meanwhile producers wait for room, so a service logging through a short outage
+/// loses no line.
+const OUTAGE_BUDGET: Duration = Duration::from_secs(60);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
 
 /// Adds each deployment's bytes to its usage (for retention) and notifies its followers; runs
 /// in the transaction of the `COPY`, so followers are told only of committed lines. The ids are
@@ -60,7 +63,9 @@ async fn run(db: PgPool, queues: Arc<Queues>) {
 }
 
 async fn store_with_retries(db: &PgPool, batch: &mut Vec<Queued>, rows: &mut Vec<u8>) {
-    for attempt in 1..=ATTEMPTS {
+    let give_up = tokio::time::Instant::now() + OUTAGE_BUDGET;
+    let mut wait = Duration::from_millis(100);
+    for attempt in 1.. {
         let e = match store(db, batch, rows).await {
             Ok(()) => return,
             Err(e) => e,
@@ -77,12 +82,14 @@ async fn store_with_retries(db: &PgPool, batch: &mut Vec<Queued>, rows: &mut Vec
                 Err(e) => tracing::warn!(error = %e, "checking the deployments of log lines failed"),
             }
         }
-        if attempt == ATTEMPTS {
+        // Anything but Postgres being away gets a few attempts, not the outage budget.
+        if tokio::time::Instant::now() + wait > give_up || (!is_unavailable(&e) && attempt >= 5) {
             tracing::error!(error = %e, lines = batch.len(), "log lines could not be stored");
             return;
         }
         tracing::warn!(error = %e, attempt, "storing log lines failed; retrying");
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RETRY_WAIT);
     }
 }
 
@@ -104,6 +111,18 @@ async fn store(db: &PgPool, batch: &[Queued], rows: &mut Vec<u8>) -> sqlx::Resul
     copy.finish().await?;
     sqlx::query(USAGE_AND_NOTIFY).bind(&ids).bind(&bytes).bind(LOGS_CHANNEL).execute(&mut *tx).await?;
     tx.commit().await
+}
+
+/// Postgres is away or restarting (its connection failed, it is shutting down or starting,
+/// no connection is to be had), rather than refusing what was sent.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // 08: connection exception; 57P0x: shutting down, starting; 55000: the database does
+        // not accept connections now; 53300: too many connections.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "55000" || c == "53300"),
+        _ => false,
+    }
 }
 
 fn is_foreign_key_violation(e: &sqlx::Error) -> bool {

@@ -1,12 +1,18 @@
 //! Leadership: one replica reconciles, holding a Postgres advisory lock on a connection of its
-//! own. On taking over it recovers what an earlier run left; while leading it ticks, runs due
-//! crons, samples metrics and meters usage; losing the lock's connection ends its turn.
+//! own. On taking over it adopts what runs and requeues what was in flight; while leading it
+//! ticks, runs due crons, samples metrics and meters usage. Losing the lock's connection
+//! pauses reconciling and stops nothing: the services keep serving while Postgres is away, and
+//! the replica that leads next — this one, once Postgres is back — adopts them.
 
 use super::*;
 
 impl Reconciler {
-    /// Waits for the leader lock, then reconciles until the lock's connection is lost.
+    /// Waits for the leader lock, then reconciles until the lock's connection is lost; then
+    /// waits for it again.
     pub(super) async fn lead(self: Arc<Self>) {
+        // The server process of this replica's last lock connection: a session the server has
+        // not yet noticed is dead may still hold the lock.
+        let mut last_session: Option<i32> = None;
         loop {
             let mut conn = match PgConnection::connect_with(&self.state.db.connect_options()).await {
                 Ok(c) => c,
@@ -18,10 +24,12 @@ impl Reconciler {
             };
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut conn).await.unwrap_or(false);
             if !got {
+                let retry = self.lock_is_held(&mut conn, &mut last_session).await;
                 let _ = conn.close().await;
-                tokio::time::sleep(Duration::from_secs(3)).await;
+                tokio::time::sleep(retry).await;
                 continue;
             }
+            last_session = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await.ok();
             tracing::info!(runtime = self.runtime.name(), "this replica leads the reconciler");
             if let Err(e) = self.take_over().await {
                 tracing::error!(error = %e, "taking over failed");
@@ -65,23 +73,95 @@ impl Reconciler {
                     _ = tokio::time::sleep(TICK) => {}
                 }
                 if sqlx::query("SELECT 1").execute(&mut conn).await.is_err() {
-                    tracing::error!("lost the reconciler lock's connection: stopping this replica's instances");
-                    self.stop_everything().await;
+                    metrics::counter!("roundhouse_leadership_lost_total").increment(1);
+                    tracing::error!("lost the reconciler lock's connection: reconciling pauses, what runs keeps running");
                     break;
                 }
             }
         }
     }
 
-    pub(super) async fn take_over(&self) -> anyhow::Result<()> {
-        let cleaned = self.runtime.recover().await?;
-        if cleaned > 0 {
-            tracing::warn!(processes = cleaned, "stopped processes left by an earlier run");
+    /// Another session holds the lock. If it is this replica's own last session (dead, but
+    /// not yet noticed by the server), it is ended so that this replica leads again at once.
+    /// If another replica leads, what this one still runs is stopped: the leader runs the
+    /// services now. Answers how long to wait before trying again.
+    async fn lock_is_held(&self, conn: &mut PgConnection, last_session: &mut Option<i32>) -> Duration {
+        let holder: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+               AND classid = ($1 >> 32)::bigint::oid AND objid = ($1 & 4294967295)::bigint::oid
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(LEADER_LOCK)
+        .fetch_optional(&mut *conn)
+        .await
+        .ok()
+        .flatten();
+        match (holder, *last_session) {
+            (Some(held_by), Some(ours)) if held_by == ours => {
+                tracing::warn!(session = ours, "this replica's last lock session lingers on the server: ending it");
+                let _ = sqlx::query("SELECT pg_terminate_backend($1)").bind(ours).execute(&mut *conn).await;
+                Duration::from_millis(200)
+            }
+            (Some(_), _) => {
+                if last_session.take().is_some() {
+                    tracing::warn!("another replica leads now: stopping what this one still runs");
+                    self.stop_everything().await;
+                }
+                Duration::from_secs(3)
+            }
+            (None, _) => Duration::from_millis(200),
         }
+    }
+
+    /// Adopts what the runtime still runs, as far as the desired state wants it; everything
+    /// else is recorded as stopped, and deployments no pipeline of this replica works on are
+    /// queued again.
+    pub(super) async fn take_over(&self) -> anyhow::Result<()> {
         let db = &self.state.db;
-        sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE state <> 'stopped'").execute(db).await?;
-        let in_flight: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM deployments WHERE status IN ('building', 'deploying')").fetch_all(db).await?;
-        for id in in_flight {
+        let adoption = self.runtime.adopt().await?;
+        if adoption.cleaned > 0 {
+            tracing::warn!(cleaned = adoption.cleaned, "removed what an earlier run of the platform left");
+        }
+        let running: HashSet<Uuid> = adoption.running.into_iter().collect();
+        let in_flight: Vec<Uuid> = self.inner().in_flight.keys().copied().collect();
+        // What runs, with the deployment and service it belongs to, if that deployment should
+        // run: a running one, or one a pipeline of this replica is still deploying.
+        let wanted: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
+            "SELECT i.id, i.deployment_id, d.service_id FROM instances i JOIN deployments d ON d.id = i.deployment_id
+             WHERE i.id = ANY($1) AND i.state <> 'stopped' AND (d.status = 'running' OR d.id = ANY($2))",
+        )
+        .bind(running.iter().copied().collect::<Vec<_>>())
+        .bind(&in_flight)
+        .fetch_all(db)
+        .await?;
+        let kept: HashSet<Uuid> = wanted.iter().map(|w| w.0).collect();
+        let unwanted: Vec<Uuid> = {
+            let mut inner = self.inner();
+            for list in inner.supervised.values_mut() {
+                list.retain(|i| kept.contains(&i.instance_id));
+            }
+            inner.supervised.retain(|d, list| !list.is_empty() || in_flight.contains(d));
+            for &(instance_id, deployment_id, service_id) in &wanted {
+                let list = inner.supervised.entry(deployment_id).or_default();
+                if !list.iter().any(|i| i.instance_id == instance_id) {
+                    list.push(Supervised { instance_id, service_id });
+                }
+            }
+            running.iter().filter(|id| !kept.contains(id)).copied().collect()
+        };
+        for id in unwanted {
+            self.runtime.stop(id).await;
+        }
+        let kept: Vec<Uuid> = kept.into_iter().collect();
+        sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE state <> 'stopped' AND NOT (id = ANY($1))").bind(&kept).execute(db).await?;
+        if !kept.is_empty() {
+            tracing::info!(instances = kept.len(), "adopted the instances that run");
+        }
+        let stalled: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM deployments WHERE status IN ('building', 'deploying') AND NOT (id = ANY($1))")
+            .bind(&in_flight)
+            .fetch_all(db)
+            .await?;
+        for id in stalled {
             deployments::transition(db, id, &[Status::Building, Status::Deploying], Status::Queued, "Roundhouse restarted during this deployment; starting it again", None)
                 .await?;
         }

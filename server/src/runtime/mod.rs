@@ -73,6 +73,15 @@ pub enum InstanceEvent {
     Exited { instance_id: Uuid, exit_code: Option<i32>, reason: String, stopped: bool },
 }
 
+/// What a runtime found when a replica began to lead (`Runtime::adopt`).
+#[derive(Debug, Default)]
+pub struct Adoption {
+    /// Instances that run, or that the runtime is restarting per their policy.
+    pub running: Vec<Uuid>,
+    /// Leftovers it removed (processes, cgroups, networks, objects).
+    pub cleaned: usize,
+}
+
 /// CPU and memory of one instance.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
@@ -91,10 +100,12 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Called when this replica starts reconciling: whatever an earlier run of the platform
-    /// left behind is stopped, so the reconciler starts from a clean slate. Answers how many
-    /// processes (or objects) it cleaned.
-    async fn recover(&self) -> anyhow::Result<usize>;
+    /// Called each time this replica begins to lead: answers the instances that run and may be
+    /// kept. The reconciler keeps those its desired state still wants and replaces only the
+    /// rest, so a leadership change (a database restart, a control-plane rollout) restarts no
+    /// one's service. What the runtime cannot account for (what an earlier process of the
+    /// platform left and nothing can take back) it removes, and counts.
+    async fn adopt(&self) -> anyhow::Result<Adoption>;
 
     /// Builds a deployment; answers where the build is. Logs go to `logs`; `cancel` stops it.
     async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String>;

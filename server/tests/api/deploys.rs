@@ -212,6 +212,55 @@ async fn a_crashed_process_is_restarted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_stops_no_service_and_loses_no_log_line() {
+    let app = TestApp::with_runtime().await;
+    let s = setup(&app, &fixture(), json!({})).await;
+    set_var(&app, &s.token, &s.service, "TICK_MS", "100", false).await;
+    let id = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &id, &["running"]).await;
+    let before = until_proxy(&app, "/", |r| r.status == StatusCode::OK).await.text;
+    let instance = "SELECT id, pid FROM instances WHERE state = 'healthy'";
+    let (instance_id, pid): (uuid::Uuid, i32) = sqlx::query_as(instance).fetch_one(&app.db).await.unwrap();
+
+    // Postgres is away for three seconds; the service answers throughout, the same process.
+    let db = app._database.clone();
+    let outage = tokio::spawn(async move { db.outage(Duration::from_secs(3)).await });
+    let mut answers = Vec::new();
+    while !outage.is_finished() {
+        answers.push(app.via_proxy("web.shop.localhost", "/").await.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    outage.await.unwrap();
+    assert!(answers.len() >= 10 && answers.iter().all(|a| *a == before), "during the outage: {answers:?}");
+
+    // The replica leads again and adopts the instance: same process, same answers, no restart.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let leads: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 21103 AND granted")
+            .fetch_one(&app.db)
+            .await
+            .ok();
+        if leads == Some(1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replica did not lead again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.via_proxy("web.shop.localhost", "/").await.text, before);
+    let after: Vec<(uuid::Uuid, i32)> = sqlx::query_as("SELECT id, pid FROM instances WHERE state <> 'stopped'").fetch_all(&app.db).await.unwrap();
+    assert_eq!(after, [(instance_id, pid)], "one instance, the same process");
+    let d = app.get(&format!("/deployments/{id}"), &s.token).await.body;
+    assert_eq!(d["deployment"]["status"], "running", "{d}");
+
+    // Every tick it printed is in its logs, the ones printed while Postgres was away too.
+    let logs = logs_text(&app, &s.token, &id).await;
+    let ticks: Vec<u32> = logs.lines().filter_map(|l| l.rsplit_once("tick ").and_then(|(_, n)| n.parse().ok())).collect();
+    assert!(ticks.len() >= 60, "{} ticks in the logs:\n{logs}", ticks.len());
+    assert!(ticks.iter().enumerate().all(|(i, &n)| n as usize == i), "a gap in the ticks: {ticks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_health_check_fails_the_deployment_and_the_old_one_keeps_serving() {
     let app = TestApp::with_runtime().await;
     let s = setup(&app, &fixture(), json!({ "healthcheck_timeout_secs": 3 })).await;

@@ -130,6 +130,20 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Postgres goes away for this test's database for `down`: every session of it is ended
+    /// and no new one is let in until the time is up (what a restart or failover looks like
+    /// from the platform).
+    pub async fn outage(&self, down: std::time::Duration) {
+        let mut conn = self.admin.connect().await.unwrap();
+        conn.execute(&*format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false", self.name)).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1").bind(&self.name).execute(&mut conn).await.unwrap();
+        tokio::time::sleep(down).await;
+        conn.execute(&*format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", self.name)).await.unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());

@@ -23,7 +23,7 @@ use super::{
         network::Networks,
         probe, Launch, Mount, Sandbox,
     },
-    procfs, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, Usage,
+    procfs, Adoption, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, Usage,
 };
 use crate::logs::LogSink;
 use app::{
@@ -97,6 +97,8 @@ pub struct Local {
     admission: Admission,
     tag: String,
     instances: Mutex<HashMap<Uuid, Arc<Ctl>>>,
+    /// Whether this process removed what earlier ones left (`adopt`, once).
+    swept: std::sync::atomic::AtomicBool,
     last_cpu: Mutex<HashMap<Uuid, (u64, Instant)>>,
 }
 
@@ -195,6 +197,7 @@ impl LocalRuntime {
             admission,
             tag,
             instances: Mutex::new(HashMap::new()),
+            swept: std::sync::atomic::AtomicBool::new(false),
             last_cpu: Mutex::new(HashMap::new()),
         })))
     }
@@ -374,6 +377,24 @@ impl Local {
         self.instances.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
+    /// Kills what runs under this runtime's tag and removes its cgroups and networks.
+    async fn sweep(&self) -> anyhow::Result<usize> {
+        let found = procfs::tagged(&self.tag);
+        for &pid in &found {
+            procfs::signal(pid, libc::SIGKILL);
+        }
+        let mut cleaned = found.len();
+        if let Isolation::Sandboxed(s) = &self.isolation {
+            let (cgroups, networks) = (s.cgroups().clone(), s.networks().clone());
+            cleaned += tokio::task::spawn_blocking(move || cgroups.clear() + networks.destroy_all()).await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while found.iter().any(|&p| procfs::alive(p)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(cleaned)
+    }
+
     async fn stop_instance(&self, instance_id: Uuid) {
         let Some(ctl) = self.ctl(instance_id) else { return };
         ctl.stop.cancel();
@@ -402,21 +423,19 @@ impl Runtime for LocalRuntime {
         "local"
     }
 
-    async fn recover(&self) -> anyhow::Result<usize> {
-        let found = procfs::tagged(&self.tag);
-        for &pid in &found {
-            procfs::signal(pid, libc::SIGKILL);
-        }
-        let mut cleaned = found.len();
-        if let Isolation::Sandboxed(s) = &self.isolation {
-            let (cgroups, networks) = (s.cgroups().clone(), s.networks().clone());
-            cleaned += tokio::task::spawn_blocking(move || cgroups.clear() + networks.destroy_all()).await?;
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while found.iter().any(|&p| procfs::alive(p)) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(cleaned)
+    async fn adopt(&self) -> anyhow::Result<Adoption> {
+        // What an earlier process of the platform left cannot be taken back (its output went
+        // to that process): the first time this process leads, it is removed.
+        let cleaned = if self.swept.swap(true, std::sync::atomic::Ordering::SeqCst) { 0 } else { self.sweep().await? };
+        let running = self
+            .instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, ctl)| !matches!(*ctl.state.borrow(), State::Gone(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        Ok(Adoption { running, cleaned })
     }
 
     async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String> {
