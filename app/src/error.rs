@@ -31,6 +31,9 @@ pub enum AppError {
     TooLarge { message: String },
     #[error("Something went wrong on our side. Please try again.")]
     Internal,
+    /// The platform cannot reach its database for now; it recovers by itself.
+    #[error("Roundhouse cannot reach its database right now and is recovering. Try again in a few seconds.")]
+    Unavailable,
     /// The request could not reach the server or was not understood.
     #[error("{message}")]
     Transport { message: String },
@@ -62,6 +65,7 @@ impl AppError {
             AppError::PlanLimit { .. } => 402,
             AppError::TooLarge { .. } => 413,
             AppError::Internal => 500,
+            AppError::Unavailable => 503,
             AppError::Transport { .. } => 400,
         }
     }
@@ -78,6 +82,7 @@ impl AppError {
             AppError::PlanLimit { .. } => "plan_limit",
             AppError::TooLarge { .. } => "too_large",
             AppError::Internal => "internal",
+            AppError::Unavailable => "unavailable",
             AppError::Transport { .. } => "bad_request",
         }
     }
@@ -107,6 +112,10 @@ mod ssr {
 
     impl From<sqlx::Error> for AppError {
         fn from(err: sqlx::Error) -> Self {
+            if crate::infra::db::is_unavailable(&err) {
+                tracing::warn!(error = %err, "the database is unreachable");
+                return AppError::Unavailable;
+            }
             tracing::error!(error = %err, "database error");
             AppError::Internal
         }
@@ -138,10 +147,13 @@ mod http_response {
                 error["field"] = serde_json::Value::String(field.to_string());
             }
             let mut response = (status, axum::Json(serde_json::json!({ "error": error }))).into_response();
-            if let AppError::RateLimited { retry_after_secs } = self {
-                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+            let retry_after = match self {
+                AppError::RateLimited { retry_after_secs } => Some(retry_after_secs),
+                AppError::Unavailable => Some(crate::infra::db::RETRY_AFTER_SECS),
+                _ => None,
+            };
+            if let Some(Ok(v)) = retry_after.map(|secs| HeaderValue::from_str(&secs.to_string())) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
             }
             response
         }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod cron;
+pub mod db_gate;
 pub mod logs;
 pub mod metering;
 pub mod metrics;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::limit_bodies))
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), db_gate::gate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), proxy::route))
         .layer(telemetry::trace_layer())
         .layer(PropagateRequestIdLayer::x_request_id())

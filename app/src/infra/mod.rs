@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod crypto;
+pub mod db;
 pub mod live;
 pub mod mail;
 pub mod payments;

@@ -23,6 +23,8 @@ pub struct AppState {
     /// The source kinds this replica's runtime cannot run, by name, with why (set by the
     /// server from `Runtime::supports` at start).
     pub refused_sources: Arc<std::sync::RwLock<Vec<(String, String)>>>,
+    /// Whether Postgres answers (`db.rs`): while it does not, requests get 503 at once.
+    pub db_health: Arc<super::db::DbHealth>,
     /// Stripe, when configured (None: the local ledger bills).
     pub payments: Option<Arc<dyn super::payments::PaymentProvider>>,
 }
@@ -79,6 +81,7 @@ impl AppState {
             live: Default::default(),
             admission: Arc::new(std::sync::RwLock::new(Admission::Everyone)),
             payments: None,
+            db_health: Default::default(),
             refused_sources: Default::default(),
         }
     }

@@ -22,6 +22,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     if let Admission::Nobody(_) = state.admission() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "sandbox unavailable", "sandbox": sandbox(&state) })));
     }
+    if let Some((for_how_long, why)) = state.db_health.away() {
+        let detail = format!("unreachable for {}s: {why}", for_how_long.as_secs());
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unavailable", "detail": detail })));
+    }
     let expected = crate::seed::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
     let applied: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&state.db)
@@ -34,7 +38,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unavailable" })))
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unavailable", "detail": e.to_string() })))
         }
     }
 }

@@ -83,7 +83,7 @@ async fn store_with_retries(db: &PgPool, batch: &mut Vec<Queued>, rows: &mut Vec
             }
         }
         // Anything but Postgres being away gets a few attempts, not the outage budget.
-        if tokio::time::Instant::now() + wait > give_up || (!is_unavailable(&e) && attempt >= 5) {
+        if tokio::time::Instant::now() + wait > give_up || (!app::infra::db::is_unavailable(&e) && attempt >= 5) {
             tracing::error!(error = %e, lines = batch.len(), "log lines could not be stored");
             return;
         }
@@ -111,18 +111,6 @@ async fn store(db: &PgPool, batch: &[Queued], rows: &mut Vec<u8>) -> sqlx::Resul
     copy.finish().await?;
     sqlx::query(USAGE_AND_NOTIFY).bind(&ids).bind(&bytes).bind(LOGS_CHANNEL).execute(&mut *tx).await?;
     tx.commit().await
-}
-
-/// Postgres is away or restarting (its connection failed, it is shutting down or starting,
-/// no connection is to be had), rather than refusing what was sent.
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
-        // 08: connection exception; 57P0x: shutting down, starting; 55000: the database does
-        // not accept connections now; 53300: too many connections.
-        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "55000" || c == "53300"),
-        _ => false,
-    }
 }
 
 fn is_foreign_key_violation(e: &sqlx::Error) -> bool {

@@ -23,3 +23,4 @@ mod stripe;
 mod template_admin;
 mod templates;
 mod tenancy;
+mod unavailable;
