@@ -17,6 +17,10 @@ pub enum AppError {
     Conflict { field: Option<String>, message: String },
     #[error("Please sign in to continue.")]
     Unauthorized,
+    /// A sign-in with an email and password that do not match an account (which of the two
+    /// is wrong is not said).
+    #[error("That email and password do not match an account.")]
+    InvalidCredentials,
     #[error("{message}")]
     Forbidden { message: String },
     #[error("{what} not found.")]
@@ -58,7 +62,7 @@ impl AppError {
         match self {
             AppError::Validation { .. } => 422,
             AppError::Conflict { .. } => 409,
-            AppError::Unauthorized => 401,
+            AppError::Unauthorized | AppError::InvalidCredentials => 401,
             AppError::Forbidden { .. } => 403,
             AppError::NotFound { .. } => 404,
             AppError::RateLimited { .. } => 429,
@@ -76,6 +80,7 @@ impl AppError {
             AppError::Validation { .. } => "validation_failed",
             AppError::Conflict { .. } => "conflict",
             AppError::Unauthorized => "unauthorized",
+            AppError::InvalidCredentials => "invalid_credentials",
             AppError::Forbidden { .. } => "forbidden",
             AppError::NotFound { .. } => "not_found",
             AppError::RateLimited { .. } => "rate_limited",

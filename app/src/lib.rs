@@ -4,7 +4,6 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
-#[cfg(feature = "ssr")]
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -117,6 +116,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/services/:id") view=services::pages::ServicePage ssr=SsrMode::Async/>
                     <Route path=path!("/deployments/:id") view=deployments::pages::DeploymentPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=admin::pages::AdminPage/>
+                    <Route path=path!("/admin/audit") view=audit::pages::AdminAuditPage/>
                     <Route path=path!("/admin/templates") view=templates::admin_pages::AdminTemplatesPage/>
                     <Route path=path!("/admin/templates/new") view=templates::admin_pages::AdminNewTemplatePage/>
                     <Route path=path!("/admin/templates/:slug") view=templates::admin_pages::AdminTemplateEditPage ssr=SsrMode::Async/>

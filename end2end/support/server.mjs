@@ -43,6 +43,8 @@ export async function startServer({ env = {} } = {}) {
       ROUNDHOUSE_ADDR: `127.0.0.1:${port}`,
       ROUNDHOUSE_DATA_DIR: dataDir,
       ROUNDHOUSE_ENV: 'dev',
+      // The journeys register many accounts from 127.0.0.1.
+      ROUNDHOUSE_ACCOUNT_ACTIONS_PER_IP_PER_HOUR: '1000',
       // No internet here: services need no uplink in the browser tests.
       ROUNDHOUSE_SANDBOX_OUTBOUND: process.env.ROUNDHOUSE_SANDBOX_OUTBOUND || 'false',
       LEPTOS_OUTPUT_NAME: 'roundhouse',

@@ -84,6 +84,7 @@ pub fn spawn_maintenance(state: AppState) {
         loop {
             tick.tick().await;
             state.login_limiter.shrink();
+            state.account_limiter.shrink();
             for sql in [
                 "DELETE FROM sessions WHERE expires_at < now()",
                 "DELETE FROM email_tokens WHERE expires_at < now() - interval '1 day'",

@@ -102,7 +102,7 @@ pub async fn register(
         use crate::infra::request;
         let state = request::state()?;
         let input = service::RegisterInput::parse(&name, &email, &password)?;
-        let user = service::register(&state, input).await?;
+        let user = service::register(&state, &request::client_ip(), input).await?;
         let token = service::create_session(&state.db, user.id, service::SessionKind::Browser, request::user_agent(), &request::client_ip()).await?;
         request::set_cookie(service::session_cookie(&state.config, &token));
         leptos_axum::redirect(&crate::domain::safe_next_path(next.as_deref()));
@@ -154,7 +154,7 @@ pub async fn resend_verification() -> Result<(), AppError> {
         use crate::infra::request;
         let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
-        service::send_verification(&state, &auth.user).await
+        service::resend_verification(&state, &request::client_ip(), &auth.user).await
     })
     .await
 }
@@ -163,7 +163,7 @@ pub async fn resend_verification() -> Result<(), AppError> {
 pub async fn request_password_reset(email: String) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         let state = crate::infra::request::state()?;
-        service::request_password_reset(&state, &email).await
+        service::request_password_reset(&state, &crate::infra::request::client_ip(), &email).await
     })
     .await
 }
@@ -172,7 +172,7 @@ pub async fn request_password_reset(email: String) -> Result<(), AppError> {
 pub async fn reset_password(token: String, password: String) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         let state = crate::infra::request::state()?;
-        service::reset_password(&state.db, &token, &password).await
+        service::reset_password(&state, &crate::infra::request::client_ip(), &token, &password).await
     })
     .await
 }
@@ -194,7 +194,7 @@ pub async fn change_password(current_password: String, new_password: String) -> 
         use crate::infra::request;
         let auth = crate::auth::guard::require_user()?;
         let state = request::state()?;
-        service::change_password(&state.db, &auth, &current_password, &new_password).await
+        service::change_password(&state.db, &auth, &current_password, &new_password, &request::client_ip()).await
     })
     .await
 }
@@ -214,7 +214,7 @@ pub async fn create_token(name: String) -> Result<CreatedApiToken, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
         let auth = crate::auth::guard::require_user()?;
-        service::create_token(&request::state()?.db, auth.user.id, &name).await
+        service::create_token(&request::state()?.db, auth.user.id, &name, &request::client_ip()).await
     })
     .await
 }
@@ -224,7 +224,7 @@ pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
         let auth = crate::auth::guard::require_user()?;
-        service::revoke_token(&request::state()?.db, auth.user.id, id).await
+        service::revoke_token(&request::state()?.db, auth.user.id, id, &request::client_ip()).await
     })
     .await
 }

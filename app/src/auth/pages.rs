@@ -162,7 +162,7 @@ pub fn AccountPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="text-slate-400">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match session.me.await {
-                        Ok(Some(user)) => view! { <AccountDetails user/> }.into_any(),
+                        Ok(Some(user)) => view! { <AccountDetails user/> <crate::audit::pages::SecurityLog/> }.into_any(),
                         Ok(None) => view! { <ErrorNote error=AppError::Unauthorized/> }.into_any(),
                         Err(e) => view! { <ErrorNote error=e/> }.into_any(),
                     }

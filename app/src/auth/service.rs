@@ -4,7 +4,7 @@ use super::{ApiToken, CreatedApiToken, Role, User};
 use crate::{
     domain::{DisplayName, Email, Password, TokenName},
     error::{AppError, AppResult},
-    infra::{crypto, mail, AppState, Config},
+    infra::{crypto, mail, ratelimit::AccountAction, AppState, Config},
 };
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
@@ -103,7 +103,16 @@ impl RegisterInput {
     }
 }
 
-pub async fn register(state: &AppState, input: RegisterInput) -> AppResult<User> {
+/// Refuses an account action over its rate limit (per client address, per target).
+fn limit(state: &AppState, action: AccountAction, ip: &str, target: &str) -> AppResult<()> {
+    state.account_limiter.check(action, ip, target).map_err(|wait| {
+        tracing::warn!(ip, ?action, "account action rate limited");
+        AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) }
+    })
+}
+
+pub async fn register(state: &AppState, ip: &str, input: RegisterInput) -> AppResult<User> {
+    limit(state, AccountAction::Register, ip, input.email.as_str())?;
     let hash = hash_password_off_thread(input.password).await?;
     let row: Result<UserRow, sqlx::Error> = sqlx::query_as(&format!(
         "INSERT INTO users AS u (email, name, password_hash) VALUES ($1, $2, $3) RETURNING {USER_COLUMNS}"
@@ -169,12 +178,21 @@ pub async fn login(
         .context("password verification task")?;
     let creds = match creds {
         Some(c) if ok => c,
-        _ => return Err(AppError::validation("password", "That email and password do not match an account.")),
+        other => {
+            // On the account's own security log when there is one; else under the address tried.
+            let target = match &other {
+                Some(c) => format!("user:{}", c.id),
+                None => format!("email:{}", email_key.chars().take(254).collect::<String>()),
+            };
+            crate::audit::record(&state.db, None, "auth.sign_in_failed", &target, serde_json::json!({}), ip).await?;
+            return Err(AppError::InvalidCredentials);
+        }
     };
     if creds.suspended_at.is_some() {
         return Err(AppError::forbidden("This account is suspended. Contact the platform administrators."));
     }
     let token = create_session(&state.db, creds.id, kind, user_agent, ip).await?;
+    crate::audit::record(&state.db, Some(creds.id), "auth.sign_in", &format!("user:{}", creds.id), serde_json::json!({ "via": kind.as_str() }), ip).await?;
     let user = find_user(&state.db, creds.id).await?;
     tracing::info!(user_id = %user.id, kind = kind.as_str(), "signed in");
     Ok((user, token))
@@ -345,9 +363,16 @@ pub async fn verify_email(db: &PgPool, token: &str) -> AppResult<User> {
     find_user(db, user_id).await
 }
 
+/// The verification mail again, for a signed-in user who asks.
+pub async fn resend_verification(state: &AppState, ip: &str, user: &User) -> AppResult<()> {
+    limit(state, AccountAction::ResendVerification, ip, &user.email)?;
+    send_verification(state, user).await
+}
+
 /// Always succeeds for a well-formed address, so the form does not tell who has an account.
-pub async fn request_password_reset(state: &AppState, email: &str) -> AppResult<()> {
+pub async fn request_password_reset(state: &AppState, ip: &str, email: &str) -> AppResult<()> {
     let email = Email::parse(email)?;
+    limit(state, AccountAction::ResetRequest, ip, email.as_str())?;
     let user: Option<UserRow> = sqlx::query_as(&format!(
         "SELECT {USER_COLUMNS} FROM users u WHERE lower(u.email) = $1 AND u.suspended_at IS NULL"
     ))
@@ -371,7 +396,9 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> AppResult<
 
 /// Sets the new password and ends every session and API token of the account. The link is
 /// checked before the (deliberately slow) hashing, so a made-up token costs the platform nothing.
-pub async fn reset_password(db: &PgPool, token: &str, password: &str) -> AppResult<()> {
+pub async fn reset_password(state: &AppState, ip: &str, token: &str, password: &str) -> AppResult<()> {
+    limit(state, AccountAction::ResetSubmit, ip, "")?;
+    let db = &state.db;
     let password = Password::parse(password)?;
     let mut tx = db.begin().await?;
     let user_id = consume_email_token(&mut tx, token, "reset").await?;
@@ -387,12 +414,13 @@ pub async fn reset_password(db: &PgPool, token: &str, password: &str) -> AppResu
     sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     // Whoever had the old password may have made tokens with it.
     sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    crate::audit::record(&mut *tx, Some(user_id), "auth.password_reset", &format!("user:{user_id}"), serde_json::json!({}), ip).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user_id, "password reset");
     Ok(())
 }
 
-pub async fn change_password(db: &PgPool, auth: &Authenticated, current: &str, new: &str) -> AppResult<()> {
+pub async fn change_password(db: &PgPool, auth: &Authenticated, current: &str, new: &str, ip: &str) -> AppResult<()> {
     let new = Password::parse(new).map_err(|e| match e {
         AppError::Validation { message, .. } => AppError::validation("new_password", message),
         other => other,
@@ -427,6 +455,8 @@ pub async fn change_password(db: &PgPool, auth: &Authenticated, current: &str, n
         .await?;
     // Tokens made by whoever knew the old password end too (the one in use included).
     sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(auth.user.id).execute(&mut *tx).await?;
+    let user = auth.user.id;
+    crate::audit::record(&mut *tx, Some(user), "auth.password_change", &format!("user:{user}"), serde_json::json!({}), ip).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -457,7 +487,7 @@ pub async fn list_tokens(db: &PgPool, user_id: Uuid) -> AppResult<Vec<ApiToken>>
 
 pub const MAX_TOKENS_PER_USER: i64 = 50;
 
-pub async fn create_token(db: &PgPool, user_id: Uuid, name: &str) -> AppResult<CreatedApiToken> {
+pub async fn create_token(db: &PgPool, user_id: Uuid, name: &str, ip: &str) -> AppResult<CreatedApiToken> {
     let name = TokenName::parse(name)?;
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens WHERE user_id = $1")
         .bind(user_id)
@@ -478,18 +508,21 @@ pub async fn create_token(db: &PgPool, user_id: Uuid, name: &str) -> AppResult<C
     .bind(prefix)
     .fetch_one(db)
     .await?;
+    let details = serde_json::json!({ "name": token.name, "prefix": token.prefix });
+    crate::audit::record(db, Some(user_id), "token.create", &format!("token:{}", token.id), details, ip).await?;
     Ok(CreatedApiToken { token, secret })
 }
 
-pub async fn revoke_token(db: &PgPool, user_id: Uuid, id: Uuid) -> AppResult<()> {
-    let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+pub async fn revoke_token(db: &PgPool, user_id: Uuid, id: Uuid, ip: &str) -> AppResult<()> {
+    let name: Option<String> = sqlx::query_scalar("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2 RETURNING name")
         .bind(id)
         .bind(user_id)
-        .execute(db)
+        .fetch_optional(db)
         .await?;
-    if done.rows_affected() == 0 {
+    let Some(name) = name else {
         return Err(AppError::not_found("Token"));
-    }
+    };
+    crate::audit::record(db, Some(user_id), "token.revoke", &format!("token:{id}"), serde_json::json!({ "name": name }), ip).await?;
     Ok(())
 }
 

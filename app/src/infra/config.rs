@@ -26,6 +26,9 @@ pub struct Config {
     pub trust_proxy: bool,
     pub login_per_ip_per_minute: u32,
     pub login_per_account_per_minute: u32,
+    /// Registrations, password-reset requests and submissions and verification mails per client
+    /// address per hour, each (a target address gets `ratelimit::PER_TARGET_PER_HOUR`).
+    pub account_actions_per_ip_per_hour: u32,
     pub dev_admin_email: String,
     pub json_logs: bool,
     /// 32 bytes, base64: the key variable values are encrypted with.
@@ -258,6 +261,7 @@ impl Config {
             trust_proxy: parse_bool("ROUNDHOUSE_TRUST_PROXY", false)?,
             login_per_ip_per_minute: parse_u32("ROUNDHOUSE_LOGIN_PER_IP_PER_MINUTE", 20)?,
             login_per_account_per_minute: parse_u32("ROUNDHOUSE_LOGIN_PER_ACCOUNT_PER_MINUTE", 5)?,
+            account_actions_per_ip_per_hour: parse_u32("ROUNDHOUSE_ACCOUNT_ACTIONS_PER_IP_PER_HOUR", 10)?,
             dev_admin_email: var("ROUNDHOUSE_DEV_ADMIN_EMAIL").unwrap_or_else(|| "admin@roundhouse.localhost".into()),
             json_logs,
             secret_key: var("ROUNDHOUSE_SECRET_KEY").map(SecretString::from),
@@ -301,6 +305,7 @@ impl Config {
             trust_proxy: false,
             login_per_ip_per_minute: 20,
             login_per_account_per_minute: 5,
+            account_actions_per_ip_per_hour: 1000,
             dev_admin_email: "admin@roundhouse.localhost".into(),
             json_logs: false,
             secret_key: None,

@@ -1,5 +1,7 @@
-//! Sign-in rate limits, per client IP and per account, with the `governor` crate (GCRA, keyed,
-//! lock-free). Limits are per platform replica; a shared store is not needed to stop brute force.
+//! Rate limits on what strangers can do to accounts, with the `governor` crate (GCRA, keyed,
+//! lock-free): sign-in per client IP and per account; registration, password-reset requests and
+//! submissions and verification mails per client IP and per target address. Limits are per
+//! platform replica; a shared store is not needed to stop brute force or mail bombing.
 
 use governor::{clock::{Clock, DefaultClock}, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::{num::NonZeroU32, time::Duration};
@@ -37,6 +39,64 @@ impl LoginLimiter {
     }
 }
 
+/// Account actions that cost the platform a mail or a password hash, and may be aimed at
+/// someone else's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountAction {
+    Register,
+    /// "Forgot password": a mail to the address.
+    ResetRequest,
+    /// A new password through a mailed link: a hash, once the link checks out.
+    ResetSubmit,
+    ResendVerification,
+}
+
+impl AccountAction {
+    const ALL: [AccountAction; 4] = [AccountAction::Register, AccountAction::ResetRequest, AccountAction::ResetSubmit, AccountAction::ResendVerification];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Mails (or attempts) per target address per hour, whatever the client's address.
+pub const PER_TARGET_PER_HOUR: u32 = 3;
+
+pub struct AccountLimiter {
+    per_ip: Vec<DefaultKeyedRateLimiter<String>>,
+    per_target: Vec<DefaultKeyedRateLimiter<String>>,
+}
+
+impl AccountLimiter {
+    /// `per_ip_per_hour` of each action per client address; `PER_TARGET_PER_HOUR` per target.
+    pub fn new(per_ip_per_hour: u32) -> Self {
+        let hourly = |n: u32| Quota::per_hour(NonZeroU32::new(n.max(1)).expect("max(1) is non-zero"));
+        AccountLimiter {
+            per_ip: AccountAction::ALL.iter().map(|_| RateLimiter::keyed(hourly(per_ip_per_hour))).collect(),
+            per_target: AccountAction::ALL.iter().map(|_| RateLimiter::keyed(hourly(PER_TARGET_PER_HOUR))).collect(),
+        }
+    }
+
+    /// Counts one `action` from `ip` aimed at `target` (an email address, or a user id; empty
+    /// when there is none). `Err(wait)` when either is over its limit.
+    pub fn check(&self, action: AccountAction, ip: &str, target: &str) -> Result<(), Duration> {
+        let clock = DefaultClock::default();
+        let wait = |e: governor::NotUntil<_>| e.wait_time_from(clock.now());
+        self.per_ip[action.index()].check_key(&ip.to_string()).map_err(wait)?;
+        let target = target.trim().to_lowercase();
+        if !target.is_empty() {
+            self.per_target[action.index()].check_key(&target).map_err(wait)?;
+        }
+        Ok(())
+    }
+
+    pub fn shrink(&self) {
+        for l in self.per_ip.iter().chain(&self.per_target) {
+            l.retain_recent();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +120,24 @@ mod tests {
             assert!(limiter.check("10.0.0.9", &format!("u{i}@example.com")).is_ok());
         }
         assert!(limiter.check("10.0.0.9", "u9@example.com").is_err());
+    }
+
+    #[test]
+    fn account_actions_are_limited_per_address_and_per_target_each_on_its_own() {
+        let limiter = AccountLimiter::new(5);
+        // Mail bombing one address from many clients: the fourth mail in the hour is refused.
+        for i in 0..3 {
+            assert!(limiter.check(AccountAction::ResetRequest, &format!("10.0.0.{i}"), "ada@example.com").is_ok());
+        }
+        let wait = limiter.check(AccountAction::ResetRequest, "10.0.0.9", "ADA@example.com ").unwrap_err();
+        assert!(wait > Duration::from_secs(60) && wait <= Duration::from_secs(3600), "{wait:?}");
+        // Another action on the same address has its own budget.
+        assert!(limiter.check(AccountAction::ResendVerification, "10.0.0.9", "ada@example.com").is_ok());
+        // One client across many addresses: the sixth is refused.
+        for i in 0..5 {
+            assert!(limiter.check(AccountAction::Register, "10.0.0.7", &format!("u{i}@example.com")).is_ok());
+        }
+        assert!(limiter.check(AccountAction::Register, "10.0.0.7", "u9@example.com").is_err());
+        assert!(limiter.check(AccountAction::Register, "10.0.0.8", "u9@example.com").is_ok());
     }
 }

@@ -1,4 +1,4 @@
-use super::{mail::MailTransport, ratelimit::LoginLimiter, secretbox::SecretBox, Config};
+use super::{mail::MailTransport, ratelimit::{AccountLimiter, LoginLimiter}, secretbox::SecretBox, Config};
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
@@ -13,6 +13,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub mail: Arc<dyn MailTransport>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Registrations, reset requests and submissions, verification mails.
+    pub account_limiter: Arc<AccountLimiter>,
     /// Encrypts variable values at rest.
     pub secrets: Arc<SecretBox>,
     /// Status changes, log notifications and service routes of this replica.
@@ -71,12 +73,14 @@ impl AppState {
             config.login_per_ip_per_minute,
             config.login_per_account_per_minute,
         ));
+        let account_limiter = Arc::new(AccountLimiter::new(config.account_actions_per_ip_per_hour));
         AppState {
             leptos_options,
             db,
             config: Arc::new(config),
             mail,
             login_limiter,
+            account_limiter,
             secrets: Arc::new(secrets),
             live: Default::default(),
             admission: Arc::new(std::sync::RwLock::new(Admission::Everyone)),

@@ -38,6 +38,7 @@ pub fn AdminNav(current: &'static str) -> impl IntoView {
             {link("/admin/templates", "Templates")}
             {link("/admin/invoices", "Invoices")}
             {link("/admin/revenue", "Revenue")}
+            {link("/admin/audit", "Audit log")}
         </nav>
     }
 }

@@ -45,19 +45,21 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 
 /// Create an account. A verification mail is sent; projects can be created once it is confirmed.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = UserResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = UserResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 pub async fn register(
     State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<UserResponse>), AppError> {
     let input = service::RegisterInput::parse(&body.name, &body.email, &body.password)?;
-    let user = service::register(&state, input).await?;
+    let user = service::register(&state, &ip.0, input).await?;
     Ok((StatusCode::CREATED, Json(UserResponse { user })))
 }
 
 /// Sign in and get a session token. Rate-limited per client address and per account.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 pub async fn login(
     State(state): State<AppState>,
@@ -95,10 +97,11 @@ pub async fn list_tokens(State(state): State<AppState>, Caller(auth): Caller) ->
     responses((status = 201, body = CreatedApiToken), (status = 422, body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
     Caller(auth): Caller,
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiToken>), AppError> {
-    Ok((StatusCode::CREATED, Json(service::create_token(&state.db, auth.user.id, &body.name).await?)))
+    Ok((StatusCode::CREATED, Json(service::create_token(&state.db, auth.user.id, &body.name, &ip.0).await?)))
 }
 
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "auth", security(("bearer" = [])),
@@ -106,10 +109,11 @@ pub async fn create_token(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
     Caller(auth): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    service::revoke_token(&state.db, auth.user.id, id).await?;
+    service::revoke_token(&state.db, auth.user.id, id, &ip.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,24 +144,32 @@ pub async fn verify(State(state): State<AppState>, ApiJson(body): ApiJson<Verify
 
 /// Send the verification mail again.
 #[utoipa::path(post, path = "/auth/verify/resend", tag = "auth", security(("bearer" = [])),
-    responses((status = 202), (status = 422, body = ErrorBody)))]
-pub async fn resend_verification(State(state): State<AppState>, Caller(auth): Caller) -> Result<StatusCode, AppError> {
-    service::send_verification(&state, &auth.user).await?;
+    responses((status = 202), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
+pub async fn resend_verification(State(state): State<AppState>, Extension(ip): Extension<ClientIp>, Caller(auth): Caller) -> Result<StatusCode, AppError> {
+    service::resend_verification(&state, &ip.0, &auth.user).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 /// Mail a password reset link. Answers 202 whether or not the address has an account.
 #[utoipa::path(post, path = "/auth/password/forgot", tag = "auth", request_body = ForgotPasswordRequest,
-    responses((status = 202), (status = 422, body = ErrorBody)))]
-pub async fn forgot_password(State(state): State<AppState>, ApiJson(body): ApiJson<ForgotPasswordRequest>) -> Result<StatusCode, AppError> {
-    service::request_password_reset(&state, &body.email).await?;
+    responses((status = 202), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
+    ApiJson(body): ApiJson<ForgotPasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    service::request_password_reset(&state, &ip.0, &body.email).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 /// Set a new password with the token from the reset mail. Every session of the account ends.
 #[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetPasswordRequest,
-    responses((status = 204), (status = 422, body = ErrorBody)))]
-pub async fn reset_password(State(state): State<AppState>, ApiJson(body): ApiJson<ResetPasswordRequest>) -> Result<StatusCode, AppError> {
-    service::reset_password(&state.db, &body.token, &body.password).await?;
+    responses((status = 204), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
+    ApiJson(body): ApiJson<ResetPasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    service::reset_password(&state, &ip.0, &body.token, &body.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -56,7 +56,7 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// validation_failed, conflict, unauthorized, forbidden, not_found, rate_limited, plan_limit, internal, bad_request
+    /// validation_failed, conflict, unauthorized, invalid_credentials, forbidden, not_found, rate_limited, plan_limit, too_large, internal, unavailable, bad_request
     pub code: String,
     pub message: String,
     /// The input field the error is about, when there is one.

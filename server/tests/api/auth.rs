@@ -91,7 +91,8 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
     app.register("Ada", "ada@example.com").await;
     let wrong = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": "not the password" }))).await;
     let unknown = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "bob@example.com", "password": "not the password" }))).await;
-    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!((wrong.status, wrong.error_code()), (StatusCode::UNAUTHORIZED, "invalid_credentials"), "{}", wrong.text);
+    assert_eq!(wrong.error_field(), "", "which of the two is wrong is not said");
     assert_eq!(wrong.status, unknown.status);
     assert_eq!(wrong.body, unknown.body);
 }
@@ -102,7 +103,7 @@ async fn sign_in_is_rate_limited_per_account_with_retry_after() {
     app.register("Ada", "ada@example.com").await;
     for _ in 0..5 {
         let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": "wrong password" }))).await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     // Even the right password is refused while the account is over its limit.
     let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": PASSWORD }))).await;
@@ -117,11 +118,73 @@ async fn sign_in_is_rate_limited_per_client_address_across_accounts() {
     let app = TestApp::with_config(|c| c.login_per_ip_per_minute = 3).await;
     for i in 0..3 {
         let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": format!("u{i}@example.com"), "password": "whatever123" }))).await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     let r = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "u9@example.com", "password": "whatever123" }))).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.contains_key(header::RETRY_AFTER));
+}
+
+/// How many mails went to `email`.
+async fn mails_to(app: &TestApp, email: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE to_address = $1").bind(email).fetch_one(&app.db).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_mails_to_one_address_are_limited_whoever_asks_and_nothing_more_is_sent() {
+    let app = TestApp::with_config(|c| c.trust_proxy = true).await;
+    app.register("Ada", "ada@example.com").await;
+    let forgot = |from: &'static str| {
+        let req = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/auth/password/forgot")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-forwarded-for", from)
+            .body(axum::body::Body::from(json!({ "email": "ada@example.com" }).to_string()))
+            .unwrap();
+        app.send(req)
+    };
+    let before = mails_to(&app, "ada@example.com").await;
+    for from in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        assert_eq!(forgot(from).await.status, StatusCode::ACCEPTED);
+    }
+    // A fourth, from yet another address: refused, and no mail.
+    let r = forgot("203.0.113.4").await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{}", r.text);
+    let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((60..=3600).contains(&retry), "Retry-After {retry}");
+    assert_eq!(mails_to(&app, "ada@example.com").await, before + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_reset_and_resend_are_limited_per_client_address() {
+    let app = TestApp::with_config(|c| c.account_actions_per_ip_per_hour = 2).await;
+    for i in 0..2 {
+        let r = app.api(Method::POST, "/auth/register", None, Some(json!({ "name": "U", "email": format!("u{i}@example.com"), "password": PASSWORD }))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = app.api(Method::POST, "/auth/register", None, Some(json!({ "name": "U", "email": "u9@example.com", "password": PASSWORD }))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    let none: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'u9@example.com'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(none, 0, "a refused registration creates nothing");
+
+    // Made-up reset links: refused without a hash, then limited like the rest.
+    for _ in 0..2 {
+        let r = app.api(Method::POST, "/auth/password/reset", None, Some(json!({ "token": "made-up", "password": "a brand new password" }))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    }
+    let r = app.api(Method::POST, "/auth/password/reset", None, Some(json!({ "token": "made-up", "password": "a brand new password" }))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+
+    // Verification mails asked again by a signed-in user.
+    let login = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "u0@example.com", "password": PASSWORD }))).await;
+    let token = login.body["token"].as_str().unwrap().to_string();
+    let before = mails_to(&app, "u0@example.com").await;
+    for _ in 0..2 {
+        assert_eq!(app.api(Method::POST, "/auth/verify/resend", Some(&token), None).await.status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(app.api(Method::POST, "/auth/verify/resend", Some(&token), None).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(mails_to(&app, "u0@example.com").await, before + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +237,7 @@ async fn a_password_reset_sets_the_new_password_and_ends_every_session_and_token
     assert_eq!(app.get("/me", &old_session).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.get("/me", &token).await.status, StatusCode::UNAUTHORIZED, "API tokens end with the password");
     let old = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": PASSWORD }))).await;
-    assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
     let new = app
         .api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": "a brand new password" })))
         .await;

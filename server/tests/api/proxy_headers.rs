@@ -81,7 +81,7 @@ async fn without_trust_proxy_a_forged_forwarded_for_is_ignored_and_does_not_evad
 
     for forged in ["198.51.100.1", "198.51.100.2"] {
         let (status, body) = sign_in(addr, &[forged], "ada@example.com", WRONG).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     }
     // A fourth attempt from the same socket address, claiming yet another address: still counted
     // as the same client.
@@ -109,7 +109,7 @@ async fn behind_a_trusted_proxy_the_rightmost_forwarded_entry_is_the_client_and_
     // own before the proxy's), is one client.
     for forwarded in [&["198.51.100.1, 203.0.113.7"][..], &["198.51.100.2", "203.0.113.7"]] {
         let (status, body) = sign_in(addr, forwarded, "ada@example.com", WRONG).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     }
     for forwarded in [&["198.51.100.3, 203.0.113.7"][..], &["203.0.113.7"]] {
         let (status, body) = sign_in(addr, forwarded, "ada@example.com", WRONG).await;
@@ -118,7 +118,7 @@ async fn behind_a_trusted_proxy_the_rightmost_forwarded_entry_is_the_client_and_
 
     // Another client behind the same proxy has a limit of its own, whatever it claims to be.
     let (status, body) = sign_in(addr, &["203.0.113.7, 203.0.113.8"], "ada@example.com", WRONG).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 
     // A rightmost entry that is not an address is no one's word: the socket's peer is the client.
     let (status, body) = sign_in(addr, &["203.0.113.7, unknown"], "ada@example.com", PASSWORD).await;
