@@ -8,6 +8,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub const PAGE_SIZE: i64 = 50;
+/// What a suspended user's deployments show as the reason they stopped.
+pub const SUSPENDED_REASON: &str = "Stopped: the account was suspended by an administrator.";
 
 pub async fn list_users(db: &PgPool, q: Option<&str>, offset: i64) -> AppResult<UserPage> {
     let q = q.map(str::trim).filter(|q| !q.is_empty());
@@ -62,8 +64,11 @@ pub async fn set_role(db: &PgPool, actor: &User, user_id: Uuid, role: Role, ip: 
     Ok(())
 }
 
-/// Suspending ends every session of the user and stops their API tokens from working
-/// (authentication checks the flag); their workloads are stopped by the runtime when there is one.
+/// Suspending ends every session of the user, stops their API tokens from working
+/// (authentication checks the flag; open live streams end within 15 s) and stops every service
+/// of theirs: running deployments are `removed`, those on their way `cancelled`, each with the
+/// reason, and nothing of theirs deploys while the suspension lasts. Unsuspending lets them
+/// sign in and deploy again; it starts nothing by itself.
 pub async fn set_suspended(db: &PgPool, actor: &User, user_id: Uuid, suspended: bool, ip: &str) -> AppResult<()> {
     if actor.id == user_id {
         return Err(AppError::validation("user", "You cannot suspend yourself."));
@@ -85,6 +90,11 @@ pub async fn set_suspended(db: &PgPool, actor: &User, user_id: Uuid, suspended: 
     let action = if suspended { "user.suspend" } else { "user.unsuspend" };
     audit::record(&mut *tx, Some(actor.id), action, &format!("user:{user_id}"), serde_json::json!({}), ip).await?;
     tx.commit().await?;
-    tracing::info!(user_id = %user_id, suspended, "user suspension changed");
+    if suspended {
+        let stopped = crate::billing::holds::stop_active(db, user_id, SUSPENDED_REASON).await?;
+        tracing::info!(user_id = %user_id, deployments = stopped.len(), "user suspended: their deployments were stopped");
+    } else {
+        tracing::info!(user_id = %user_id, "user unsuspended");
+    }
     Ok(())
 }

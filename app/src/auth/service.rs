@@ -229,6 +229,27 @@ pub async fn end_authentication(db: &PgPool, auth: &Authenticated) -> AppResult<
     Ok(())
 }
 
+/// Whether what authenticated a request still would: the session or token exists (it was not
+/// signed out, revoked or ended by a password change) and the user is not suspended. Long-lived
+/// streams ask this now and then, and end when it is no longer so.
+pub async fn still_authenticated(db: &PgPool, auth: &Authenticated) -> AppResult<bool> {
+    let alive: Option<bool> = match &auth.via {
+        AuthVia::Session { token_hash } => sqlx::query_scalar(
+            "SELECT true FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > now() AND u.suspended_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(db)
+        .await?,
+        AuthVia::ApiToken { id } => {
+            sqlx::query_scalar("SELECT true FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1 AND u.suspended_at IS NULL")
+                .bind(id)
+                .fetch_optional(db)
+                .await?
+        }
+    };
+    Ok(alive.unwrap_or(false))
+}
+
 /// Resolves a bearer or cookie token to its user. Expired sessions, revoked tokens and
 /// suspended users resolve to nothing.
 pub async fn authenticate(db: &PgPool, token: &str) -> AppResult<Option<Authenticated>> {

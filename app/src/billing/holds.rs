@@ -27,11 +27,20 @@ impl Hold {
     }
 }
 
-/// Refuses a deploy while a hold keeps the account's services stopped.
+/// Refuses a deploy while a hold keeps the account's services stopped, or the account is
+/// suspended.
 pub async fn admit(db: &PgPool, owner: Uuid) -> AppResult<()> {
-    let held: Option<(bool, bool)> =
-        sqlx::query_as("SELECT limit_stopped_at IS NOT NULL, payment_stopped_at IS NOT NULL FROM users WHERE id = $1").bind(owner).fetch_optional(db).await?;
-    match held.unwrap_or_default() {
+    let held: Option<(bool, bool, bool)> = sqlx::query_as(
+        "SELECT limit_stopped_at IS NOT NULL, payment_stopped_at IS NOT NULL, suspended_at IS NOT NULL FROM users WHERE id = $1",
+    )
+    .bind(owner)
+    .fetch_optional(db)
+    .await?;
+    let (limit, payment, suspended) = held.unwrap_or_default();
+    if suspended {
+        return Err(AppError::forbidden("This account is suspended: nothing of it deploys. Contact the platform administrators."));
+    }
+    match (limit, payment) {
         (_, true) => Err(AppError::PlanLimit {
             message: "A payment is overdue, so your services are stopped and nothing deploys. Pay the open invoice (Manage billing on the billing page) to start them again.".into(),
         }),
@@ -46,6 +55,20 @@ pub async fn admit(db: &PgPool, owner: Uuid) -> AppResult<()> {
 /// remembering the running ones; answers how many were stopped.
 pub async fn stop_all(db: &PgPool, owner: Uuid, hold: Hold, reason: &str) -> AppResult<usize> {
     sqlx::query(&format!("UPDATE users SET {0} = coalesce({0}, now()) WHERE id = $1", hold.column())).bind(owner).execute(db).await?;
+    let stopped = stop_active(db, owner, reason).await?;
+    for &(id, was_running) in &stopped {
+        if was_running {
+            sqlx::query("INSERT INTO usage_limit_stops (deployment_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(id).bind(owner).execute(db).await?;
+        }
+    }
+    Ok(stopped.len())
+}
+
+/// Stops every running deployment of `owner` (`removed`) and cancels every one on its way
+/// (`queued`, `building`, `deploying`), each with `reason`: the reconciler stops their
+/// instances and the proxy stops routing to them. Answers each deployment stopped, and
+/// whether it was running. Also what an admin's suspension does.
+pub async fn stop_active(db: &PgPool, owner: Uuid, reason: &str) -> AppResult<Vec<(Uuid, bool)>> {
     let active: Vec<(Uuid, Status)> = sqlx::query_as(
         "SELECT d.id, d.status FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
          JOIN projects p ON p.id = e.project_id WHERE p.owner_id = $1 AND d.status IN ('queued', 'building', 'deploying', 'running')",
@@ -53,18 +76,17 @@ pub async fn stop_all(db: &PgPool, owner: Uuid, hold: Hold, reason: &str) -> App
     .bind(owner)
     .fetch_all(db)
     .await?;
-    let mut stopped = 0;
+    let mut stopped = Vec::new();
     for (id, status) in active {
-        let moved = if status == Status::Running {
-            let moved = deployments::service::transition(db, id, &[Status::Running], Status::Removed, reason, None).await?;
-            if moved {
-                sqlx::query("INSERT INTO usage_limit_stops (deployment_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(id).bind(owner).execute(db).await?;
-            }
-            moved
+        let running = status == Status::Running;
+        let moved = if running {
+            deployments::service::transition(db, id, &[Status::Running], Status::Removed, reason, None).await?
         } else {
             deployments::service::transition(db, id, &[Status::Queued, Status::Building, Status::Deploying], Status::Cancelled, reason, None).await?
         };
-        stopped += usize::from(moved);
+        if moved {
+            stopped.push((id, running));
+        }
     }
     Ok(stopped)
 }

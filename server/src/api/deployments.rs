@@ -2,6 +2,7 @@
 
 use super::{ApiPath, ApiQuery, Caller, ErrorBody};
 use app::{
+    auth::service::Authenticated,
     deployments::{service, Deployment, DeploymentDetail, LogLine, MetricPoint, StatusChange},
     error::AppError,
     infra::{live::LiveEvent, AppState},
@@ -127,7 +128,7 @@ pub async fn logs(
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
     let after = resume.or(q.after).unwrap_or(0).max(0);
     if q.follow.unwrap_or(false) {
-        return Ok(follow(state, d, after, q.search));
+        return Ok(follow(state, auth, d, after, q.search));
     }
     if q.format.as_deref() == Some("text") {
         let mut out = String::new();
@@ -150,10 +151,11 @@ pub async fn logs(
 /// The stored lines after `after`, then every new line as it is stored. Lines are read from
 /// Postgres in id order whenever a notification (or a lag) says there may be more, so a slow
 /// browser or a missed notification never loses a line.
-fn follow(state: AppState, d: Deployment, after: i64, search: Option<String>) -> Response {
+fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, search: Option<String>) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     let mut live = state.live.events.subscribe();
     tokio::spawn(async move {
+        let mut access = AccessCheck::new(auth);
         let mut cursor = after;
         let mut status = d.status;
         let send_status = |s: app::deployments::Status| Event::default().event("status").data(s.as_str());
@@ -205,12 +207,37 @@ fn follow(state: AppState, d: Deployment, after: i64, search: Option<String>) ->
                 }
                 _ => {}
             }
-            if tx.is_closed() {
+            if tx.is_closed() || !access.still_allowed(&state).await {
                 return;
             }
         }
     });
     Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// How often an open stream checks that its caller may still read it.
+const ACCESS_EVERY: Duration = Duration::from_secs(15);
+
+/// A stream ends once what opened it no longer authenticates (signed out, token revoked,
+/// password changed, account suspended), checked at most every `ACCESS_EVERY`.
+struct AccessCheck {
+    auth: Authenticated,
+    checked: tokio::time::Instant,
+}
+
+impl AccessCheck {
+    fn new(auth: Authenticated) -> Self {
+        AccessCheck { auth, checked: tokio::time::Instant::now() }
+    }
+
+    async fn still_allowed(&mut self, state: &AppState) -> bool {
+        if self.checked.elapsed() < ACCESS_EVERY {
+            return true;
+        }
+        self.checked = tokio::time::Instant::now();
+        // A database that does not answer ends nothing: the stream goes on until it knows.
+        app::auth::service::still_authenticated(&state.db, &self.auth).await.unwrap_or(true)
+    }
 }
 
 /// Deployment status changes of a project's services, live (server-sent events, `event: status`,
@@ -222,7 +249,9 @@ pub async fn project_events(State(state): State<AppState>, Caller(auth): Caller,
     projects::service::get(&state.db, auth.user.id, id).await?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     let mut live = state.live.events.subscribe();
+    let mut access = AccessCheck::new(auth);
     tokio::spawn(async move {
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_EVERY, ACCESS_EVERY);
         // What changed between the page being rendered and this stream opening was never sent
         // to it: the page reads everything again once, now that it hears what follows.
         if tx.send(Ok(Event::default().event("resync").data(""))).await.is_err() {
@@ -232,6 +261,12 @@ pub async fn project_events(State(state): State<AppState>, Caller(auth): Caller,
             let received = tokio::select! {
                 r = live.recv() => r,
                 _ = tx.closed() => return,
+                _ = recheck.tick() => {
+                    if access.still_allowed(&state).await {
+                        continue;
+                    }
+                    return;
+                }
             };
             let event = match received {
                 Ok(LiveEvent::Status(change)) if change.project_id == id => Event::default().event("status").json_data(&change).ok(),

@@ -102,3 +102,60 @@ async fn a_non_admin_cannot_use_the_admin_functions() {
         .unwrap();
     assert!(!suspended);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspending_a_user_stops_their_services_and_ends_their_streams_and_unsuspending_lets_them_deploy() {
+    use crate::deploys::{deploy, fixture, setup, until_proxy, wait_for};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let app = TestApp::with_runtime().await;
+    app.register("Root", "root@example.com").await;
+    app.make_admin("root@example.com").await;
+    let admin = app.browser_login("root@example.com").await;
+    let s = setup(&app, &fixture(), json!({})).await;
+    let d = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &d, &["running"]).await;
+    until_proxy(&app, "/", |r| r.status == StatusCode::OK).await;
+    // Ada follows her logs live.
+    let req = axum::http::Request::builder()
+        .uri(format!("/api/v1/deployments/{d}/logs?follow=true"))
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {}", s.token))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let mut stream = app.router.clone().oneshot(req).await.unwrap().into_body();
+
+    let ada = user_id(&app, "ada@example.com").await;
+    let r = app.server_fn("admin_set_suspended", Some(&admin), &[("user_id", &ada), ("suspended", "true")]).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let row: (String, String) = sqlx::query_as("SELECT status::text, reason FROM deployments WHERE id = $1")
+        .bind(d.parse::<uuid::Uuid>().unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(row, ("removed".to_string(), "Stopped: the account was suspended by an administrator.".to_string()));
+    until_proxy(&app, "/", |r| r.status == StatusCode::NOT_FOUND).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !app.live_units().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "still running: {:?}", app.live_units());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Her open log stream ends by itself (within the 15 s recheck).
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(25), async {
+        while let Some(frame) = stream.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream of a suspended user is still open");
+
+    // Unsuspended, she signs in again and deploys; nothing started by itself meanwhile.
+    let r = app.server_fn("admin_set_suspended", Some(&admin), &[("user_id", &ada), ("suspended", "false")]).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let running: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE status IN ('queued', 'running')").fetch_one(&app.db).await.unwrap();
+    assert_eq!(running, 0);
+    let token = app.login("ada@example.com").await;
+    let again = deploy(&app, &token, &s.service).await;
+    wait_for(&app, &token, &again, &["running"]).await;
+}
