@@ -25,12 +25,12 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(auth::session_token_from_cookie_header)
+        .find_map(|h| auth::session_token_from_cookie_header(h, name))
 }
 
 /// The client's address: the socket peer, or — with `ROUNDHOUSE_TRUST_PROXY` on, behind exactly
@@ -57,7 +57,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let ip = client_ip(&state, &req);
     req.extensions_mut().insert(ClientIp(ip));
     let bearer = bearer_token(req.headers()).map(str::to_string);
-    let cookie = cookie_token(req.headers()).map(str::to_string);
+    let cookie = cookie_token(req.headers(), state.config.session_cookie_name()).map(str::to_string);
     let mut clear_cookie = false;
     if let Some(token) = bearer {
         match auth::authenticate(&state.db, &token).await {
@@ -114,7 +114,7 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
                 (None, Some(r)) => host_of_origin(r).is_some_and(allowed),
                 // No browser headers at all: a non-browser client. Without a cookie it has no
                 // ambient authority to abuse.
-                (None, None) => cookie_token(headers).is_none(),
+                (None, None) => cookie_token(headers, state.config.session_cookie_name()).is_none(),
             }
         }
     };

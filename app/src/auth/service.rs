@@ -11,7 +11,6 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub const SESSION_COOKIE: &str = "rh_session";
 pub const SESSION_DAYS: i64 = 30;
 pub const API_TOKEN_PREFIX: &str = "rhp_";
 pub const SESSION_TOKEN_PREFIX: &str = "rhs_";
@@ -286,22 +285,25 @@ pub async fn authenticate(db: &PgPool, token: &str) -> AppResult<Option<Authenti
 pub fn session_cookie(config: &Config, token: &str) -> String {
     let secure = if config.secure_cookies() { "; Secure" } else { "" };
     format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        config.session_cookie_name(),
         SESSION_DAYS * 24 * 3600
     )
 }
 
 pub fn clear_session_cookie(config: &Config) -> String {
     let secure = if config.secure_cookies() { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+    format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}", config.session_cookie_name())
 }
 
 /// Reads the session token from a `Cookie` header value.
-pub fn session_token_from_cookie_header(header: &str) -> Option<&str> {
+/// The session token in a `Cookie` header, under `name` (`Config::session_cookie_name`): over
+/// https only the `__Host-` cookie counts.
+pub fn session_token_from_cookie_header<'h>(header: &'h str, name: &str) -> Option<&'h str> {
     header
         .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
         .filter(|v| !v.is_empty())
 }
@@ -553,9 +555,13 @@ mod tests {
 
     #[test]
     fn the_session_token_is_read_from_among_other_cookies() {
-        assert_eq!(session_token_from_cookie_header("a=1; rh_session=rhs_abc; b=2"), Some("rhs_abc"));
-        assert_eq!(session_token_from_cookie_header("rh_session="), None);
-        assert_eq!(session_token_from_cookie_header("other=1"), None);
+        assert_eq!(session_token_from_cookie_header("a=1; rh_session=rhs_abc; b=2", "rh_session"), Some("rhs_abc"));
+        assert_eq!(session_token_from_cookie_header("rh_session=", "rh_session"), None);
+        assert_eq!(session_token_from_cookie_header("other=1", "rh_session"), None);
+        // Over https a plain cookie (which a parent-domain cookie could be) is not the session.
+        let tossed = "rh_session=rhs_tossed; __Host-rh_session=rhs_real";
+        assert_eq!(session_token_from_cookie_header(tossed, "__Host-rh_session"), Some("rhs_real"));
+        assert_eq!(session_token_from_cookie_header("rh_session=rhs_tossed", "__Host-rh_session"), None);
     }
 
     #[test]

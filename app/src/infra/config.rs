@@ -250,7 +250,7 @@ impl Config {
             None => mode == RunMode::Production,
             Some(other) => bail!("ROUNDHOUSE_LOG_FORMAT must be json or pretty, not {other:?}"),
         };
-        Ok(Config {
+        Config {
             mode,
             addr,
             public_url,
@@ -289,7 +289,25 @@ impl Config {
             git_ca_file: parse_ca_file("ROUNDHOUSE_GIT_CA_FILE")?,
             stripe: StripeConfig::from_env()?,
             billing_grace_days: parse_u32("ROUNDHOUSE_BILLING_GRACE_DAYS", 7)?,
-        })
+        }
+        .checked()
+    }
+
+    /// Refuses a configuration whose own host a tenant could be given: a service answers at
+    /// `<service>.<project>.<apps domain>`, so a platform at such a name would share its
+    /// origin (and cookies) with someone's app.
+    fn checked(self) -> anyhow::Result<Self> {
+        let host = self.public_host().rsplit_once(':').map_or(self.public_host(), |(h, _)| h).to_ascii_lowercase();
+        if let Some(prefix) = host.strip_suffix(&format!(".{}", self.apps_domain.to_ascii_lowercase())) {
+            if prefix.contains('.') {
+                bail!(
+                    "ROUNDHOUSE_PUBLIC_URL's host {host} has the shape of a tenant's service host under ROUNDHOUSE_APPS_DOMAIN ({}): \
+                     a deployed service could be given it. Serve the platform outside the apps domain, or at most one label under it.",
+                    self.apps_domain
+                );
+            }
+        }
+        Ok(self)
     }
 
     /// A configuration for tests: dev mode, outbox mail, generous limits.
@@ -336,6 +354,17 @@ impl Config {
         self.public_url.starts_with("https://")
     }
 
+    /// The session cookie's name: over https `__Host-` prefixed, so the browser keeps it
+    /// Secure, host-only and on `/`, and a cookie a tenant's subdomain sets for a parent domain
+    /// can never stand in for it.
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.secure_cookies() {
+            "__Host-rh_session"
+        } else {
+            "rh_session"
+        }
+    }
+
     /// The URL a service answers at through the proxy.
     pub fn service_url(&self, service: &str, environment: &str, project_slug: &str) -> String {
         let (scheme, rest) = self.public_url.split_once("://").unwrap_or(("http", &self.public_url));
@@ -370,6 +399,26 @@ mod tests {
         assert_eq!(run_mode(Some("dev"), &public).unwrap(), RunMode::Dev);
         assert_eq!(run_mode(Some("production"), &loopback).unwrap(), RunMode::Production);
         assert!(run_mode(Some("staging"), &loopback).is_err());
+    }
+
+    #[test]
+    fn the_platform_cannot_live_where_a_tenant_service_could_and_its_cookie_is_host_only_over_https() {
+        let mut c = Config::for_tests("postgres://x/y");
+        c.apps_domain = "apps.example.com".into();
+        for (url, ok) in [
+            ("https://roundhouse.example.com", true),
+            ("https://apps.example.com", true),
+            ("https://console.apps.example.com", true),
+            ("https://web.shop.apps.example.com", false),
+            ("https://WEB.shop.apps.example.com:8443", false),
+        ] {
+            c.public_url = url.into();
+            assert_eq!(c.clone().checked().is_ok(), ok, "{url}");
+        }
+        c.public_url = "https://roundhouse.example.com".into();
+        assert_eq!(c.session_cookie_name(), "__Host-rh_session");
+        c.public_url = "http://127.0.0.1:3000".into();
+        assert_eq!(c.session_cookie_name(), "rh_session");
     }
 
     #[test]

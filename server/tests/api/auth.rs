@@ -404,3 +404,21 @@ async fn a_password_change_ends_other_sessions_and_every_api_token() {
     assert_eq!(app.get("/me", &token).await.status, StatusCode::UNAUTHORIZED, "API tokens end with the password");
     assert_eq!(app.page("/account", Some(&cookie)).await.status, StatusCode::OK, "the session that changed it stays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_session_cookie_is_host_only_and_a_plain_one_is_not_a_session() {
+    let app = TestApp::with_config(|c| c.public_url = "https://roundhouse.example.com".into()).await;
+    app.verified_user("Ada", "ada@example.com").await;
+    let origin = Some("https://roundhouse.example.com");
+    let r = app.server_fn_from("login", None, &[("email", "ada@example.com"), ("password", PASSWORD)], origin).await;
+    let set = r.headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find(|c| c.contains("rh_session=")).expect("a session cookie").to_string();
+    assert!(set.starts_with("__Host-rh_session=rhs_"), "{set}");
+    assert!(set.contains("; Secure") && set.contains("; Path=/") && !set.to_lowercase().contains("domain="), "{set}");
+    let token = set.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+
+    let me = app.server_fn_from("get_me", Some(&format!("__Host-rh_session={token}")), &[], origin).await;
+    assert_eq!(me.body["email"], "ada@example.com", "{}", me.text);
+    // The same token under the plain name (what a cookie set for a parent domain would be) is no session.
+    let tossed = app.server_fn_from("get_me", Some(&format!("rh_session={token}")), &[], origin).await;
+    assert_eq!(tossed.text, "null", "{}", tossed.text);
+}
