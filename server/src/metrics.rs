@@ -1,9 +1,10 @@
 //! Prometheus metrics at `/metrics`: every request counted and timed by method, matched route
 //! (the route pattern, e.g. `/projects/{id}`, so labels stay bounded) and status.
 
+use app::infra::AppState;
 use axum::{
-    extract::{MatchedPath, Request},
-    http::header,
+    extract::{MatchedPath, Request, State},
+    http::{header, HeaderMap, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -40,6 +41,40 @@ pub async fn track(req: Request, next: Next) -> Response {
     response
 }
 
-pub async fn render() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render())
+/// The Prometheus text: every counter and histogram, and gauges of the platform's state read
+/// now (deployments by status, instances by state, the database pool). With
+/// `ROUNDHOUSE_METRICS_TOKEN` set, only a scraper that sends it as a bearer token gets them.
+pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.config.metrics_token {
+        use secrecy::ExposeSecret;
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        // Compared as hashes: no timing says how much of a guess was right.
+        if app::infra::crypto::hash_token(given.trim()) != app::infra::crypto::hash_token(expected.expose_secret()) {
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "metrics need the bearer token ROUNDHOUSE_METRICS_TOKEN\n").into_response();
+        }
+    }
+    record_gauges(&state).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
+}
+
+async fn record_gauges(state: &AppState) {
+    let pool = &state.db;
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("roundhouse_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("roundhouse_db_pool_connections", "state" => "in_use").set(f64::from(pool.size()) - idle);
+    let deployments: Result<Vec<(String, i64)>, _> =
+        sqlx::query_as("SELECT status::text, count(*) FROM deployments WHERE status IN ('queued', 'building', 'deploying', 'running') GROUP BY 1").fetch_all(pool).await;
+    if let Ok(rows) = deployments {
+        for status in ["queued", "building", "deploying", "running"] {
+            let n = rows.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            metrics::gauge!("roundhouse_deployments", "status" => status).set(n as f64);
+        }
+    }
+    let instances: Result<Vec<(String, i64)>, _> =
+        sqlx::query_as("SELECT state::text, count(*) FROM instances WHERE state <> 'stopped' GROUP BY 1").fetch_all(pool).await;
+    if let Ok(rows) = instances {
+        for (st, n) in rows {
+            metrics::gauge!("roundhouse_instances", "state" => st).set(n as f64);
+        }
+    }
 }

@@ -56,6 +56,10 @@ fn appended_by_proxy(headers: &HeaderMap) -> Option<IpAddr> {
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let ip = client_ip(&state, &req);
     req.extensions_mut().insert(ClientIp(ip));
+    // A scraper's bearer is the metrics token, not a user's: `/metrics` checks it itself.
+    if req.uri().path() == "/metrics" {
+        return next.run(req).await;
+    }
     let bearer = bearer_token(req.headers()).map(str::to_string);
     let cookie = cookie_token(req.headers(), state.config.session_cookie_name()).map(str::to_string);
     let mut clear_cookie = false;

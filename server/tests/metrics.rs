@@ -24,3 +24,25 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
     assert!(line("/api/v1/projects/{id}", "401"), "{}", r.text);
     assert!(r.text.contains("http_request_duration_seconds_bucket"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_metrics_token_only_its_bearer_scrapes_and_platform_gauges_are_there() {
+    let app = TestApp::with_config(|c| c.metrics_token = Some("scrape-secret".to_string().into())).await;
+    let scrape = |auth: Option<&'static str>| {
+        let mut req = axum::http::Request::builder().uri("/metrics");
+        if let Some(a) = auth {
+            req = req.header(axum::http::header::AUTHORIZATION, a);
+        }
+        app.send(req.body(axum::body::Body::empty()).unwrap())
+    };
+    for refused in [None, Some("Bearer wrong"), Some("scrape-secret")] {
+        let r = scrape(refused).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{refused:?}");
+        assert!(!r.text.contains("http_requests_total"));
+    }
+    let r = scrape(Some("Bearer scrape-secret")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for gauge in ["roundhouse_deployments{status=\"running\"} 0", "roundhouse_db_pool_connections{state=\"idle\"}"] {
+        assert!(r.text.contains(gauge), "{gauge} missing:\n{}", r.text);
+    }
+}

@@ -64,6 +64,8 @@ pub struct Config {
     pub stripe: Option<StripeConfig>,
     /// Days a failed payment may stay unpaid before the account's services stop.
     pub billing_grace_days: u32,
+    /// When set, `/metrics` answers only `Authorization: Bearer <this>`.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// How Roundhouse bills through Stripe.
@@ -289,6 +291,7 @@ impl Config {
             git_ca_file: parse_ca_file("ROUNDHOUSE_GIT_CA_FILE")?,
             stripe: StripeConfig::from_env()?,
             billing_grace_days: parse_u32("ROUNDHOUSE_BILLING_GRACE_DAYS", 7)?,
+            metrics_token: var("ROUNDHOUSE_METRICS_TOKEN").map(SecretString::from),
         }
         .checked()
     }
@@ -343,6 +346,7 @@ impl Config {
             git_ca_file: None,
             stripe: None,
             billing_grace_days: 7,
+            metrics_token: None,
         }
     }
 
