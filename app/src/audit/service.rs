@@ -71,13 +71,22 @@ pub async fn search(db: &PgPool, q: Option<&str>, offset: i64) -> AppResult<Audi
     Ok(AuditPage { entries: rows.into_iter().map(Into::into).collect(), total, offset, page_size: PAGE_SIZE })
 }
 
-/// What `user` did, and what was done or tried to their account, newest first.
+/// What `user` did, and what was done or tried to their account, newest first. Who else
+/// acted, and from where, is shown only for attempts on the account (a failed sign-in's
+/// address is the user's to know); an administrator's own email and address are not.
 pub async fn of_user(db: &PgPool, user: Uuid) -> AppResult<Vec<AuditEntry>> {
-    let rows: Vec<Row> = sqlx::query_as(&format!("{SELECT} WHERE a.actor_id = $1 OR a.target = $2 ORDER BY a.id DESC LIMIT $3"))
-        .bind(user)
-        .bind(format!("user:{user}"))
-        .bind(SECURITY_LOG_SIZE)
-        .fetch_all(db)
-        .await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT a.id, a.created_at,
+                CASE WHEN a.actor_id = $1 THEN u.email WHEN a.actor_id IS NULL THEN NULL ELSE 'an administrator' END AS actor,
+                a.action, a.target, a.details,
+                CASE WHEN a.actor_id = $1 OR a.action = 'auth.sign_in_failed' THEN a.ip END AS ip
+         FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id
+         WHERE a.actor_id = $1 OR a.target = $2 ORDER BY a.id DESC LIMIT $3",
+    )
+    .bind(user)
+    .bind(format!("user:{user}"))
+    .bind(SECURITY_LOG_SIZE)
+    .fetch_all(db)
+    .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }

@@ -181,7 +181,11 @@ pub async fn login(
             // On the account's own security log when there is one; else under the address tried.
             let target = match &other {
                 Some(c) => format!("user:{}", c.id),
-                None => format!("email:{}", email_key.chars().take(254).collect::<String>()),
+                // Only a well-formed address is kept (bounded, no control characters).
+                None => match Email::parse(&email_key) {
+                    Ok(e) => format!("email:{}", e.as_str()),
+                    Err(_) => "email:(not an address)".to_string(),
+                },
             };
             crate::audit::record(&state.db, None, "auth.sign_in_failed", &target, serde_json::json!({}), ip).await?;
             return Err(AppError::InvalidCredentials);
@@ -392,10 +396,31 @@ pub async fn resend_verification(state: &AppState, ip: &str, user: &User) -> App
     send_verification(state, user).await
 }
 
-/// Always succeeds for a well-formed address, so the form does not tell who has an account.
+/// Always answers the same for a well-formed address, at once, so neither the answer nor its
+/// timing tells who has an account: the link is made and mailed in the background. Past the
+/// address's hourly limit nothing is sent, but the answer is the same — a stranger asking
+/// again and again must not lock the owner out of resetting their own password.
 pub async fn request_password_reset(state: &AppState, ip: &str, email: &str) -> AppResult<()> {
     let email = Email::parse(email)?;
-    limit(state, AccountAction::ResetRequest, ip, email.as_str())?;
+    // The client's own limit is answered (it is about them); the address's is not.
+    state.account_limiter.check_client(AccountAction::ResetRequest, ip).map_err(|wait| {
+        tracing::warn!(ip, "password reset requests rate limited");
+        AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) }
+    })?;
+    if state.account_limiter.check_target(AccountAction::ResetRequest, email.as_str()).is_err() {
+        tracing::warn!(ip, "password reset mails to one address rate limited: none sent");
+        return Ok(());
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = mail_reset_link(&state, &email).await {
+            tracing::warn!(error = %e, "mailing a password reset link failed");
+        }
+    });
+    Ok(())
+}
+
+async fn mail_reset_link(state: &AppState, email: &Email) -> AppResult<()> {
     let user: Option<UserRow> = sqlx::query_as(&format!(
         "SELECT {USER_COLUMNS} FROM users u WHERE lower(u.email) = $1 AND u.suspended_at IS NULL"
     ))
@@ -412,8 +437,7 @@ pub async fn request_password_reset(state: &AppState, ip: &str, email: &str) -> 
         "Hi {},\n\nSomeone asked to reset the password of your Roundhouse account. To choose a new password, open:\n\n{link}\n\nThe link works for {RESET_MINUTES} minutes. If it was not you, ignore this mail; your password stays as it is.\n",
         user.name
     );
-    mail::send(&state.db, state.mail.as_ref(), mail::Mail { to: user.email, subject: "Reset your password".into(), body })
-        .await?;
+    mail::send(&state.db, state.mail.as_ref(), mail::Mail { to: user.email, subject: "Reset your password".into(), body }).await?;
     Ok(())
 }
 

@@ -1,17 +1,20 @@
 //! Whether Postgres can be reached, as this replica sees it. A watchdog pings it every second
-//! (started by the first request); while it is away, requests that need it are answered at once
-//! with 503 and `Retry-After` instead of each waiting out the pool's connect timeout, and
-//! everything resumes by itself when it is back.
+//! on a connection of its own (started by the first request), so a busy pool is never taken
+//! for an outage; after three failed pings in a row it counts as away, and requests that need
+//! it are answered at once with 503 and `Retry-After` instead of each waiting out the pool's
+//! connect timeout. Everything resumes by itself at the first ping that succeeds.
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use std::{
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
-/// How often the watchdog pings, and how long a ping may take before Postgres counts as away.
+/// How often the watchdog pings, how long a ping (connecting included) may take, and how many
+/// must fail in a row before Postgres counts as away.
 const PING_EVERY: Duration = Duration::from_secs(1);
-const PING_WITHIN: Duration = Duration::from_secs(1);
+const PING_WITHIN: Duration = Duration::from_secs(2);
+const FAILURES_FOR_AWAY: u32 = 3;
 /// What clients are told to wait before trying again.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
@@ -19,10 +22,15 @@ pub const RETRY_AFTER_SECS: u64 = 5;
 /// refuses connections for now), rather than refusing what was sent.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
-        // 08: connection exception; 57P0x: shutting down, starting; 55000: the database does
-        // not accept connections now; 53300: too many connections.
-        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "55000" || c == "53300"),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(d) => match d.code().as_deref() {
+            // Connection exceptions; shutting down (admin, crash) or starting; too many connections.
+            Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300") => true,
+            // The database refuses connections for now (ALLOW_CONNECTIONS false during a
+            // restore or a failover); the same code means other things, hence the message.
+            Some("55000") => d.message().contains("not currently accepting connections"),
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -55,23 +63,41 @@ impl DbHealth {
         }
     }
 
-    /// Starts pinging `db` once a second, once per state.
+    /// Starts pinging the database of `db` once a second, once per state.
     pub fn watch(self: &std::sync::Arc<Self>, db: &PgPool) {
         if self.watchdog.set(()).is_err() {
             return;
         }
-        let (health, db) = (std::sync::Arc::downgrade(self), db.clone());
+        let (health, options) = (std::sync::Arc::downgrade(self), db.connect_options());
         tokio::spawn(async move {
+            let mut conn: Option<PgConnection> = None;
+            let mut failures = 0u32;
             loop {
-                let outcome = match tokio::time::timeout(PING_WITHIN, sqlx::query("SELECT 1").execute(&db)).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) if is_unavailable(&e) => Err(e.to_string()),
-                    Ok(Err(_)) => Ok(()),
+                let ping = async {
+                    if conn.is_none() {
+                        conn = Some(PgConnection::connect_with(&options).await.map_err(|e| e.to_string())?);
+                    }
+                    let c = conn.as_mut().expect("connected just above");
+                    sqlx::query("SELECT 1").execute(c).await.map(|_| ()).map_err(|e| e.to_string())
+                };
+                let outcome = match tokio::time::timeout(PING_WITHIN, ping).await {
+                    Ok(result) => result,
                     Err(_) => Err(format!("no answer within {}s", PING_WITHIN.as_secs())),
                 };
+                if outcome.is_err() {
+                    // A broken connection is opened afresh next time.
+                    conn = None;
+                    failures += 1;
+                } else {
+                    failures = 0;
+                }
                 // The state is gone (a test's app ended): so is the watchdog.
                 let Some(health) = health.upgrade() else { return };
-                health.set(outcome);
+                match outcome {
+                    Ok(()) => health.set(Ok(())),
+                    Err(why) if failures >= FAILURES_FOR_AWAY => health.set(Err(why)),
+                    Err(_) => {}
+                }
                 drop(health);
                 tokio::time::sleep(PING_EVERY).await;
             }

@@ -27,7 +27,7 @@ impl LoginLimiter {
     pub fn check(&self, ip: &str, account: &str) -> Result<(), Duration> {
         let clock = DefaultClock::default();
         let wait = |e: governor::NotUntil<_>| e.wait_time_from(clock.now());
-        self.per_ip.check_key(&ip.to_string()).map_err(wait)?;
+        self.per_ip.check_key(&client_key(ip)).map_err(wait)?;
         self.per_account.check_key(&account.to_lowercase()).map_err(wait)?;
         Ok(())
     }
@@ -59,6 +59,19 @@ impl AccountAction {
     }
 }
 
+/// The key a client address is limited under: an IPv6 address by its /64 (one subscriber
+/// usually has a whole /64 to rotate through), an IPv4 address as it is.
+pub fn client_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
+        _ => ip.to_string(),
+    }
+}
+
 /// Mails (or attempts) per target address per hour, whatever the client's address.
 pub const PER_TARGET_PER_HOUR: u32 = 3;
 
@@ -80,14 +93,24 @@ impl AccountLimiter {
     /// Counts one `action` from `ip` aimed at `target` (an email address, or a user id; empty
     /// when there is none). `Err(wait)` when either is over its limit.
     pub fn check(&self, action: AccountAction, ip: &str, target: &str) -> Result<(), Duration> {
+        self.check_client(action, ip)?;
+        self.check_target(action, target)
+    }
+
+    /// Counts one `action` from `ip` only.
+    pub fn check_client(&self, action: AccountAction, ip: &str) -> Result<(), Duration> {
         let clock = DefaultClock::default();
-        let wait = |e: governor::NotUntil<_>| e.wait_time_from(clock.now());
-        self.per_ip[action.index()].check_key(&ip.to_string()).map_err(wait)?;
+        self.per_ip[action.index()].check_key(&client_key(ip)).map_err(|e| e.wait_time_from(clock.now()))
+    }
+
+    /// Counts one `action` aimed at `target` only (nothing when it is empty).
+    pub fn check_target(&self, action: AccountAction, target: &str) -> Result<(), Duration> {
         let target = target.trim().to_lowercase();
-        if !target.is_empty() {
-            self.per_target[action.index()].check_key(&target).map_err(wait)?;
+        if target.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let clock = DefaultClock::default();
+        self.per_target[action.index()].check_key(&target).map_err(|e| e.wait_time_from(clock.now()))
     }
 
     pub fn shrink(&self) {
@@ -120,6 +143,19 @@ mod tests {
             assert!(limiter.check("10.0.0.9", &format!("u{i}@example.com")).is_ok());
         }
         assert!(limiter.check("10.0.0.9", "u9@example.com").is_err());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_one_client_across_its_64() {
+        assert_eq!(client_key("2001:db8:1:2:aaaa::1"), client_key("2001:db8:1:2:bbbb:cccc:dddd:eeee"));
+        assert_ne!(client_key("2001:db8:1:2::1"), client_key("2001:db8:1:3::1"));
+        assert_eq!(client_key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(client_key("203.0.113.7"), "203.0.113.7");
+        let limiter = AccountLimiter::new(2);
+        for i in 0..2 {
+            assert!(limiter.check(AccountAction::Register, &format!("2001:db8::{i}"), "").is_ok());
+        }
+        assert!(limiter.check(AccountAction::Register, "2001:db8::99", "").is_err(), "a fresh address of the same /64 is the same client");
     }
 
     #[test]

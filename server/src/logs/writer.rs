@@ -23,9 +23,9 @@ pub(super) const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// stored in fewer transactions; with more, it stores them at once.
 const GATHER_BELOW: usize = 256;
 const GATHER: Duration = Duration::from_millis(10);
-/// How long a batch is retried (Postgres restarting, a failover) before it is reported and
-/// dropped. Meanwhile producers wait for room, so a service logging through a short outage
-/// loses no line.
+/// How long batches are retried while Postgres is away (restarting, a failover) before they
+/// are dropped. Meanwhile producers wait for room, so a service logging through a short
+/// outage loses no line, and one logging through a long one is held up at most this long.
 const OUTAGE_BUDGET: Duration = Duration::from_secs(60);
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
 
@@ -50,24 +50,33 @@ pub fn spawn_writer(db: PgPool) -> LogTx {
 
 async fn run(db: PgPool, queues: Arc<Queues>) {
     let mut rows = Vec::new();
+    let mut away_since = None;
     while queues.ready().await {
         if queues.queued() < GATHER_BELOW {
             tokio::time::sleep(GATHER).await;
         }
         let mut batch = queues.take(BATCH_LINES, BATCH_BYTES);
-        store_with_retries(&db, &mut batch, &mut rows).await;
+        store_with_retries(&db, &mut batch, &mut rows, &mut away_since).await;
         // Only now may their producers queue more.
         drop(batch);
         queues.sweep();
     }
 }
 
-async fn store_with_retries(db: &PgPool, batch: &mut Vec<Queued>, rows: &mut Vec<u8>) {
-    let give_up = tokio::time::Instant::now() + OUTAGE_BUDGET;
+/// Stores a batch, retrying while Postgres is away. The outage budget is shared by the
+/// batches: once Postgres has been away for `OUTAGE_BUDGET`, each batch gets one attempt and
+/// is dropped (and counted) if it fails, so the services whose lines wait are never blocked on
+/// their logs for longer than that, however long the outage lasts.
+async fn store_with_retries(db: &PgPool, batch: &mut Vec<Queued>, rows: &mut Vec<u8>, away_since: &mut Option<tokio::time::Instant>) {
     let mut wait = Duration::from_millis(100);
     for attempt in 1.. {
         let e = match store(db, batch, rows).await {
-            Ok(()) => return,
+            Ok(()) => {
+                if away_since.take().is_some() {
+                    tracing::info!("log lines are stored again");
+                }
+                return;
+            }
             Err(e) => e,
         };
         // A deployment deleted (its logs with it) while its lines waited fails the whole COPY:
@@ -82,9 +91,12 @@ async fn store_with_retries(db: &PgPool, batch: &mut Vec<Queued>, rows: &mut Vec
                 Err(e) => tracing::warn!(error = %e, "checking the deployments of log lines failed"),
             }
         }
+        let unavailable = app::infra::db::is_unavailable(&e);
+        let away_too_long = unavailable && away_since.get_or_insert_with(tokio::time::Instant::now).elapsed() + wait > OUTAGE_BUDGET;
         // Anything but Postgres being away gets a few attempts, not the outage budget.
-        if tokio::time::Instant::now() + wait > give_up || (!app::infra::db::is_unavailable(&e) && attempt >= 5) {
-            tracing::error!(error = %e, lines = batch.len(), "log lines could not be stored");
+        if away_too_long || (!unavailable && attempt >= 5) {
+            metrics::counter!("roundhouse_log_lines_dropped_total").increment(batch.len() as u64);
+            tracing::error!(error = %e, lines = batch.len(), "log lines could not be stored: dropped");
             return;
         }
         tracing::warn!(error = %e, attempt, "storing log lines failed; retrying");

@@ -13,8 +13,12 @@ impl Reconciler {
         // The server process of this replica's last lock connection: a session the server has
         // not yet noticed is dead may still hold the lock.
         let mut last_session: Option<i32> = None;
+        // Names this process's lock sessions, so that a session of its own that lingers on
+        // the server is told from another replica's that got the same pid after a restart.
+        let name = format!("roundhouse-leader-{}", Uuid::new_v4().simple());
+        let options = (*self.state.db.connect_options()).clone().application_name(&name);
         loop {
-            let mut conn = match PgConnection::connect_with(&self.state.db.connect_options()).await {
+            let mut conn = match PgConnection::connect_with(&options).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "reconciler cannot connect; retrying");
@@ -24,7 +28,7 @@ impl Reconciler {
             };
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut conn).await.unwrap_or(false);
             if !got {
-                let retry = self.lock_is_held(&mut conn, &mut last_session).await;
+                let retry = self.lock_is_held(&mut conn, &name, &mut last_session).await;
                 let _ = conn.close().await;
                 tokio::time::sleep(retry).await;
                 continue;
@@ -32,7 +36,13 @@ impl Reconciler {
             last_session = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await.ok();
             tracing::info!(runtime = self.runtime.name(), "this replica leads the reconciler");
             if let Err(e) = self.take_over().await {
-                tracing::error!(error = %e, "taking over failed");
+                // Leading on from a half-done take-over would leave deployments stalled: let
+                // the lock go and take over afresh.
+                tracing::error!(error = %e, "taking over failed; trying again");
+                metrics::counter!("roundhouse_reconcile_errors_total", "step" => "take_over").increment(1);
+                let _ = conn.close().await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
             }
             let mut last_metrics = Instant::now();
             let mut last_metering = Instant::now();
@@ -85,19 +95,21 @@ impl Reconciler {
     /// not yet noticed by the server), it is ended so that this replica leads again at once.
     /// If another replica leads, what this one still runs is stopped: the leader runs the
     /// services now. Answers how long to wait before trying again.
-    async fn lock_is_held(&self, conn: &mut PgConnection, last_session: &mut Option<i32>) -> Duration {
-        let holder: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
-               AND classid = ($1 >> 32)::bigint::oid AND objid = ($1 & 4294967295)::bigint::oid
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    async fn lock_is_held(&self, conn: &mut PgConnection, name: &str, last_session: &mut Option<i32>) -> Duration {
+        let holder: Option<(i32, Option<String>)> = sqlx::query_as(
+            "SELECT l.pid, a.application_name FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.classid = ($1 >> 32)::bigint::oid AND l.objid = ($1 & 4294967295)::bigint::oid
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .bind(LEADER_LOCK)
         .fetch_optional(&mut *conn)
         .await
         .ok()
         .flatten();
+        let holder = holder.map(|(pid, app)| (pid, app.as_deref() == Some(name)));
         match (holder, *last_session) {
-            (Some(held_by), Some(ours)) if held_by == ours => {
+            (Some((held_by, true)), Some(ours)) if held_by == ours => {
                 tracing::warn!(session = ours, "this replica's last lock session lingers on the server: ending it");
                 let _ = sqlx::query("SELECT pg_terminate_backend($1)").bind(ours).execute(&mut *conn).await;
                 Duration::from_millis(200)
@@ -137,8 +149,12 @@ impl Reconciler {
         let kept: HashSet<Uuid> = wanted.iter().map(|w| w.0).collect();
         let unwanted: Vec<Uuid> = {
             let mut inner = self.inner();
-            for list in inner.supervised.values_mut() {
-                list.retain(|i| kept.contains(&i.instance_id));
+            // A pipeline of this replica still at work keeps what it started (it may not have
+            // reached the runtime yet): it finishes or cleans up itself.
+            for (deployment, list) in inner.supervised.iter_mut() {
+                if !in_flight.contains(deployment) {
+                    list.retain(|i| kept.contains(&i.instance_id));
+                }
             }
             inner.supervised.retain(|d, list| !list.is_empty() || in_flight.contains(d));
             for &(instance_id, deployment_id, service_id) in &wanted {
@@ -153,7 +169,11 @@ impl Reconciler {
             self.runtime.stop(id).await;
         }
         let kept: Vec<Uuid> = kept.into_iter().collect();
-        sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE state <> 'stopped' AND NOT (id = ANY($1))").bind(&kept).execute(db).await?;
+        sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE state <> 'stopped' AND NOT (id = ANY($1)) AND NOT (deployment_id = ANY($2))")
+            .bind(&kept)
+            .bind(&in_flight)
+            .execute(db)
+            .await?;
         if !kept.is_empty() {
             tracing::info!(instances = kept.len(), "adopted the instances that run");
         }

@@ -219,8 +219,11 @@ impl Reconciler {
         if instances.is_empty() {
             return;
         }
-        // Out of the routes first, then stopped: no request is sent to a dying process.
-        let _ = sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE deployment_id = $1").bind(id).execute(&self.state.db).await;
+        // Out of the routes first, then stopped: no request is sent to a dying process. Only
+        // the rows of the instances this replica runs: after a leadership change another
+        // replica may run instances of the same deployment.
+        let ids: Vec<Uuid> = instances.iter().map(|i| i.instance_id).collect();
+        let _ = sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE id = ANY($1)").bind(&ids).execute(&self.state.db).await;
         proxy::reload_routes(&self.state).await;
         notify_routes(&self.state).await;
         futures_util::future::join_all(instances.iter().map(|i| self.runtime.stop(i.instance_id))).await;

@@ -395,14 +395,23 @@ impl TestApp {
 
     /// The token of the newest mailed link of a kind (`verify` or `reset`) sent to `email`.
     pub async fn mailed_token(&self, email: &str, kind: &str) -> String {
-        let body: String = sqlx::query_scalar(
-            "SELECT body FROM mail_outbox WHERE to_address = $1 AND body LIKE '%/' || $2 || '?token=%' ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(email)
-        .bind(kind)
-        .fetch_one(&self.db)
-        .await
-        .expect("a mail with a link");
+        // Reset links are mailed in the background: wait for one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let body: String = loop {
+            let found: Option<String> = sqlx::query_scalar(
+                "SELECT body FROM mail_outbox WHERE to_address = $1 AND body LIKE '%/' || $2 || '?token=%' ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(email)
+            .bind(kind)
+            .fetch_optional(&self.db)
+            .await
+            .expect("reading the outbox");
+            if let Some(body) = found {
+                break body;
+            }
+            assert!(std::time::Instant::now() < deadline, "no {kind} mail to {email}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
         let start = body.find("?token=").expect("token in link") + "?token=".len();
         body[start..].split_whitespace().next().expect("token").to_string()
     }
