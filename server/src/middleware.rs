@@ -66,6 +66,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     if let Some(token) = bearer {
         match auth::authenticate(&state.db, &token).await {
             Ok(Some(a)) => {
+                // A limited token does only what its scope allows, whatever route it calls
+                // (server functions are POSTs, so a read token calls none).
+                let scope = a.scope();
+                if !scope.allows(req.method().as_str(), req.uri().path()) {
+                    return AppError::forbidden(format!("This token's scope is {}: it cannot {} {}.", scope.as_str(), req.method(), req.uri().path()))
+                        .into_response();
+                }
                 req.extensions_mut().insert(a);
             }
             Ok(None) => return AppError::Unauthorized.into_response(),

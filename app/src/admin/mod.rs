@@ -1,5 +1,10 @@
-//! The admin panel: users (search, role, suspension). Every action is audited.
+//! The admin panel: users (search, role, suspension, a page per user), deployments across the
+//! platform, the audit log. Every action is audited.
 
+pub mod inspect;
+pub mod inspect_pages;
+#[cfg(feature = "ssr")]
+pub mod inspect_service;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod service;

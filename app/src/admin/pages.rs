@@ -47,7 +47,7 @@ pub fn AdminPage() -> impl IntoView {
                                         let id2 = id.clone();
                                         view! {
                                             <tr data-email=u.user.email.clone()>
-                                                <td><div class="font-medium">{u.user.name.clone()}</div><div class="text-xs text-slate-400">{u.user.email.clone()}</div></td>
+                                                <td><a class="font-medium text-indigo-300 hover:underline" href=format!("/admin/users/{}", u.user.id)>{u.user.name.clone()}</a><div class="text-xs text-slate-400">{u.user.email.clone()}</div></td>
                                                 <td>{if u.user.is_admin() { view! { <Badge tone=Tone::Accent>"admin"</Badge> }.into_any() } else { view! { <Badge tone=Tone::Neutral>"user"</Badge> }.into_any() }}</td>
                                                 <td>{if suspended {
                                                     view! { <Badge tone=Tone::Bad>"suspended"</Badge> }.into_any()

@@ -59,6 +59,58 @@ impl User {
     }
 }
 
+/// What an API token may do. Ordered: each allows what the one before it does, and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema, sqlx::Type))]
+#[cfg_attr(feature = "ssr", sqlx(type_name = "text", rename_all = "snake_case"))]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Reads only (GET).
+    Read,
+    /// Reads, and deploys: new deployments, rollbacks, restarts, cancels, source uploads.
+    Deploy,
+    /// Everything the account may do.
+    Full,
+}
+
+impl TokenScope {
+    pub const ALL: [TokenScope; 3] = [TokenScope::Read, TokenScope::Deploy, TokenScope::Full];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Deploy => "deploy",
+            TokenScope::Full => "full",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s.trim())
+            .ok_or_else(|| AppError::validation("scope", "The scope must be read, deploy or full."))
+    }
+
+    /// Whether a request (`method`, path under `/api/v1`, or a server function's path) is
+    /// within this scope.
+    pub fn allows(self, method: &str, path: &str) -> bool {
+        let safe = matches!(method, "GET" | "HEAD" | "OPTIONS");
+        match self {
+            TokenScope::Full => true,
+            TokenScope::Read => safe,
+            TokenScope::Deploy => safe || (method == "POST" && is_deploy_action(path)),
+        }
+    }
+}
+
+/// The REST routes that deploy: `POST /services/{id}/deployments`, `POST /services/{id}/source`,
+/// `POST /deployments/{id}/{rollback,restart,cancel,redeploy}`.
+fn is_deploy_action(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/v1/") else { return false };
+    let parts: Vec<&str> = rest.split('/').collect();
+    matches!(parts.as_slice(), ["services", _, "deployments" | "source"] | ["deployments", _, "rollback" | "restart" | "cancel" | "redeploy"])
+}
+
 /// A personal API token as listed: never the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema, sqlx::FromRow))]
@@ -67,6 +119,9 @@ pub struct ApiToken {
     pub name: String,
     /// The first characters of the token, to tell tokens apart.
     pub prefix: String,
+    pub scope: TokenScope,
+    /// When it stops working (none: when it is revoked).
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
@@ -210,11 +265,12 @@ pub async fn list_tokens() -> Result<Vec<ApiToken>, AppError> {
 }
 
 #[server(endpoint = "create_token")]
-pub async fn create_token(name: String) -> Result<CreatedApiToken, AppError> {
+pub async fn create_token(name: String, scope: Option<String>, expires_in_days: Option<String>) -> Result<CreatedApiToken, AppError> {
     crate::infra::request::with_status(async move {
         use crate::infra::request;
         let auth = crate::auth::guard::require_user()?;
-        service::create_token(&request::state()?.db, auth.user.id, &name, &request::client_ip()).await
+        let new = service::NewToken::parse(&name, scope.as_deref(), expires_in_days.as_deref())?;
+        service::create_token(&request::state()?.db, &auth, new, &request::client_ip()).await
     })
     .await
 }
@@ -227,4 +283,26 @@ pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
         service::revoke_token(&request::state()?.db, auth.user.id, id, &request::client_ip()).await
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_allows_its_own_and_narrower_requests_only() {
+        use TokenScope::*;
+        assert!(Read.allows("GET", "/api/v1/projects") && !Read.allows("POST", "/api/v1/projects"));
+        assert!(!Read.allows("POST", "/api/create_project"), "server functions are POSTs");
+        assert!(Deploy.allows("POST", "/api/v1/services/abc/deployments"));
+        assert!(Deploy.allows("POST", "/api/v1/deployments/abc/rollback"));
+        assert!(Deploy.allows("POST", "/api/v1/services/abc/source"));
+        assert!(!Deploy.allows("PUT", "/api/v1/services/abc/variables/X"));
+        assert!(!Deploy.allows("DELETE", "/api/v1/services/abc"));
+        assert!(!Deploy.allows("POST", "/api/v1/tokens"));
+        assert!(!Deploy.allows("POST", "/api/v1/services/abc/deployments/extra"));
+        assert!(!Deploy.allows("POST", "/api/v1/deployments/abc/reveal"));
+        assert!(Full.allows("DELETE", "/api/v1/services/abc"));
+        assert!(Read < Deploy && Deploy < Full);
+    }
 }

@@ -251,8 +251,27 @@ fn TokensCard() -> impl IntoView {
                 <div class="min-w-48 flex-1">
                     <Field label="Token name" name="name" placeholder="laptop CLI" required=true error=field_error(created, "name")/>
                 </div>
+                <label class="block">
+                    <span class="block text-sm font-medium text-slate-300">"Scope"</span>
+                    <select class="input mt-1" name="scope">
+                        <option value="full">"Full access"</option>
+                        <option value="deploy">"Deploy (read and deploy)"</option>
+                        <option value="read">"Read only"</option>
+                    </select>
+                </label>
+                <label class="block">
+                    <span class="block text-sm font-medium text-slate-300">"Expires"</span>
+                    <select class="input mt-1" name="expires_in_days">
+                        <option value="">"Never (until revoked)"</option>
+                        <option value="7">"In 7 days"</option>
+                        <option value="30">"In 30 days"</option>
+                        <option value="90">"In 90 days"</option>
+                        <option value="365">"In a year"</option>
+                    </select>
+                </label>
                 <button type="submit" class="btn btn-primary mt-6">"Create token"</button>
             </ActionForm>
+            <p class="mt-2 text-sm text-rose-400" role="alert">{form_error(created, &["name"])}</p>
             {move || created.get().and_then(Result::ok).map(|t| view! {
                 <div class="mt-4 rounded-lg border border-emerald-800 bg-emerald-950/60 p-4" data-testid="new-token">
                     <p class="text-sm text-emerald-200">"Copy your new token now. It will not be shown again."</p>
@@ -268,12 +287,14 @@ fn TokensCard() -> impl IntoView {
                         }.into_any(),
                         Ok(list) => view! {
                             <table class="table mt-4">
-                                <thead><tr><th>"Name"</th><th>"Token"</th><th>"Created"</th><th>"Last used"</th><th></th></tr></thead>
+                                <thead><tr><th>"Name"</th><th>"Token"</th><th>"Scope"</th><th>"Expires"</th><th>"Created"</th><th>"Last used"</th><th></th></tr></thead>
                                 <tbody>
                                     {list.into_iter().map(|t| view! {
                                         <tr>
                                             <td>{t.name.clone()}</td>
                                             <td><code>{t.prefix.clone()} "…"</code></td>
+                                            <td>{t.scope.as_str()}</td>
+                                            <td>{t.expires_at.map(crate::ui::format_time).unwrap_or_else(|| "never".into())}</td>
                                             <td>{crate::ui::format_time(t.created_at)}</td>
                                             <td>{t.last_used_at.map(crate::ui::format_time).unwrap_or_else(|| "never".into())}</td>
                                             <td class="text-right">

@@ -1,6 +1,6 @@
 //! Account logic shared by server functions and the REST API.
 
-use super::{ApiToken, CreatedApiToken, Role, User};
+use super::{ApiToken, CreatedApiToken, Role, TokenScope, User};
 use crate::{
     domain::{DisplayName, Email, Password, TokenName},
     error::{AppError, AppResult},
@@ -27,7 +27,17 @@ pub struct Authenticated {
 #[derive(Debug, Clone)]
 pub enum AuthVia {
     Session { token_hash: Vec<u8> },
-    ApiToken { id: Uuid },
+    ApiToken { id: Uuid, scope: TokenScope, expires_at: Option<DateTime<Utc>> },
+}
+
+impl Authenticated {
+    /// What this caller may do: a session all the account may, a token its scope.
+    pub fn scope(&self) -> TokenScope {
+        match &self.via {
+            AuthVia::Session { .. } => TokenScope::Full,
+            AuthVia::ApiToken { scope, .. } => *scope,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -243,8 +253,11 @@ pub async fn still_authenticated(db: &PgPool, auth: &Authenticated) -> AppResult
         .bind(token_hash)
         .fetch_optional(db)
         .await?,
-        AuthVia::ApiToken { id } => {
-            sqlx::query_scalar("SELECT true FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1 AND u.suspended_at IS NULL")
+        AuthVia::ApiToken { id, .. } => {
+            sqlx::query_scalar(
+                "SELECT true FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.id = $1 AND u.suspended_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())",
+            )
                 .bind(id)
                 .fetch_optional(db)
                 .await?
@@ -261,18 +274,24 @@ pub async fn authenticate(db: &PgPool, token: &str) -> AppResult<Option<Authenti
         #[derive(sqlx::FromRow)]
         struct Row {
             token_id: Uuid,
+            token_scope: TokenScope,
+            token_expires_at: Option<DateTime<Utc>>,
             #[sqlx(flatten)]
             user: UserRow,
         }
         let row: Option<Row> = sqlx::query_as(&format!(
             "UPDATE api_tokens t SET last_used_at = now() FROM users u
              WHERE t.token_hash = $1 AND u.id = t.user_id AND u.suspended_at IS NULL
-             RETURNING t.id AS token_id, {USER_COLUMNS}"
+               AND (t.expires_at IS NULL OR t.expires_at > now())
+             RETURNING t.id AS token_id, t.scope AS token_scope, t.expires_at AS token_expires_at, {USER_COLUMNS}"
         ))
         .bind(&token_hash)
         .fetch_optional(db)
         .await?;
-        Ok(row.map(|r| Authenticated { user: r.user.into(), via: AuthVia::ApiToken { id: r.token_id } }))
+        Ok(row.map(|r| Authenticated {
+            user: r.user.into(),
+            via: AuthVia::ApiToken { id: r.token_id, scope: r.token_scope, expires_at: r.token_expires_at },
+        }))
     } else {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "UPDATE sessions s SET last_seen_at = now() FROM users u
@@ -525,7 +544,7 @@ pub async fn update_profile(db: &PgPool, user_id: Uuid, name: &str) -> AppResult
 
 pub async fn list_tokens(db: &PgPool, user_id: Uuid) -> AppResult<Vec<ApiToken>> {
     Ok(sqlx::query_as(
-        "SELECT id, name, prefix, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC",
+        "SELECT id, name, prefix, scope, expires_at, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC",
     )
     .bind(user_id)
     .fetch_all(db)
@@ -534,8 +553,49 @@ pub async fn list_tokens(db: &PgPool, user_id: Uuid) -> AppResult<Vec<ApiToken>>
 
 pub const MAX_TOKENS_PER_USER: i64 = 50;
 
-pub async fn create_token(db: &PgPool, user_id: Uuid, name: &str, ip: &str) -> AppResult<CreatedApiToken> {
-    let name = TokenName::parse(name)?;
+/// The longest a token may be given to live, in days.
+pub const MAX_TOKEN_DAYS: u32 = 365;
+
+/// What a new token is asked to be.
+pub struct NewToken {
+    pub name: String,
+    pub scope: TokenScope,
+    /// None: until revoked.
+    pub expires_in_days: Option<u32>,
+}
+
+impl NewToken {
+    /// From a form or request: scope defaults to `full`; an empty expiry means none.
+    pub fn parse(name: &str, scope: Option<&str>, expires_in_days: Option<&str>) -> AppResult<Self> {
+        let scope = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) => TokenScope::parse(s)?,
+            None => TokenScope::Full,
+        };
+        let expires_in_days = match expires_in_days.map(str::trim).filter(|s| !s.is_empty() && *s != "never") {
+            None => None,
+            Some(d) => match d.parse::<u32>() {
+                Ok(n) if (1..=MAX_TOKEN_DAYS).contains(&n) => Some(n),
+                _ => return Err(AppError::validation("expires_in_days", format!("A token lives 1 to {MAX_TOKEN_DAYS} days, or until revoked."))),
+            },
+        };
+        Ok(NewToken { name: name.to_string(), scope, expires_in_days })
+    }
+}
+
+/// Makes a token for the caller. A token can make tokens only within what it has: no wider
+/// scope, and none that outlives it.
+pub async fn create_token(db: &PgPool, caller: &Authenticated, new: NewToken, ip: &str) -> AppResult<CreatedApiToken> {
+    let user_id = caller.user.id;
+    let name = TokenName::parse(&new.name)?;
+    if new.scope > caller.scope() {
+        return Err(AppError::forbidden(format!("A {} token cannot make a {} token.", caller.scope().as_str(), new.scope.as_str())));
+    }
+    let expires_at = new.expires_in_days.map(|d| Utc::now() + Duration::days(i64::from(d)));
+    if let AuthVia::ApiToken { expires_at: Some(own), .. } = &caller.via {
+        if expires_at.is_none_or(|e| e > *own) {
+            return Err(AppError::validation("expires_in_days", format!("This token expires {}; a token it makes cannot outlive it.", own.format("%Y-%m-%d"))));
+        }
+    }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(db)
@@ -546,16 +606,18 @@ pub async fn create_token(db: &PgPool, user_id: Uuid, name: &str, ip: &str) -> A
     let secret = crypto::new_token(API_TOKEN_PREFIX);
     let prefix: String = secret.chars().take(API_TOKEN_PREFIX.len() + 6).collect();
     let token: ApiToken = sqlx::query_as(
-        "INSERT INTO api_tokens (user_id, name, token_hash, prefix) VALUES ($1, $2, $3, $4)
-         RETURNING id, name, prefix, created_at, last_used_at",
+        "INSERT INTO api_tokens (user_id, name, token_hash, prefix, scope, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, name, prefix, scope, expires_at, created_at, last_used_at",
     )
     .bind(user_id)
     .bind(name.as_str())
     .bind(crypto::hash_token(&secret))
     .bind(prefix)
+    .bind(new.scope)
+    .bind(expires_at)
     .fetch_one(db)
     .await?;
-    let details = serde_json::json!({ "name": token.name, "prefix": token.prefix });
+    let details = serde_json::json!({ "name": token.name, "prefix": token.prefix, "scope": new.scope.as_str(), "expires_at": expires_at });
     crate::audit::record(db, Some(user_id), "token.create", &format!("token:{}", token.id), details, ip).await?;
     Ok(CreatedApiToken { token, secret })
 }

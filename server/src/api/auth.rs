@@ -37,6 +37,12 @@ pub struct LoginResponse {
 #[derive(Deserialize, ToSchema)]
 pub struct CreateTokenRequest {
     pub name: String,
+    /// `read` (GET only), `deploy` (reads, and deployments, rollbacks, restarts, cancels and
+    /// source uploads) or `full` (the default). No wider than the token making it.
+    pub scope: Option<String>,
+    /// Days until it stops working (1–365); none: until revoked. A token that expires can
+    /// only make tokens that expire no later.
+    pub expires_in_days: Option<u32>,
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -94,14 +100,15 @@ pub async fn list_tokens(State(state): State<AppState>, Caller(auth): Caller) ->
 
 /// Create a personal token. Its secret is in this answer only; it is stored hashed.
 #[utoipa::path(post, path = "/tokens", tag = "auth", security(("bearer" = [])), request_body = CreateTokenRequest,
-    responses((status = 201, body = CreatedApiToken), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CreatedApiToken), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
     Caller(auth): Caller,
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiToken>), AppError> {
-    Ok((StatusCode::CREATED, Json(service::create_token(&state.db, auth.user.id, &body.name, &ip.0).await?)))
+    let new = service::NewToken::parse(&body.name, body.scope.as_deref(), body.expires_in_days.map(|d| d.to_string()).as_deref())?;
+    Ok((StatusCode::CREATED, Json(service::create_token(&state.db, &auth, new, &ip.0).await?)))
 }
 
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "auth", security(("bearer" = [])),

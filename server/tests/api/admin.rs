@@ -159,3 +159,61 @@ async fn suspending_a_user_stops_their_services_and_ends_their_streams_and_unsus
     let again = deploy(&app, &token, &s.service).await;
     wait_for(&app, &token, &again, &["running"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_look_into_a_user_and_any_deployment_with_secrets_masked_and_others_get_403() {
+    use crate::deploys::{deploy, fixture, set_var, setup, wait_for};
+    let app = TestApp::with_runtime().await;
+    app.register("Root", "root@example.com").await;
+    app.make_admin("root@example.com").await;
+    let admin = app.browser_login("root@example.com").await;
+    let s = setup(&app, &fixture(), json!({})).await;
+    set_var(&app, &s.token, &s.service, "API_TOKEN", "s3cret-value-123", true).await;
+    let d = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &d, &["running"]).await;
+    let ada = user_id(&app, "ada@example.com").await;
+
+    let ada_browser = app.browser_login("ada@example.com").await;
+    for (name, form) in [("admin_user_detail", vec![("user_id", ada.as_str())]), ("admin_deployments", vec![]), ("admin_deployment", vec![("id", d.as_str())])] {
+        let r = app.server_fn(name, Some(&ada_browser), &form).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}: {}", r.text);
+    }
+    for page in [format!("/admin/users/{ada}"), "/admin/deployments".to_string(), format!("/admin/deployments/{d}")] {
+        assert_eq!(app.page(&page, Some(&ada_browser)).await.status, StatusCode::FORBIDDEN, "{page}");
+    }
+
+    let detail = app.server_fn("admin_user_detail", Some(&admin), &[("user_id", &ada)]).await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.text);
+    assert_eq!(detail.body["projects"][0]["name"], "shop");
+    assert_eq!(detail.body["projects"][0]["services"], 1);
+    assert_eq!(detail.body["deployments"][0]["id"], d.as_str());
+    assert!(!detail.body["sessions"].as_array().unwrap().is_empty());
+    assert!(!detail.text.contains("token_hash") && !detail.text.contains("rhs_"), "no session token leaves: {}", detail.text);
+
+    let running = app.server_fn("admin_deployments", Some(&admin), &[("state", "running")]).await;
+    assert_eq!((running.body["total"].as_i64(), running.body["deployments"][0]["owner"].as_str()), (Some(1), Some("ada@example.com")), "{}", running.text);
+    let failed = app.server_fn("admin_deployments", Some(&admin), &[("state", "failed")]).await;
+    assert_eq!(failed.body["total"], 0);
+    let bad = app.server_fn("admin_deployments", Some(&admin), &[("state", "sideways")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let view = app.server_fn("admin_deployment", Some(&admin), &[("id", &d)]).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    assert_eq!(view.body["owner"], "ada@example.com");
+    let logs: String = view.body["logs"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap().to_string() + "\n").collect();
+    assert!(logs.contains("hello v1 starting") && logs.contains("token=••••••"), "{logs}");
+    assert!(!view.text.contains("s3cret-value-123"), "the secret never reaches an admin");
+    let inspected: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'deployment.inspect' AND target = $1")
+        .bind(format!("deployment:{d}"))
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(inspected, 1);
+
+    let page = app.page(&format!("/admin/users/{ada}"), Some(&admin)).await;
+    assert!(page.status == StatusCode::OK && page.text.contains("shop") && page.text.contains("ada@example.com"), "{}", page.status);
+    let page = app.page("/admin/deployments?state=running", Some(&admin)).await;
+    assert!(page.text.contains("shop / web #1"));
+    let page = app.page(&format!("/admin/deployments/{d}"), Some(&admin)).await;
+    assert!(page.text.contains("Events") && page.text.contains("hello v1 starting") && !page.text.contains("s3cret-value-123"));
+}

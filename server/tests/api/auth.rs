@@ -436,3 +436,48 @@ async fn over_https_the_session_cookie_is_host_only_and_a_plain_one_is_not_a_ses
     let tossed = app.server_fn_from("get_me", Some(&format!("rh_session={token}")), &[], origin).await;
     assert_eq!(tossed.text, "null", "{}", tossed.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_scopes_limit_what_a_token_does_and_expired_tokens_stop_working() {
+    let app = TestApp::new().await;
+    let session = app.verified_user("Ada", "ada@example.com").await;
+    let p = app.post("/projects", &session, json!({ "name": "shop" })).await;
+    let project = p.body["id"].as_str().unwrap().to_string();
+    let app = &app;
+    let make = move |body: serde_json::Value, caller: String| async move { app.post("/tokens", &caller, body).await };
+    let read = make(json!({ "name": "dashboards", "scope": "read" }), session.clone()).await;
+    assert_eq!((read.status, read.body["scope"].as_str()), (StatusCode::CREATED, Some("read")), "{}", read.text);
+    let read = read.body["secret"].as_str().unwrap().to_string();
+    let deploy = make(json!({ "name": "ci", "scope": "deploy", "expires_in_days": 30 }), session.clone()).await;
+    assert!(deploy.body["expires_at"].is_string(), "{}", deploy.text);
+    let deploy = deploy.body["secret"].as_str().unwrap().to_string();
+
+    // Read: reads, and nothing else — not even a server function.
+    assert_eq!(app.get("/projects", &read).await.status, StatusCode::OK);
+    let refused = app.post("/projects", &read, json!({ "name": "other" })).await;
+    assert_eq!((refused.status, refused.error_code()), (StatusCode::FORBIDDEN, "forbidden"), "{}", refused.text);
+    assert!(refused.error_message().contains("scope is read"), "{}", refused.text);
+    // Deploy: may create deployments, may not change the service or its variables.
+    let s = app.post(&format!("/projects/{project}/services"), &session, json!({ "name": "db", "source_kind": "database", "source": "postgres" })).await;
+    let service = s.body["id"].as_str().unwrap().to_string();
+    assert_eq!(app.post(&format!("/services/{service}/deployments"), &deploy, json!({})).await.status, StatusCode::CREATED);
+    let put = app.api(Method::PUT, &format!("/services/{service}/variables/X"), Some(&deploy), Some(json!({ "value": "1", "secret": false }))).await;
+    assert_eq!(put.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.api(Method::DELETE, &format!("/services/{service}"), Some(&deploy), None).await.status, StatusCode::FORBIDDEN);
+    // No token makes a token beyond itself: a deploy token cannot even reach /tokens to ask.
+    assert_eq!(make(json!({ "name": "wider", "scope": "full" }), deploy.clone()).await.status, StatusCode::FORBIDDEN);
+    // A full token that expires makes only tokens that expire no later.
+    let full_30 = make(json!({ "name": "f30", "expires_in_days": 30 }), session.clone()).await.body["secret"].as_str().unwrap().to_string();
+    let forever = make(json!({ "name": "forever" }), full_30.clone()).await;
+    assert_eq!((forever.status, forever.error_field()), (StatusCode::UNPROCESSABLE_ENTITY, "expires_in_days"), "{}", forever.text);
+    assert_eq!(make(json!({ "name": "week", "expires_in_days": 7 }), full_30.clone()).await.status, StatusCode::CREATED);
+    // Bad input changes nothing.
+    for bad in [json!({ "name": "x", "scope": "admin" }), json!({ "name": "x", "expires_in_days": 0 }), json!({ "name": "x", "expires_in_days": 366 })] {
+        assert_eq!(make(bad.clone(), session.clone()).await.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    // Expired: it stops working.
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'ci'").execute(&app.db).await.unwrap();
+    assert_eq!(app.get("/projects", &deploy).await.status, StatusCode::UNAUTHORIZED);
+    let listed = app.get("/tokens", &session).await;
+    assert!(listed.body.as_array().unwrap().iter().any(|t| t["name"] == "dashboards" && t["scope"] == "read"), "{}", listed.text);
+}
