@@ -475,3 +475,73 @@ test('upgrade, set a hard limit, get stopped when the bill reaches it, raise it 
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('an admin finds a user, opens their deployment and its logs, suspends them and sees their service stop', async () => {
+  await signOutEverywhere();
+  // A tenant with a running service, set up through the REST API as a CLI would.
+  const email = `gil-${Date.now()}@example.com`;
+  const api = async (method, path, token, body, type = 'application/json') => {
+    const res = await fetch(`${server.url}/api/v1${path}`, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': type } : {}) },
+      body: body === undefined ? undefined : type === 'application/json' ? JSON.stringify(body) : body,
+    });
+    return { status: res.status, body: await res.json().catch(() => null) };
+  };
+  assert.equal((await api('POST', '/auth/register', null, { name: 'Gil', email, password: 'gils password 123' })).status, 201);
+  execFileSync('psql', [server.databaseUrl, '-v', 'ON_ERROR_STOP=1', '-qc', `UPDATE users SET email_verified_at = now() WHERE email = '${email}'`]);
+  const token = (await api('POST', '/auth/login', null, { email, password: 'gils password 123' })).body.token;
+  const project = (await api('POST', '/projects', token, { name: 'gils-app' })).body.id;
+  const service = (await api('POST', `/projects/${project}/services`, token, { name: 'web', source_kind: 'upload', start_command: 'python3 app.py', healthcheck_path: '/health' })).body.id;
+  const fixture = new URL('../server/tests/fixtures/hello', import.meta.url).pathname;
+  const archive = execFileSync('tar', ['czf', '-', '-C', fixture, '.']);
+  assert.equal((await api('POST', `/services/${service}/source`, token, archive, 'application/gzip')).status, 201);
+  const queued = await api('POST', `/services/${service}/deployments`, token, {});
+  assert.equal(queued.status, 201, JSON.stringify(queued.body));
+  const deployment = queued.body.id;
+  let status = '';
+  for (let i = 0; i < 600 && status !== 'running'; i++) {
+    status = (await api('GET', `/deployments/${deployment}`, token)).body.deployment.status;
+    if (status !== 'running') await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(status, 'running');
+
+  // The admin finds Gil, opens his page, then his deployment with its events and logs.
+  const page = await newPage();
+  await signIn(page, server.admin.email, server.admin.password);
+  await page.waitForURL('**/dashboard');
+  await goto(page, `/admin?q=${encodeURIComponent(email)}`);
+  await page.click(`tr[data-email="${email}"] a`);
+  await page.waitForURL(/\/admin\/users\/[0-9a-f-]{36}$/);
+  await page.locator('[data-testid=projects] >> text=gils-app').waitFor();
+  await page.click(`[data-testid=deployments] tr[data-id="${deployment}"] a`);
+  await page.waitForURL(`**/admin/deployments/${deployment}`);
+  await page.locator('[data-testid=logs] >> text=hello v1 starting').waitFor();
+  await page.locator('h2 + [data-testid=status]:has-text("running"), [data-testid=status]:has-text("running")').first().waitFor();
+  await page.screenshot({ path: `${SHOTS}admin-deployment.png`, fullPage: true });
+
+  // Suspended: his service stops, with the reason shown, and its address answers 404.
+  await goto(page, `/admin?q=${encodeURIComponent(email)}`);
+  const row = page.locator(`tr[data-email="${email}"]`);
+  await row.locator('button:has-text("Suspend")').click();
+  await row.locator('text=suspended').waitFor();
+  await goto(page, `/admin/deployments/${deployment}`);
+  await page.locator('[data-testid=status]:has-text("removed")').first().waitFor();
+  await page.locator('text=Stopped: the account was suspended by an administrator.').first().waitFor();
+  const host = `web.gils-app.localhost:${new URL(server.url).port}`;
+  let answer = 0;
+  for (let i = 0; i < 100 && answer !== 404; i++) {
+    answer = await new Promise((resolve) => {
+      import('node:http').then(({ request }) => {
+        const req = request({ host: '127.0.0.1', port: new URL(server.url).port, path: '/', headers: { host } }, (res) => { res.resume(); resolve(res.statusCode); });
+        req.on('error', () => resolve(0));
+        req.end();
+      });
+    });
+    if (answer !== 404) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(answer, 404, 'the suspended user\'s service no longer answers');
+  assert.equal((await api('GET', '/projects', token)).status, 401, 'and his token no longer works');
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
