@@ -117,6 +117,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/deployments/:id") view=deployments::pages::DeploymentPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=admin::pages::AdminPage/>
                     <Route path=path!("/admin/audit") view=audit::pages::AdminAuditPage/>
+                    <Route path=path!("/admin/platform") view=admin::platform_pages::AdminPlatformPage/>
                     <Route path=path!("/admin/users/:id") view=admin::inspect_pages::AdminUserPage/>
                     <Route path=path!("/admin/deployments") view=admin::inspect_pages::AdminDeploymentsPage/>
                     <Route path=path!("/admin/deployments/:id") view=admin::inspect_pages::AdminDeploymentPage/>

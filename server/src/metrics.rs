@@ -49,7 +49,7 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Respon
         use secrecy::ExposeSecret;
         let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
         // Compared as hashes: no timing says how much of a guess was right.
-        if app::infra::crypto::hash_token(given.trim()) != app::infra::crypto::hash_token(expected.expose_secret()) {
+        if app::infra::crypto::hash_token(given.trim()) != app::infra::crypto::hash_token(expected.expose_secret().trim()) {
             return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "metrics need the bearer token ROUNDHOUSE_METRICS_TOKEN\n").into_response();
         }
     }
@@ -73,7 +73,8 @@ async fn record_gauges(state: &AppState) {
     let instances: Result<Vec<(String, i64)>, _> =
         sqlx::query_as("SELECT state::text, count(*) FROM instances WHERE state <> 'stopped' GROUP BY 1").fetch_all(pool).await;
     if let Ok(rows) = instances {
-        for (st, n) in rows {
+        for st in ["starting", "healthy", "restarting"] {
+            let n = rows.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);
             metrics::gauge!("roundhouse_instances", "state" => st).set(n as f64);
         }
     }

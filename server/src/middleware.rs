@@ -63,29 +63,34 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let bearer = bearer_token(req.headers()).map(str::to_string);
     let cookie = cookie_token(req.headers(), state.config.session_cookie_name()).map(str::to_string);
     let mut clear_cookie = false;
-    if let Some(token) = bearer {
+    let found = if let Some(token) = bearer {
         match auth::authenticate(&state.db, &token).await {
-            Ok(Some(a)) => {
-                // A limited token does only what its scope allows, whatever route it calls
-                // (server functions are POSTs, so a read token calls none).
-                let scope = a.scope();
-                if !scope.allows(req.method().as_str(), req.uri().path()) {
-                    return AppError::forbidden(format!("This token's scope is {}: it cannot {} {}.", scope.as_str(), req.method(), req.uri().path()))
-                        .into_response();
-                }
-                req.extensions_mut().insert(a);
-            }
+            Ok(Some(a)) => Some(a),
             Ok(None) => return AppError::Unauthorized.into_response(),
             Err(e) => return e.into_response(),
         }
     } else if let Some(token) = cookie {
-        match auth::authenticate(&state.db, &token).await {
-            Ok(Some(a)) => {
-                req.extensions_mut().insert(a);
+        // The cookie holds a browser session, never an API token: a token sent as a cookie
+        // would otherwise ride along with the browser's ambient authority.
+        match auth::authenticate_session(&state.db, &token).await {
+            Ok(Some(a)) => Some(a),
+            Ok(None) => {
+                clear_cookie = true;
+                None
             }
-            Ok(None) => clear_cookie = true,
             Err(e) => return e.into_response(),
         }
+    } else {
+        None
+    };
+    if let Some(a) = found {
+        // A limited token does only what its scope allows, whatever route it calls (server
+        // functions are POSTs, so a read token calls none).
+        let scope = a.scope();
+        if !scope.allows(req.method().as_str(), req.uri().path()) {
+            return AppError::forbidden(format!("This token's scope is {}: it cannot {} {}.", scope.as_str(), req.method(), req.uri().path())).into_response();
+        }
+        req.extensions_mut().insert(a);
     }
     let mut response = next.run(req).await;
     if clear_cookie && !response.headers().contains_key(header::SET_COOKIE) {
@@ -193,7 +198,7 @@ pub async fn guard_pages(req: Request, next: Next) -> Response {
             let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/dashboard");
             Redirect::to(&format!("/login?next={}", percent_encode(target))).into_response()
         }
-        Some(a) if req.uri().path().starts_with("/admin") && !a.user.is_admin() => {
+        Some(a) if req.uri().path().starts_with("/admin") && (!a.user.is_admin() || a.scope() != app::auth::TokenScope::Full) => {
             let mut response = next.run(req).await;
             *response.status_mut() = StatusCode::FORBIDDEN;
             response

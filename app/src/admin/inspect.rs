@@ -111,8 +111,9 @@ pub struct AdminDeploymentView {
 #[server(endpoint = "admin_user_detail")]
 pub async fn admin_user_detail(user_id: Uuid) -> Result<UserInspection, AppError> {
     crate::infra::request::with_status(async move {
-        crate::auth::guard::require_admin()?;
-        super::inspect_service::user_detail(&crate::infra::request::state()?.db, user_id).await
+        use crate::infra::request;
+        let admin = crate::auth::guard::require_admin()?;
+        super::inspect_service::user_detail(&request::state()?.db, &admin.user, user_id, &request::client_ip()).await
     })
     .await
 }

@@ -60,7 +60,7 @@ pub async fn deployments(db: &PgPool, filter: DeploymentFilter) -> AppResult<Adm
     Ok(AdminDeploymentPage { deployments: rows.into_iter().map(Into::into).collect(), total })
 }
 
-pub async fn user_detail(db: &PgPool, user_id: Uuid) -> AppResult<UserInspection> {
+pub async fn user_detail(db: &PgPool, admin: &User, user_id: Uuid, ip: &str) -> AppResult<UserInspection> {
     let user: User = crate::auth::service::find_user(db, user_id).await.map_err(|_| AppError::not_found("User"))?;
     let projects: Vec<(Uuid, String, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "SELECT p.id, p.name, (SELECT count(*) FROM services s JOIN environments e ON e.id = s.environment_id WHERE e.project_id = p.id), p.created_at
@@ -74,7 +74,7 @@ pub async fn user_detail(db: &PgPool, user_id: Uuid) -> AppResult<UserInspection
         .fetch_all(db)
         .await?;
     let sessions: Vec<(String, Option<String>, Option<String>, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT kind, ip, user_agent, created_at, last_seen_at FROM sessions WHERE user_id = $1 AND expires_at > now() ORDER BY last_seen_at DESC",
+        "SELECT kind, ip, user_agent, created_at, last_seen_at FROM sessions WHERE user_id = $1 AND expires_at > now() ORDER BY last_seen_at DESC LIMIT 50",
     )
     .bind(user_id)
     .fetch_all(db)
@@ -82,6 +82,7 @@ pub async fn user_detail(db: &PgPool, user_id: Uuid) -> AppResult<UserInspection
     let tokens: Vec<ApiToken> =
         sqlx::query_as("SELECT id, name, prefix, scope, expires_at, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY created_at").bind(user_id).fetch_all(db).await?;
     let bill = crate::billing::service::bill_so_far(db, user_id, chrono::Utc::now()).await?;
+    audit::record(db, Some(admin.id), "user.inspect", &format!("user:{user_id}"), serde_json::json!({}), ip).await?;
     Ok(UserInspection {
         user,
         projects: projects.into_iter().map(|(id, name, services, created_at)| AdminProject { id, name, services, created_at }).collect(),

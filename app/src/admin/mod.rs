@@ -6,6 +6,8 @@ pub mod inspect_pages;
 #[cfg(feature = "ssr")]
 pub mod inspect_service;
 pub mod pages;
+pub mod platform;
+pub mod platform_pages;
 #[cfg(feature = "ssr")]
 pub mod service;
 

@@ -73,6 +73,12 @@ pub async fn set_suspended(db: &PgPool, actor: &User, user_id: Uuid, suspended: 
     if actor.id == user_id {
         return Err(AppError::validation("user", "You cannot suspend yourself."));
     }
+    if suspended {
+        let is_admin: Option<bool> = sqlx::query_scalar("SELECT role = 'admin' FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
+        if is_admin == Some(true) {
+            return Err(AppError::validation("user", "An administrator cannot be suspended: make them a user first."));
+        }
+    }
     let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE users SET suspended_at = CASE WHEN $2 THEN coalesce(suspended_at, now()) ELSE NULL END, updated_at = now() WHERE id = $1",

@@ -14,11 +14,15 @@ pub fn require_user() -> Result<Authenticated, AppError> {
     current().ok_or(AppError::Unauthorized)
 }
 
+/// An administrator, signed in or with a full-scope token: a limited token of an admin's
+/// (a CI's read token) carries none of the admin's powers.
 pub fn require_admin() -> Result<Authenticated, AppError> {
     let auth = require_user()?;
-    if auth.user.is_admin() {
-        Ok(auth)
-    } else {
-        Err(AppError::forbidden("This page is for administrators."))
+    if !auth.user.is_admin() {
+        return Err(AppError::forbidden("This page is for administrators."));
     }
+    if auth.scope() != crate::auth::TokenScope::Full {
+        return Err(AppError::forbidden("A limited API token cannot act as an administrator."));
+    }
+    Ok(auth)
 }

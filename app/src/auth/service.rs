@@ -266,6 +266,15 @@ pub async fn still_authenticated(db: &PgPool, auth: &Authenticated) -> AppResult
     Ok(alive.unwrap_or(false))
 }
 
+/// Resolves a session token (a browser's cookie) to its user; anything else — an API token
+/// above all — is no session.
+pub async fn authenticate_session(db: &PgPool, token: &str) -> AppResult<Option<Authenticated>> {
+    if !token.starts_with(SESSION_TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    authenticate(db, token).await
+}
+
 /// Resolves a bearer or cookie token to its user. Expired sessions, revoked tokens and
 /// suspended users resolve to nothing.
 pub async fn authenticate(db: &PgPool, token: &str) -> AppResult<Option<Authenticated>> {

@@ -69,6 +69,20 @@ pub async fn stop_all(db: &PgPool, owner: Uuid, hold: Hold, reason: &str) -> App
 /// instances and the proxy stops routing to them. Answers each deployment stopped, and
 /// whether it was running. Also what an admin's suspension does.
 pub async fn stop_active(db: &PgPool, owner: Uuid, reason: &str) -> AppResult<Vec<(Uuid, bool)>> {
+    // A deployment may move on (deploying → running) or be queued between the read and the
+    // transition: go again until nothing of the owner is active (a few rounds at most).
+    let mut stopped = Vec::new();
+    for _ in 0..5 {
+        match stop_active_once(db, owner, reason).await? {
+            None => break,
+            Some(round) => stopped.extend(round),
+        }
+    }
+    Ok(stopped)
+}
+
+/// One round: None when nothing of the owner was active.
+async fn stop_active_once(db: &PgPool, owner: Uuid, reason: &str) -> AppResult<Option<Vec<(Uuid, bool)>>> {
     let active: Vec<(Uuid, Status)> = sqlx::query_as(
         "SELECT d.id, d.status FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
          JOIN projects p ON p.id = e.project_id WHERE p.owner_id = $1 AND d.status IN ('queued', 'building', 'deploying', 'running')",
@@ -76,6 +90,9 @@ pub async fn stop_active(db: &PgPool, owner: Uuid, reason: &str) -> AppResult<Ve
     .bind(owner)
     .fetch_all(db)
     .await?;
+    if active.is_empty() {
+        return Ok(None);
+    }
     let mut stopped = Vec::new();
     for (id, status) in active {
         let running = status == Status::Running;
@@ -88,7 +105,7 @@ pub async fn stop_active(db: &PgPool, owner: Uuid, reason: &str) -> AppResult<Ve
             stopped.push((id, running));
         }
     }
-    Ok(stopped)
+    Ok(Some(stopped))
 }
 
 /// Lifts `hold`. When no other hold remains, starts again what the holds stopped (the newest

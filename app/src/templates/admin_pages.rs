@@ -34,6 +34,7 @@ pub fn AdminNav(current: &'static str) -> impl IntoView {
     };
     view! {
         <nav class="mt-4 flex gap-4 border-b border-slate-800 pb-2 text-sm" aria-label="Admin">
+            {link("/admin/platform", "Platform")}
             {link("/admin", "Users")}
             {link("/admin/deployments", "Deployments")}
             {link("/admin/templates", "Templates")}

@@ -232,6 +232,14 @@ impl Reconciler {
     /// A deployment of a project whose owner may no longer deploy (the platform went to
     /// single-user mode, or lost its sandbox) does not run.
     async fn still_admitted(&self, spec: &Service) -> Result<(), String> {
+        // A suspension or a billing hold that came after the deployment was queued stops it
+        // here: before its build, before it takes traffic, before a cron run.
+        let owner: Option<Uuid> = sqlx::query_scalar("SELECT owner_id FROM projects WHERE id = $1").bind(spec.project_id).fetch_optional(&self.state.db).await.ok().flatten();
+        if let Some(owner) = owner {
+            if let Err(e) = app::billing::holds::admit(&self.state.db, owner).await {
+                return Err(e.to_string());
+            }
+        }
         match self.state.admission() {
             Admission::Everyone => Ok(()),
             Admission::Nobody(why) => Err(format!("This machine cannot sandbox what runs: {why}.")),

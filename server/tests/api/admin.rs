@@ -217,3 +217,34 @@ async fn admins_look_into_a_user_and_any_deployment_with_secrets_masked_and_othe
     let page = app.page(&format!("/admin/deployments/{d}"), Some(&admin)).await;
     assert!(page.text.contains("Events") && page.text.contains("hello v1 starting") && !page.text.contains("s3cret-value-123"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_page_shows_health_queue_and_daily_figures_to_admins_only() {
+    let app = TestApp::new().await;
+    app.register("Root", "root@example.com").await;
+    app.make_admin("root@example.com").await;
+    let admin = app.browser_login("root@example.com").await;
+    let ada = app.verified_user("Ada", "ada@example.com").await;
+    let p = app.post("/projects", &ada, json!({ "name": "shop" })).await;
+    let s = app.post(&format!("/projects/{}/services", p.body["id"].as_str().unwrap()), &ada, json!({ "name": "db", "source_kind": "database", "source": "postgres" })).await;
+    app.post(&format!("/services/{}/deployments", s.body["id"].as_str().unwrap()), &ada, json!({})).await;
+    sqlx::query("INSERT INTO deployments (service_id, number, status, reason, trigger, spec) SELECT service_id, 2, 'failed', 'broken', trigger, spec FROM deployments LIMIT 1")
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let ada_browser = app.browser_login("ada@example.com").await;
+    assert_eq!(app.server_fn("admin_platform", Some(&ada_browser), &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.page("/admin/platform", Some(&ada_browser)).await.status, StatusCode::FORBIDDEN);
+
+    let r = app.server_fn("admin_platform", Some(&admin), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((r.body["users"].as_i64(), r.body["projects"].as_i64(), r.body["queue"].as_i64()), (Some(2), Some(1), Some(1)), "{}", r.text);
+    let days = r.body["days"].as_array().unwrap();
+    assert_eq!(days.len(), 30);
+    let today = days.last().unwrap();
+    assert_eq!((today["deployments"].as_i64(), today["failed"].as_i64(), today["signups"].as_i64()), (Some(2), Some(1), Some(2)), "{today}");
+    let page = app.page("/admin/platform", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("data-testid=\"deployments-chart\"") && page.text.contains("50.0 %"), "the failure rate of the period is shown");
+}

@@ -475,6 +475,16 @@ async fn token_scopes_limit_what_a_token_does_and_expired_tokens_stop_working() 
     for bad in [json!({ "name": "x", "scope": "admin" }), json!({ "name": "x", "expires_in_days": 0 }), json!({ "name": "x", "expires_in_days": 366 })] {
         assert_eq!(make(bad.clone(), session.clone()).await.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
+    // A token sent as the session cookie is no session: it gains nothing from the browser's
+    // ambient authority (a read token revealing or writing through a cookie).
+    let as_cookie = app.server_fn("create_project", Some(&format!("rh_session={read}")), &[("name", "sneaky")]).await;
+    assert_eq!(as_cookie.status, StatusCode::UNAUTHORIZED, "{}", as_cookie.text);
+    let me = app.server_fn("get_me", Some(&format!("rh_session={read}")), &[]).await;
+    assert_eq!(me.text, "null");
+    // An admin's limited token carries none of the admin's powers.
+    sqlx::query("UPDATE users SET role = 'admin' WHERE email = 'ada@example.com'").execute(&app.db).await.unwrap();
+    let req = axum::http::Request::builder().uri("/admin/audit").header(header::AUTHORIZATION, format!("Bearer {read}")).body(axum::body::Body::empty()).unwrap();
+    assert_eq!(app.send(req).await.status, StatusCode::FORBIDDEN);
     // Expired: it stops working.
     sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'ci'").execute(&app.db).await.unwrap();
     assert_eq!(app.get("/projects", &deploy).await.status, StatusCode::UNAUTHORIZED);
