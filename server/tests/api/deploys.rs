@@ -454,6 +454,24 @@ impl Platform {
         (code, body)
     }
 
+    /// A raw HTTP/1.1 POST with a bearer token and a JSON body (status, body).
+    async fn post(&self, path: &str, token: &str, body: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(&self.addr).await else { return (0, String::new()) };
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        if s.write_all(req.as_bytes()).await.is_err() {
+            return (0, String::new());
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).to_string();
+        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    }
+
     fn kill_hard(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -655,6 +673,59 @@ async fn two_platform_replicas_share_one_database_and_the_survivor_takes_over() 
     assert_eq!(d["deployment"]["status"], "running");
     let live: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state <> 'stopped'").fetch_one(&app.db).await.unwrap();
     assert_eq!(live, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_made_through_either_replica_happens_once() {
+    let app = TestApp::new().await;
+    let (dir, ports) = test_data_dir();
+    let _cleanup = RuntimeGuard { reconciler: None, dir: dir.clone() };
+    let src = fixture_copy("1");
+    let s = setup(&app, &src, json!({})).await;
+    let first = Platform::start(&app, &dir, ports).await;
+    let second = Platform::start(&app, &dir, ports).await;
+
+    // Through the replica that does not lead: the leader hears of it and deploys it, once.
+    let (code, body) = second.post(&format!("/api/v1/services/{}/deployments", s.service), &s.token, "{}").await;
+    assert_eq!(code, 201, "{body}");
+    let v1 = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    wait_for(&app, &s.token, &v1, &["running"]).await;
+    // And through the leader: the new one replaces the old, once.
+    std::fs::write(src.join("VERSION"), "2").unwrap();
+    assert_eq!(upload(&app, &s.token, &s.service, targz(&src)).await.status, StatusCode::CREATED);
+    let (code, body) = first.post(&format!("/api/v1/services/{}/deployments", s.service), &s.token, "{}").await;
+    assert_eq!(code, 201, "{body}");
+    let v2 = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    wait_for(&app, &s.token, &v2, &["running"]).await;
+    wait_for(&app, &s.token, &v1, &["removed"]).await;
+
+    let deployments: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments").fetch_one(&app.db).await.unwrap();
+    assert_eq!(deployments, 2, "one deployment per request");
+    let runs: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status::text, count(*) FROM deployment_events WHERE status IN ('building', 'running') GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(runs, [("building".to_string(), 2), ("running".to_string(), 2)], "each was built and went live once");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let live: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state <> 'stopped'").fetch_one(&app.db).await.unwrap();
+        let units = server::runtime::local::LocalRuntime::live_units_of(&dir);
+        if live == 1 && units.len() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "one instance expected: {live} recorded, units {units:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Either replica answers with the new version.
+    for p in [&first, &second] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !p.http("web.shop.localhost", "/").await.1.starts_with("hello v2") {
+            assert!(std::time::Instant::now() < deadline, "a replica does not route to the new version");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
