@@ -1,10 +1,12 @@
 //! The reconciler: converges the runtime to the deployments Postgres asks for.
 //!
 //! One replica at a time leads, holding a Postgres advisory lock on a connection of its own;
-//! if that connection dies another replica takes over. On becoming leader it cleans whatever a
-//! previous run left (the runtime's `recover`), marks old instances stopped, queues in-flight
-//! deployments again and starts the instances of running ones afresh — so after a crash at any
-//! moment there is no orphan process and no duplicate instance.
+//! if that connection dies, reconciling pauses and nothing is stopped. On becoming leader it
+//! adopts what the runtime still runs and the desired state still wants (the runtime's
+//! `adopt`, which also removes what an earlier process left), marks the other instances
+//! stopped, queues in-flight deployments no pipeline of its own works on, and starts running
+//! deployments left with no instance afresh — so after a crash at any moment there is no
+//! orphan process and no duplicate instance, and a database outage restarts nothing.
 //!
 //! Every replica listens for status, log and route notifications and feeds them to its open
 //! pages (`AppState::live`).

@@ -4,7 +4,7 @@
 //!
 //! Everything it starts carries `ROUNDHOUSE_RUNTIME_ID=<id of this data folder>` and lives in
 //! a cgroup under `roundhouse-<id>`, so whatever a crashed platform left behind is found and
-//! stopped (`recover`).
+//! stopped the first time a new process leads (`adopt`).
 
 mod build;
 mod database;

@@ -315,7 +315,7 @@ impl Sandbox {
         Ok(cmd)
     }
 
-    /// The environment inside: a clean one, with the platform's tag (so `recover` finds what an
+    /// The environment inside: a clean one, with the platform's tag (so `adopt` finds what an
     /// earlier run left), then the service's own variables.
     fn env(&self, launch: &Launch) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
