@@ -21,6 +21,11 @@ pub fn handle() -> &'static PrometheusHandle {
                 &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
             )
             .expect("static bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full("roundhouse_deploy_phase_seconds".into()),
+                &[0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0],
+            )
+            .expect("static bucket list is not empty")
             .install_recorder()
             .expect("the Prometheus recorder is installed once, here")
     })

@@ -154,6 +154,18 @@ async fn the_pipeline_builds_starts_and_goes_live_and_counts_each_failure_by_pha
     let req = axum::http::Request::builder().uri("/metrics").body(axum::body::Body::empty()).unwrap();
     let metrics = app.send(req).await.text;
     assert_eq!((failures(&metrics, "build"), failures(&metrics, "ready"), failures(&metrics, "start")), (1, 1, 0), "{metrics}");
+    // How long each phase took, as histograms: four builds (one failing), three starts and
+    // three readiness waits (one never ready) — at least: the other test of this process
+    // deploys too.
+    let count = |phase: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("roundhouse_deploy_phase_seconds_count{") && l.contains(&format!("phase=\"{phase}\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("build") >= 4 && count("start") >= 3 && count("ready") >= 3, "{metrics}");
+    assert!(metrics.contains("roundhouse_log_queue_lines"), "{metrics}");
 }
 
 /// The server process holding the reconciler's advisory lock in the test's database.

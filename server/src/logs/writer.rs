@@ -55,6 +55,7 @@ async fn run(db: PgPool, queues: Arc<Queues>) {
         if queues.queued() < GATHER_BELOW {
             tokio::time::sleep(GATHER).await;
         }
+        metrics::gauge!("roundhouse_log_queue_lines").set(queues.queued() as f64);
         let mut batch = queues.take(BATCH_LINES, BATCH_BYTES);
         store_with_retries(&db, &mut batch, &mut rows, &mut away_since).await;
         // Only now may their producers queue more.

@@ -123,7 +123,9 @@ impl Reconciler {
                         _ => None,
                     };
                     let job = BuildJob { deployment_id: id, spec: spec.clone(), env: vars.clone(), archive };
+                    let building = Instant::now();
                     let built = tokio::time::timeout(build_timeout, self.runtime.build(job, sink.clone(), cancel.clone())).await;
+                    took(Phase::Build, building);
                     let a = match built {
                         Ok(result) => result.map_err(Failure::at(Phase::Build))?,
                         Err(_) => {
@@ -185,13 +187,17 @@ impl Reconciler {
         // Migrations and the like: once, before any instance of this deployment takes traffic.
         if let (Some(command), false, false) = (spec.pre_deploy_command.clone(), relaunch, spec.source_kind == SourceKind::Database) {
             let step = PreDeploy { id, spec: &spec, artifact: &artifact, vars: &vars, private_port, peers: &peers, command: &command, sink: &sink };
-            if !self.pre_deploy(step, cancel, build_timeout).await.map_err(Failure::at(Phase::PreDeploy))? {
+            let running = Instant::now();
+            let done = self.pre_deploy(step, cancel, build_timeout).await;
+            took(Phase::PreDeploy, running);
+            if !done.map_err(Failure::at(Phase::PreDeploy))? {
                 return Ok(());
             }
         }
 
         let replicas = if spec.source_kind == SourceKind::Database { 1 } else { spec.replicas.max(1) };
         let mut started = Vec::new();
+        let starting = Instant::now();
         for replica in 0..replicas {
             let instance_id = Uuid::new_v4();
             sqlx::query("INSERT INTO instances (id, deployment_id, replica, state) VALUES ($1, $2, $3, 'starting')")
@@ -224,13 +230,21 @@ impl Reconciler {
             sink.system(&format!("Instance {replica} started on port {}", endpoint.addr.port())).await;
             started.push(instance_id);
         }
+        took(Phase::Start, starting);
         let deadline = Instant::now() + Duration::from_secs(spec.healthcheck_timeout_secs.max(1) as u64);
+        let readying = Instant::now();
+        let mut ready = Ok(());
         for &instance in &started {
             tokio::select! {
-                r = self.runtime.ready(instance, deadline) => r.map_err(Failure::at(Phase::Ready))?,
+                r = self.runtime.ready(instance, deadline) => if let Err(e) = r {
+                    ready = Err(e);
+                    break;
+                },
                 _ = cancel.cancelled() => return Ok(()),
             }
         }
+        took(Phase::Ready, readying);
+        ready.map_err(Failure::at(Phase::Ready))?;
         sqlx::query("UPDATE instances SET state = 'healthy', updated_at = now() WHERE id = ANY($1) AND state = 'starting'")
             .bind(&started)
             .execute(db)
@@ -325,4 +339,11 @@ impl Reconciler {
             }
         }
     }
+}
+
+/// Records how long a phase of a deployment took (`roundhouse_deploy_phase_seconds{phase}`):
+/// builds, pre-deploy commands and readiness whether they succeeded or not; starts once every
+/// replica started.
+fn took(phase: Phase, since: Instant) {
+    metrics::histogram!("roundhouse_deploy_phase_seconds", "phase" => phase.as_str()).record(since.elapsed().as_secs_f64());
 }
