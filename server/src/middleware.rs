@@ -13,7 +13,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -33,21 +33,19 @@ fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .find_map(|h| auth::session_token_from_cookie_header(h, name))
 }
 
-/// The client's address: the socket peer, or — with `ROUNDHOUSE_TRUST_PROXY` on, behind exactly
-/// one reverse proxy of the operator's — the address that proxy appended to `X-Forwarded-For`.
-/// Only the rightmost entry is the proxy's word; everything left of it was sent by the client and
-/// could be anything, so it never decides the rate-limit key or the recorded address.
+/// The client's address: the socket peer, or — with `ROUNDHOUSE_TRUST_PROXY` set — what the
+/// operator's trusted proxies say in `X-Forwarded-For`, read from the right
+/// (`TrustProxy::client`): entries left of theirs were written by the client and could be
+/// anything, so they never decide the rate-limit key or the recorded address.
 fn client_ip(state: &AppState, req: &Request) -> String {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip());
-    let forwarded = if state.config.trust_proxy { appended_by_proxy(req.headers()) } else { None };
-    forwarded.or(peer).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
+    let forwarded = forwarded_entries(req.headers());
+    state.config.trust_proxy.client(peer, &forwarded).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
-/// The rightmost `X-Forwarded-For` entry (of the last such header: repeated headers read as one
-/// comma-joined list), if it is an IP address (`ip` or `ip:port`).
-fn appended_by_proxy(headers: &HeaderMap) -> Option<IpAddr> {
-    let entry = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?.rsplit(',').next()?.trim();
-    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+/// Every `X-Forwarded-For` entry, left to right (repeated headers read as one comma-joined list).
+fn forwarded_entries(headers: &HeaderMap) -> Vec<&str> {
+    headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect()
 }
 
 /// Resolves the caller once per request and stores it in the request extensions, where the
@@ -225,6 +223,7 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn next_targets_are_percent_encoded() {
@@ -248,14 +247,18 @@ mod tests {
             h
         };
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert_eq!(appended_by_proxy(&headers(&["6.6.6.6, 203.0.113.7"])), ip("203.0.113.7"));
-        assert_eq!(appended_by_proxy(&headers(&["6.6.6.6", "203.0.113.7"])), ip("203.0.113.7"));
-        assert_eq!(appended_by_proxy(&headers(&["2001:db8::1"])), ip("2001:db8::1"));
-        assert_eq!(appended_by_proxy(&headers(&["[2001:db8::1]:443"])), ip("2001:db8::1"));
-        assert_eq!(appended_by_proxy(&headers(&["203.0.113.7:5000"])), ip("203.0.113.7"));
-        assert_eq!(appended_by_proxy(&headers(&["203.0.113.7, unknown"])), None);
-        assert_eq!(appended_by_proxy(&headers(&["203.0.113.7,"])), None);
-        assert_eq!(appended_by_proxy(&headers(&[])), None);
+        let peer = ip("10.0.0.1");
+        let one = app::infra::TrustProxy::Hops(1);
+        let client = |values: &[&str]| one.client(peer, &forwarded_entries(&headers(values)));
+        assert_eq!(client(&["6.6.6.6, 203.0.113.7"]), ip("203.0.113.7"));
+        assert_eq!(client(&["6.6.6.6", "203.0.113.7"]), ip("203.0.113.7"));
+        assert_eq!(client(&["2001:db8::1"]), ip("2001:db8::1"));
+        assert_eq!(client(&["[2001:db8::1]:443"]), ip("2001:db8::1"));
+        assert_eq!(client(&["203.0.113.7:5000"]), ip("203.0.113.7"));
+        // Not an address where the proxy's entry should be: the peer.
+        assert_eq!(client(&["203.0.113.7, unknown"]), peer);
+        assert_eq!(client(&["203.0.113.7,"]), peer);
+        assert_eq!(client(&[]), peer);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct Config {
     pub mail_from: String,
     /// Take the client address from the rightmost `X-Forwarded-For` entry: the one our single
     /// trusted reverse proxy appended (only behind such a proxy).
-    pub trust_proxy: bool,
+    pub trust_proxy: TrustProxy,
     pub login_per_ip_per_minute: u32,
     pub login_per_account_per_minute: u32,
     /// Registrations, password-reset requests and submissions and verification mails per client
@@ -228,6 +228,72 @@ fn parse_u32(name: &str, default: u32) -> anyhow::Result<u32> {
     }
 }
 
+/// Which reverse proxies' word on `X-Forwarded-For` counts (`ROUNDHOUSE_TRUST_PROXY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustProxy {
+    /// None: the client is the connection's peer, the header is ignored.
+    None,
+    /// This many proxies of the operator's, one behind the other, each appending the address it
+    /// received from: the client is that many entries from the right (`true` is 1).
+    Hops(usize),
+    /// Proxies at these networks: the header counts only when the peer is one of them, and the
+    /// client is the rightmost entry not in them.
+    Networks(Vec<ipnet::IpNet>),
+}
+
+impl TrustProxy {
+    fn parse(value: Option<&str>) -> anyhow::Result<Self> {
+        let value = value.map(str::trim).unwrap_or("");
+        Ok(match value.to_ascii_lowercase().as_str() {
+            "" | "false" | "0" | "no" | "off" => TrustProxy::None,
+            "true" | "yes" | "on" => TrustProxy::Hops(1),
+            v if v.chars().all(|c| c.is_ascii_digit()) => match v.parse::<usize>() {
+                Ok(n @ 1..=10) => TrustProxy::Hops(n),
+                _ => bail!("ROUNDHOUSE_TRUST_PROXY: a hop count is 1 to 10, not {v}"),
+            },
+            _ => TrustProxy::Networks(
+                value
+                    .split(',')
+                    .map(|n| {
+                        let n = n.trim();
+                        n.parse::<ipnet::IpNet>()
+                            .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                            .map_err(|_| anyhow::anyhow!("ROUNDHOUSE_TRUST_PROXY: {n:?} is not a hop count, true/false, or a network like 10.0.0.0/8"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+        })
+    }
+
+    /// The client's address given the connection's `peer` and the `X-Forwarded-For` entries
+    /// (all headers' entries, left to right). A forged entry the client wrote left of what the
+    /// trusted proxies appended never decides it.
+    pub fn client(&self, peer: Option<std::net::IpAddr>, forwarded: &[&str]) -> Option<std::net::IpAddr> {
+        let parse = |e: &str| {
+            let e = e.trim();
+            e.parse::<std::net::IpAddr>().ok().or_else(|| e.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        };
+        match self {
+            TrustProxy::None => peer,
+            TrustProxy::Hops(n) => forwarded.len().checked_sub(*n).and_then(|i| parse(forwarded[i])).or(peer),
+            TrustProxy::Networks(nets) => {
+                let trusted = |ip: &std::net::IpAddr| nets.iter().any(|n| n.contains(ip));
+                let Some(p) = peer.filter(trusted) else { return peer };
+                let mut client = p;
+                for entry in forwarded.iter().rev() {
+                    match parse(entry) {
+                        Some(ip) if trusted(&ip) => client = ip,
+                        Some(ip) => return Some(ip),
+                        // Garbage where a proxy's entry should be: stop at the last trusted hop.
+                        None => return Some(client),
+                    }
+                }
+                Some(client)
+            }
+        }
+    }
+}
+
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let addr: SocketAddr = var("ROUNDHOUSE_ADDR")
@@ -260,7 +326,7 @@ impl Config {
             data_dir: data_dir.clone(),
             smtp_url: var("SMTP_URL").map(SecretString::from),
             mail_from: var("MAIL_FROM").unwrap_or_else(|| "Roundhouse <no-reply@roundhouse.localhost>".into()),
-            trust_proxy: parse_bool("ROUNDHOUSE_TRUST_PROXY", false)?,
+            trust_proxy: TrustProxy::parse(var("ROUNDHOUSE_TRUST_PROXY").as_deref())?,
             login_per_ip_per_minute: parse_u32("ROUNDHOUSE_LOGIN_PER_IP_PER_MINUTE", 20)?,
             login_per_account_per_minute: parse_u32("ROUNDHOUSE_LOGIN_PER_ACCOUNT_PER_MINUTE", 5)?,
             account_actions_per_ip_per_hour: parse_u32("ROUNDHOUSE_ACCOUNT_ACTIONS_PER_IP_PER_HOUR", 10)?,
@@ -323,7 +389,7 @@ impl Config {
             data_dir: std::env::temp_dir().join("roundhouse-tests"),
             smtp_url: None,
             mail_from: "Roundhouse <no-reply@roundhouse.localhost>".into(),
-            trust_proxy: false,
+            trust_proxy: TrustProxy::None,
             login_per_ip_per_minute: 20,
             login_per_account_per_minute: 5,
             account_actions_per_ip_per_hour: 1000,
@@ -423,6 +489,26 @@ mod tests {
         assert_eq!(c.session_cookie_name(), "__Host-rh_session");
         c.public_url = "http://127.0.0.1:3000".into();
         assert_eq!(c.session_cookie_name(), "rh_session");
+    }
+
+    #[test]
+    fn the_client_is_found_behind_trusted_hops_or_networks_and_forged_entries_never_decide() {
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        let peer = ip("10.0.0.2");
+        assert_eq!(TrustProxy::parse(None).unwrap(), TrustProxy::None);
+        assert_eq!(TrustProxy::parse(Some("true")).unwrap(), TrustProxy::Hops(1));
+        assert!(TrustProxy::parse(Some("0.5")).is_err() && TrustProxy::parse(Some("99")).is_err());
+        let forged = ["6.6.6.6", "203.0.113.7", "10.0.0.9"];
+        assert_eq!(TrustProxy::None.client(peer, &forged), peer);
+        assert_eq!(TrustProxy::Hops(1).client(peer, &forged), ip("10.0.0.9"));
+        assert_eq!(TrustProxy::Hops(2).client(peer, &forged), ip("203.0.113.7"), "two proxies: the second from the right");
+        assert_eq!(TrustProxy::Hops(5).client(peer, &forged), peer, "fewer entries than hops: the peer");
+        let nets = TrustProxy::parse(Some("10.0.0.0/8, 192.168.1.1")).unwrap();
+        assert_eq!(nets.client(peer, &forged), ip("203.0.113.7"), "the rightmost entry outside the proxies' networks");
+        assert_eq!(nets.client(ip("198.51.100.1"), &forged), ip("198.51.100.1"), "a peer that is no proxy of ours: its header is ignored");
+        assert_eq!(nets.client(peer, &["10.0.0.5"]), ip("10.0.0.5"));
+        assert_eq!(nets.client(peer, &["garbage", "10.0.0.5"]), ip("10.0.0.5"));
+        assert!(TrustProxy::parse(Some("10.0.0.0/33")).is_err());
     }
 
     #[test]

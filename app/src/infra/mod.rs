@@ -12,5 +12,5 @@ pub mod secretbox;
 pub mod request;
 pub mod state;
 
-pub use config::{Config, RuntimeKind, SandboxMode};
+pub use config::{Config, RuntimeKind, SandboxMode, TrustProxy};
 pub use state::{Admission, AppState};

@@ -132,7 +132,7 @@ async fn mails_to(app: &TestApp, email: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_mails_to_one_address_are_limited_whoever_asks_and_nothing_more_is_sent() {
-    let app = TestApp::with_config(|c| c.trust_proxy = true).await;
+    let app = TestApp::with_config(|c| c.trust_proxy = app::infra::TrustProxy::Hops(1)).await;
     app.register("Ada", "ada@example.com").await;
     let forgot = |from: &'static str| {
         let req = axum::http::Request::builder()

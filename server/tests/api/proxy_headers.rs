@@ -67,7 +67,7 @@ const WRONG: &str = "not the password";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_trust_proxy_a_forged_forwarded_for_is_ignored_and_does_not_evade_the_limit() {
     let app = TestApp::with_config(|c| {
-        c.trust_proxy = false;
+        c.trust_proxy = app::infra::TrustProxy::None;
         c.login_per_ip_per_minute = 3;
         c.login_per_account_per_minute = 100;
     })
@@ -92,7 +92,7 @@ async fn without_trust_proxy_a_forged_forwarded_for_is_ignored_and_does_not_evad
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_rightmost_forwarded_entry_is_the_client_and_the_rest_cannot_change_it() {
     let app = TestApp::with_config(|c| {
-        c.trust_proxy = true;
+        c.trust_proxy = app::infra::TrustProxy::Hops(1);
         c.login_per_ip_per_minute = 3;
         c.login_per_account_per_minute = 100;
     })
@@ -124,4 +124,23 @@ async fn behind_a_trusted_proxy_the_rightmost_forwarded_entry_is_the_client_and_
     let (status, body) = sign_in(addr, &["203.0.113.7, unknown"], "ada@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(session_ip(&app, &body).await, "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_proxies_at_trusted_networks_the_client_is_the_rightmost_entry_outside_them() {
+    // The test's connections come from 127.0.0.1: the proxies are "at" 127.0.0.0/8 and 10.0.0.0/8.
+    let app = TestApp::with_config(|c| {
+        c.trust_proxy = app::infra::TrustProxy::Networks(vec!["127.0.0.0/8".parse().unwrap(), "10.0.0.0/8".parse().unwrap()]);
+        c.login_per_ip_per_minute = 100;
+    })
+    .await;
+    confirmed_user(&app, "ada@example.com").await;
+    let addr = serve(&app).await;
+    // Client → CDN edge (10.1.2.3) → the operator's load balancer (the peer): two hops of ours.
+    let (status, body) = sign_in(addr, &["6.6.6.6, 203.0.113.7, 10.1.2.3"], "ada@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(session_ip(&app, &body).await, "203.0.113.7", "forged 6.6.6.6 never counts");
+    // Only trusted hops: the leftmost of them is the client.
+    let (_, body) = sign_in(addr, &["10.9.9.9"], "ada@example.com", PASSWORD).await;
+    assert_eq!(session_ip(&app, &body).await, "10.9.9.9");
 }
