@@ -108,6 +108,11 @@ mod tests {
         let (k, v) = tag.split_once('=').unwrap();
         let mut child = std::process::Command::new("sleep").arg("30").env(k, v).process_group(0).spawn().unwrap();
         let pid = child.id() as i32;
+        // Until the child has exec'd, /proc shows the parent's environment: wait for the tag.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while tagged(&tag).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(tagged(&tag), vec![pid]);
         assert_eq!(stat(pid).unwrap().pgrp, pid, "leads its own group");
         let (_, mem) = group_usage(pid);
