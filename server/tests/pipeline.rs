@@ -140,6 +140,11 @@ async fn the_pipeline_builds_starts_and_goes_live_and_counts_each_failure_by_pha
     let old = app.get(&format!("/deployments/{good}"), &token).await;
     assert_eq!(old.body["deployment"]["status"], "removed");
     assert_eq!(old.body["deployment"]["reason"], "Replaced by deployment #2");
+    // The old instance is stopped once it has drained (a second out of the routes).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.calls.lock().unwrap().len() < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(fake.calls.lock().unwrap()[2..], ["build web", "start web replica 0", "stop web replica 0"]);
 
     // A failing build, and instances that never get ready: failed, with the runtime's reason.

@@ -177,7 +177,10 @@ impl Reconciler {
         if !kept.is_empty() {
             tracing::info!(instances = kept.len(), "adopted the instances that run");
         }
-        let stalled: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM deployments WHERE status IN ('building', 'deploying') AND NOT (id = ANY($1))")
+        // Those past their deadline are left to the tick, which fails them: nobody made progress.
+        let stalled: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM deployments WHERE status IN ('building', 'deploying') AND NOT (id = ANY($1)) AND (deadline IS NULL OR deadline > now())",
+        )
             .bind(&in_flight)
             .fetch_all(db)
             .await?;

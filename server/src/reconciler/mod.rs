@@ -55,6 +55,8 @@ const METRICS_EVERY: Duration = Duration::from_secs(5);
 const METERING_EVERY: Duration = Duration::from_secs(20);
 /// How often volumes are measured (a walk of every volume's files).
 const VOLUMES_EVERY: Duration = Duration::from_secs(60);
+/// How long instances out of the routes keep serving what was already sent to them.
+const DRAIN: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy)]
 struct Supervised {
@@ -228,6 +230,9 @@ impl Reconciler {
         let _ = sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE id = ANY($1)").bind(&ids).execute(&self.state.db).await;
         proxy::reload_routes(&self.state).await;
         notify_routes(&self.state).await;
+        // Requests already on their way to these instances finish, and the other replicas
+        // hear the new routes, before the processes are told to stop.
+        tokio::time::sleep(DRAIN).await;
         futures_util::future::join_all(instances.iter().map(|i| self.runtime.stop(i.instance_id))).await;
     }
 

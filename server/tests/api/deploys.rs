@@ -236,7 +236,10 @@ async fn a_postgres_outage_stops_no_service_and_loses_no_log_line() {
     // The replica leads again and adopts the instance: same process, same answers, no restart.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let leads: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 21103 AND granted")
+        let leads: Option<i64> = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 21103 AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
             .fetch_one(&app.db)
             .await
             .ok();
