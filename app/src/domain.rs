@@ -187,6 +187,11 @@ pub fn safe_next_path(next: Option<&str>) -> String {
     }
 }
 
+/// A "contains" pattern for `ILIKE`: `%q%`, with `\`, `%` and `_` in `q` matched literally.
+pub fn like_pattern(q: &str) -> String {
+    format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
 /// Percent-encodes a query-string value (everything but unreserved characters).
 pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -11,7 +11,9 @@ pub const PAGE_SIZE: i64 = 50;
 /// What a suspended user's deployments show as the reason they stopped.
 pub const SUSPENDED_REASON: &str = "Stopped: the account was suspended by an administrator.";
 
-pub async fn list_users(db: &PgPool, q: Option<&str>, offset: i64) -> AppResult<UserPage> {
+/// An admin list's search and page: the words looked for (at most 100 characters) as an
+/// `ILIKE` pattern, none when empty; a negative offset is refused.
+pub fn search_pattern(q: Option<&str>, offset: i64) -> AppResult<Option<String>> {
     let q = q.map(str::trim).filter(|q| !q.is_empty());
     if q.is_some_and(|q| q.chars().count() > 100) {
         return Err(AppError::validation("q", "Search for at most 100 characters."));
@@ -19,7 +21,11 @@ pub async fn list_users(db: &PgPool, q: Option<&str>, offset: i64) -> AppResult<
     if offset < 0 {
         return Err(AppError::validation("offset", "The offset cannot be negative."));
     }
-    let pattern = q.map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    Ok(q.map(crate::domain::like_pattern))
+}
+
+pub async fn list_users(db: &PgPool, q: Option<&str>, offset: i64) -> AppResult<UserPage> {
+    let pattern = search_pattern(q, offset)?;
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]

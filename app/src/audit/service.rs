@@ -1,7 +1,7 @@
 //! Writing and reading the audit log.
 
 use super::{AuditEntry, AuditPage};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -49,14 +49,7 @@ const SELECT: &str = "SELECT a.id, a.created_at, u.email AS actor, a.action, a.t
      FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id";
 
 pub async fn search(db: &PgPool, q: Option<&str>, offset: i64) -> AppResult<AuditPage> {
-    let q = q.map(str::trim).filter(|q| !q.is_empty());
-    if q.is_some_and(|q| q.chars().count() > 100) {
-        return Err(AppError::validation("q", "Search for at most 100 characters."));
-    }
-    if offset < 0 {
-        return Err(AppError::validation("offset", "The offset cannot be negative."));
-    }
-    let pattern = q.map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let pattern = crate::admin::service::search_pattern(q, offset)?;
     let filter = "($1::text IS NULL OR a.action ILIKE $1 OR a.target ILIKE $1 OR u.email ILIKE $1 OR a.ip ILIKE $1)";
     let rows: Vec<Row> = sqlx::query_as(&format!("{SELECT} WHERE {filter} ORDER BY a.id DESC LIMIT $2 OFFSET $3"))
         .bind(&pattern)

@@ -360,7 +360,7 @@ pub async fn resume(state: &AppState, owner: Uuid, stopped: Uuid) -> AppResult<D
 /// A page of a deployment's logs after `after` (a line id), optionally only lines containing
 /// `search` (case-insensitive). Ownership is checked by the caller (`get`).
 pub async fn logs_after(db: &PgPool, id: Uuid, after: i64, limit: i64, search: Option<&str>) -> AppResult<Vec<LogLine>> {
-    let pattern = search.filter(|s| !s.is_empty()).map(|s| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let pattern = search.filter(|s| !s.is_empty()).map(crate::domain::like_pattern);
     let rows: Vec<(i64, DateTime<Utc>, String, Option<i32>, String)> = sqlx::query_as(
         "SELECT id, at, stream, replica, line FROM deployment_logs
          WHERE deployment_id = $1 AND id > $2 AND ($4::text IS NULL OR line ILIKE $4)
