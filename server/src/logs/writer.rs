@@ -30,7 +30,8 @@ const OUTAGE_BUDGET: Duration = Duration::from_secs(60);
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
 
 /// Adds each deployment's bytes to its usage (for retention) and notifies its followers; runs
-/// in the transaction of the `COPY`, so followers are told only of committed lines. The ids are
+/// in the transaction of the `COPY`, so followers are told only of committed lines, and its
+/// foreign key is the check that each line's deployment exists. The ids are
 /// sorted, so two writers (a leader change) lock usage rows in the same order.
 const USAGE_AND_NOTIFY: &str = "
     WITH counted AS (
@@ -111,18 +112,23 @@ async fn store(db: &PgPool, batch: &[Queued], rows: &mut Vec<u8>) -> sqlx::Resul
         return Ok(());
     }
     rows.clear();
+    copy::start(rows);
     let mut usage: BTreeMap<Uuid, i64> = BTreeMap::new();
     for q in batch {
         copy::push_row(rows, &q.record);
         // A line is at most MAX_LINE (+ a marker) long: no overflow.
         *usage.entry(q.record.deployment_id).or_default() += q.record.line.len() as i64 + STORED_LINE_OVERHEAD;
     }
+    copy::finish(rows);
     let (ids, bytes): (Vec<Uuid>, Vec<i64>) = usage.into_iter().unzip();
     let mut tx = db.begin().await?;
+    // First, so each deployment's row is locked (its foreign key checked) before its lines go
+    // in: a deployment deleted meanwhile fails the batch here, and one deleted after waits for
+    // this commit and then takes these lines with it (`deployment_logs` has no foreign key).
+    sqlx::query(USAGE_AND_NOTIFY).bind(&ids).bind(&bytes).bind(LOGS_CHANNEL).execute(&mut *tx).await?;
     let mut copy = tx.copy_in_raw(copy::STATEMENT).await?;
     copy.send(rows.as_slice()).await?;
     copy.finish().await?;
-    sqlx::query(USAGE_AND_NOTIFY).bind(&ids).bind(&bytes).bind(LOGS_CHANNEL).execute(&mut *tx).await?;
     tx.commit().await
 }
 

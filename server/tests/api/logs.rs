@@ -174,3 +174,31 @@ async fn retention_keeps_each_deployments_newest_lines_within_its_budget() {
     let (counted, actual) = usage(&app.db, big).await;
     assert_eq!(counted, actual);
 }
+
+/// `deployment_logs` has no foreign key (a per-row check halved the writer's rate): deleting
+/// deployments, by themselves or with their service, must still take their lines with them.
+#[tokio::test]
+async fn deleting_deployments_or_their_service_deletes_their_lines() {
+    let app = TestApp::new().await;
+    let ids = deployments(&app, 3).await;
+    let tx = spawn_writer(app.db.clone());
+    for &id in &ids {
+        for i in 0..100 {
+            sink(&tx, id).line(&format!("{id} {i}")).await;
+        }
+    }
+    for &id in &ids {
+        stored(&app.db, id, 100).await;
+    }
+    let count = |id: Uuid| {
+        let db = app.db.clone();
+        async move { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM deployment_logs WHERE deployment_id = $1").bind(id).fetch_one(&db).await.unwrap() }
+    };
+
+    sqlx::query("DELETE FROM deployments WHERE id = $1").bind(ids[0]).execute(&app.db).await.unwrap();
+    assert_eq!((count(ids[0]).await, count(ids[1]).await, count(ids[2]).await), (0, 100, 100), "only the deleted one's lines go");
+
+    let service: Uuid = sqlx::query_scalar("SELECT service_id FROM deployments WHERE id = $1").bind(ids[1]).fetch_one(&app.db).await.unwrap();
+    sqlx::query("DELETE FROM services WHERE id = $1").bind(service).execute(&app.db).await.unwrap();
+    assert_eq!((count(ids[1]).await, count(ids[2]).await), (0, 0), "a deleted service's deployments take their lines");
+}
