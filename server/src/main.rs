@@ -49,7 +49,7 @@ async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     server::telemetry::init(config.json_logs);
 
-    let db = sqlx::postgres::PgPoolOptions::new()
+    let db = app::infra::actor::pool_options()
         .max_connections(20)
         .acquire_timeout(Duration::from_secs(10))
         .connect(config.database_url.expose_secret())

@@ -81,6 +81,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     } else {
         None
     };
+    let mut actor = None;
     if let Some(a) = found {
         // A limited token does only what its scope allows, whatever route it calls (server
         // functions are POSTs, so a read token calls none).
@@ -88,9 +89,14 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         if !scope.allows(req.method().as_str(), req.uri().path()) {
             return AppError::forbidden(format!("This token's scope is {}: it cannot {} {}.", scope.as_str(), req.method(), req.uri().path())).into_response();
         }
+        actor = Some(app::infra::actor::Actor::User(a.user.id));
         req.extensions_mut().insert(a);
     }
-    let mut response = next.run(req).await;
+    // The database shows a signed-in user's request only that user's rows (row-level security).
+    let mut response = match actor {
+        Some(actor) => app::infra::actor::acting_as(actor, next.run(req)).await,
+        None => next.run(req).await,
+    };
     if clear_cookie && !response.headers().contains_key(header::SET_COOKIE) {
         if let Ok(v) = HeaderValue::from_str(&auth::clear_session_cookie(&state.config)) {
             response.headers_mut().append(header::SET_COOKIE, v);

@@ -1,6 +1,7 @@
 //! Server-only infrastructure: configuration, application state, crypto helpers, mail and
 //! rate limiting. Nothing here is compiled into the WebAssembly bundle.
 
+pub mod actor;
 pub mod config;
 pub mod crypto;
 pub mod db;

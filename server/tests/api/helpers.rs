@@ -98,7 +98,8 @@ impl TestDb {
         conn.execute(&*format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
         conn.execute(&*format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\" STRATEGY = FILE_COPY")).await.unwrap();
         conn.close().await.unwrap();
-        let pool = PgPoolOptions::new()
+        // The platform's own pool options: row-level security sees each request's user.
+        let pool = app::infra::actor::pool_options()
             .max_connections(10)
             .acquire_timeout(std::time::Duration::from_secs(20))
             .connect_with(admin.clone().database(&name))

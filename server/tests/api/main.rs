@@ -17,6 +17,7 @@ mod mail;
 mod pages;
 mod projects;
 mod revenue;
+mod row_security;
 mod proxy_headers;
 mod services;
 mod sources;
