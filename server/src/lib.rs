@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod cron;
 pub mod db_gate;
+pub mod executor;
 pub mod logs;
 pub mod metering;
 pub mod metrics;
@@ -37,6 +38,8 @@ fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
 
 /// The whole application: pages, server functions, `/api/v1`, health checks, static files.
 pub fn router(state: AppState) -> Router {
+    // Before anything of Leptos runs: page futures keep their request's database actor.
+    executor::init();
     let routes = route_list();
     metrics::handle();
     let context_state = state.clone();
@@ -75,9 +78,9 @@ pub fn router(state: AppState) -> Router {
 /// Periodic housekeeping: expired sessions and mail links, idle rate-limit keys, logs over
 /// their budget. Every step is idempotent, so several replicas may run it.
 pub fn spawn_maintenance(state: AppState) {
-    // Every minute, each deployment's logs are cut to their newest ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT.
-    let log_budget = logs::retention::budget(std::env::var("ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT").ok());
-    tokio::spawn(logs::retention::run(state.db.clone(), log_budget));
+    // Every minute, each deployment's logs are cut to their newest ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT
+    // and to ROUNDHOUSE_LOG_DAYS.
+    tokio::spawn(logs::retention::run(state.db.clone(), logs::retention::Policy::from_env()));
     metering::spawn(state.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));

@@ -408,6 +408,8 @@ pub async fn send_verification(state: &AppState, user: &User) -> AppResult<()> {
 }
 
 pub async fn verify_email(db: &PgPool, token: &str) -> AppResult<User> {
+    // The link names the account, whoever the browser is signed in as.
+    crate::infra::actor::act_as_platform();
     let mut tx = db.begin().await?;
     let user_id = consume_email_token(&mut tx, token, "verify").await?;
     sqlx::query("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1")
@@ -475,6 +477,9 @@ pub async fn reset_password(state: &AppState, ip: &str, token: &str, password: &
     limit(state, AccountAction::ResetSubmit, ip, "")?;
     let db = &state.db;
     let password = Password::parse(password)?;
+    // The link names the account, whoever the browser is signed in as: its tokens must go
+    // even when the request comes with another account's session.
+    crate::infra::actor::act_as_platform();
     let mut tx = db.begin().await?;
     let user_id = consume_email_token(&mut tx, token, "reset").await?;
     let hash = hash_password_off_thread(password).await?;

@@ -1,6 +1,6 @@
 //! Who the database serves: each time the platform's pool hands out a connection for a
-//! signed-in user's request, it switches the connection to the role `roundhouse_tenant` with
-//! the user's id in `roundhouse.actor`, where row-level security (migration `20261130000220`)
+//! signed-in user's request, it switches the connection to this database's tenant role
+//! (`rh_tenant_role()`) with the user's id in `roundhouse.actor`, where row-level security (migration `20261130000220`)
 //! shows only that user's rows — a second wall under the owner filters every query has already.
 //! For anything else it switches back to the login role, to which no policy applies.
 //!
@@ -28,11 +28,14 @@ pub enum Actor {
 }
 
 impl Actor {
-    /// The role and the value of `roundhouse.actor` (the migration's `rh_actor` reads it).
-    fn settings(self) -> (&'static str, String) {
+    /// Switches a connection to this actor. The platform's statement names nothing a
+    /// migration creates: it also runs on the connections that migrate.
+    fn switch(self) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
         match self {
-            Actor::Platform => ("none", String::new()),
-            Actor::User(id) => ("roundhouse_tenant", id.to_string()),
+            Actor::Platform => sqlx::query("SELECT set_config('role', 'none', false), set_config('roundhouse.actor', '', false)"),
+            Actor::User(id) => {
+                sqlx::query("SELECT set_config('role', rh_tenant_role(), false), set_config('roundhouse.actor', $1, false)").bind(id.to_string())
+            }
         }
     }
 }
@@ -47,7 +50,9 @@ pub async fn acting_as<F: Future>(actor: Actor, f: F) -> F::Output {
 }
 
 /// From here to the end of the request, the database sees every tenant's rows: for an
-/// administrator, once checked. Outside a request it changes nothing (that is the platform).
+/// administrator, once checked, and for a flow acting on the account a checked link names
+/// (a password reset), whoever the request is signed in as. Outside a request it changes
+/// nothing (that is the platform).
 pub fn act_as_platform() {
     let _ = ACTOR.try_with(|a| a.set(Actor::Platform));
 }
@@ -58,15 +63,18 @@ pub fn current() -> Actor {
 }
 
 /// The platform's pool: every connection, new or reused, is told the current actor before it is
-/// handed out (one round trip), so none carries an earlier request's actor into another.
+/// handed out, so none carries an earlier request's actor into another. That statement is the
+/// check that an idle connection still works (a failing one is closed and replaced), so sqlx's
+/// own ping before each acquire is off: one round trip, not two.
+///
+/// `Pool::try_acquire` and `try_begin` skip `before_acquire`: never use them on this pool.
 pub fn pool_options() -> PgPoolOptions {
     PgPoolOptions::new()
+        .test_before_acquire(false)
         .after_connect(|conn, _| Box::pin(async move { tell(conn).await }))
         .before_acquire(|conn, _| Box::pin(async move { tell(conn).await.map(|()| true) }))
 }
 
 async fn tell(conn: &mut PgConnection) -> sqlx::Result<()> {
-    let (role, actor) = current().settings();
-    let query = sqlx::query("SELECT set_config('role', $1, false), set_config('roundhouse.actor', $2, false)").bind(role).bind(actor);
-    conn.execute(query).await.map(|_| ())
+    conn.execute(current().switch()).await.map(|_| ())
 }

@@ -122,9 +122,13 @@ async fn store(db: &PgPool, batch: &[Queued], rows: &mut Vec<u8>) -> sqlx::Resul
     copy::finish(rows);
     let (ids, bytes): (Vec<Uuid>, Vec<i64>) = usage.into_iter().unzip();
     let mut tx = db.begin().await?;
-    // First, so each deployment's row is locked (its foreign key checked) before its lines go
-    // in: a deployment deleted meanwhile fails the batch here, and one deleted after waits for
-    // this commit and then takes these lines with it (`deployment_logs` has no foreign key).
+    // First, so each deployment's usage row is written (and locked) before its lines go in:
+    // - a deployment deleted before: its usage row is gone, the insert's foreign key check
+    //   fails the batch here (and `retain_existing` drops its lines);
+    // - deleted meanwhile: the new row's check waits on the deleter's lock on the deployment,
+    //   or the deleter's cascade to the existing usage row waits on ours; either way its
+    //   statement-level trigger deletes lines only after this commit, and sees these.
+    // (`deployment_logs` has no foreign key of its own.)
     sqlx::query(USAGE_AND_NOTIFY).bind(&ids).bind(&bytes).bind(LOGS_CHANNEL).execute(&mut *tx).await?;
     let mut copy = tx.copy_in_raw(copy::STATEMENT).await?;
     copy.send(rows.as_slice()).await?;

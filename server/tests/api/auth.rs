@@ -230,21 +230,26 @@ async fn a_password_reset_sets_the_new_password_and_ends_every_session_and_token
     let app = TestApp::new().await;
     app.register("Ada", "ada@example.com").await;
     let old_session = app.login("ada@example.com").await;
-    let token = app.post("/tokens", &old_session, json!({ "name": "laptop" })).await.body["secret"].as_str().unwrap().to_string();
-    assert_eq!(app.get("/me", &token).await.status, StatusCode::OK);
+    let api_token = app.post("/tokens", &old_session, json!({ "name": "laptop" })).await.body["secret"].as_str().unwrap().to_string();
+    assert_eq!(app.get("/me", &api_token).await.status, StatusCode::OK);
     // A made-up link is refused and changes nothing (checked before the password is hashed).
     let r = app.api(Method::POST, "/auth/password/reset", None, Some(json!({ "token": "not-a-token", "password": "a brand new password" }))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    assert_eq!(app.get("/me", &token).await.status, StatusCode::OK);
+    assert_eq!(app.get("/me", &api_token).await.status, StatusCode::OK);
     let r = app.api(Method::POST, "/auth/password/forgot", None, Some(json!({ "email": "ada@example.com" }))).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let token = app.mailed_token("ada@example.com", "reset").await;
+    let link = app.mailed_token("ada@example.com", "reset").await;
+    // Sent from a browser signed in as someone else: the link's account is the one reset, all
+    // of it (row-level security would hide Ada's tokens from a request acting as Bob).
+    app.register("Bob", "bob@example.com").await;
+    let bob = app.login("bob@example.com").await;
     let r = app
-        .api(Method::POST, "/auth/password/reset", None, Some(json!({ "token": token, "password": "a brand new password" })))
+        .api(Method::POST, "/auth/password/reset", Some(&bob), Some(json!({ "token": link, "password": "a brand new password" })))
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     assert_eq!(app.get("/me", &old_session).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get("/me", &token).await.status, StatusCode::UNAUTHORIZED, "API tokens end with the password");
+    assert_eq!(app.get("/me", &api_token).await.status, StatusCode::UNAUTHORIZED, "API tokens end with the password");
+    assert_eq!(app.get("/me", &bob).await.status, StatusCode::OK, "the caller's own session is not the one reset");
     let old = app.api(Method::POST, "/auth/login", None, Some(json!({ "email": "ada@example.com", "password": PASSWORD }))).await;
     assert_eq!(old.status, StatusCode::UNAUTHORIZED);
     let new = app

@@ -131,6 +131,11 @@ async fn the_auth_middleware_tells_the_database_who_asks() {
             serde_json::from_slice::<Vec<String>>(&body).unwrap()
         }
     };
+    // A probe sent with a user's token is still nobody's: it reads what no tenant may.
+    let req = Request::builder().uri("/readyz").header(header::AUTHORIZATION, format!("Bearer {ada_token}"));
+    let ready = app.router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
     assert_eq!(ask(Some(ada_token)).await, vec!["Ada-shop"]);
     assert_eq!(ask(Some(bob_token)).await, vec!["Ada-shop", "Bob-shop"]);
     // A connection Ada's request used carries nothing into the platform's next use of it.
