@@ -1,5 +1,6 @@
 //! Bounded log volume: each deployment keeps its newest lines within a byte budget
-//! (`ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT`), so a flood cannot fill the disk.
+//! (`ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT`), so a flood cannot fill the disk, and no line older
+//! than `ROUNDHOUSE_LOG_DAYS`.
 //!
 //! The writer adds every stored line's size (text + [`STORED_LINE_OVERHEAD`]) to its
 //! deployment's row of `deployment_log_usage` in the transaction that stores it; pruning
@@ -14,6 +15,11 @@ use uuid::Uuid;
 
 /// The budget when `ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT` is not set.
 pub const DEFAULT_MB: u32 = 64;
+/// How long lines are kept when `ROUNDHOUSE_LOG_DAYS` is not set.
+pub const DEFAULT_DAYS: u32 = 30;
+/// Lines looked at per deployment and statement when deleting by age (oldest first), so that
+/// no statement holds a deployment's lines for long.
+const AGE_BATCH: i64 = 10_000;
 /// How often the budget is enforced: a deployment may hold up to a minute of lines past it.
 pub const EVERY: Duration = Duration::from_secs(60);
 
@@ -39,20 +45,54 @@ const PRUNE: &str = "
     )
     SELECT count(*) FROM gone";
 
-/// The budget in bytes from the value of `ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT` (whole MiB, at
-/// least 1); a bad value is reported and the default used.
-pub fn budget(value: Option<String>) -> i64 {
-    let mb = match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-        None => DEFAULT_MB,
+/// Of one deployment's oldest `$3` lines, those up to the last one written before `$2`,
+/// deleted, and their sizes subtracted from its usage.
+const PRUNE_OLD: &str = "
+    WITH cut AS (
+        SELECT max(id) AS id FROM (
+            SELECT id, at FROM deployment_logs WHERE deployment_id = $1 ORDER BY id LIMIT $3
+        ) oldest WHERE at < $2
+    ), gone AS (
+        DELETE FROM deployment_logs WHERE deployment_id = $1 AND id <= (SELECT id FROM cut)
+        RETURNING octet_length(line) + $4 AS bytes
+    ), counted AS (
+        UPDATE deployment_log_usage SET bytes = bytes - (SELECT coalesce(sum(bytes), 0) FROM gone)
+        WHERE deployment_id = $1
+    )
+    SELECT count(*) FROM gone";
+
+/// How much is kept: bytes per deployment, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub budget: i64,
+    pub max_age: chrono::Duration,
+}
+
+impl Policy {
+    /// From `ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT` and `ROUNDHOUSE_LOG_DAYS`.
+    pub fn from_env() -> Policy {
+        Policy::read(std::env::var("ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT").ok(), std::env::var("ROUNDHOUSE_LOG_DAYS").ok())
+    }
+
+    /// Whole MiB and whole days, at least 1 each; a bad value is reported and the default used.
+    pub fn read(mb: Option<String>, days: Option<String>) -> Policy {
+        let mb = whole("ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT", "MiB", mb, DEFAULT_MB);
+        let days = whole("ROUNDHOUSE_LOG_DAYS", "days", days, DEFAULT_DAYS);
+        Policy { budget: i64::from(mb) * 1024 * 1024, max_age: chrono::Duration::days(i64::from(days)) }
+    }
+}
+
+fn whole(name: &str, unit: &str, value: Option<String>, default: u32) -> u32 {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => default,
         Some(v) => match v.parse::<u32>() {
-            Ok(mb) if mb >= 1 => mb,
+            Ok(n) if n >= 1 => n,
             _ => {
-                tracing::error!(value = v, "ROUNDHOUSE_LOG_MB_PER_DEPLOYMENT must be a whole number of MiB, at least 1; using {DEFAULT_MB}");
-                DEFAULT_MB
+                tracing::error!(value = v, "{name} must be a whole number of {unit}, at least 1; using {default}");
+                default
             }
         },
-    };
-    i64::from(mb) * 1024 * 1024
+    }
 }
 
 /// Deletes the oldest lines of every deployment whose logs take more than `budget` bytes,
@@ -67,16 +107,46 @@ pub async fn prune(db: &PgPool, budget: i64) -> sqlx::Result<u64> {
     Ok(deleted)
 }
 
+/// Deletes every line written more than `max_age` ago. Only deployments whose oldest line is
+/// that old are touched (one index probe each), oldest lines first, in batches. Returns how
+/// many lines were deleted.
+pub async fn prune_old(db: &PgPool, max_age: chrono::Duration) -> sqlx::Result<u64> {
+    let before = chrono::Utc::now() - max_age;
+    let old: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT u.deployment_id FROM deployment_log_usage u
+         WHERE (SELECT l.at FROM deployment_logs l WHERE l.deployment_id = u.deployment_id ORDER BY l.id LIMIT 1) < $1",
+    )
+    .bind(before)
+    .fetch_all(db)
+    .await?;
+    let mut deleted = 0;
+    for id in old {
+        loop {
+            let n: i64 = sqlx::query_scalar(PRUNE_OLD).bind(id).bind(before).bind(AGE_BATCH).bind(STORED_LINE_OVERHEAD).fetch_one(db).await?;
+            deleted += n.unsigned_abs();
+            if n < AGE_BATCH {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// Prunes every [`EVERY`], for as long as the process runs.
-pub async fn run(db: PgPool, budget: i64) {
+pub async fn run(db: PgPool, policy: Policy) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match prune(&db, budget).await {
+        match prune(&db, policy.budget).await {
             Ok(0) => {}
             Ok(lines) => tracing::info!(lines, "old log lines of deployments over their budget deleted"),
             Err(e) => tracing::warn!(error = %e, "pruning logs failed"),
+        }
+        match prune_old(&db, policy.max_age).await {
+            Ok(0) => {}
+            Ok(lines) => tracing::info!(lines, "log lines past their age deleted"),
+            Err(e) => tracing::warn!(error = %e, "pruning old logs failed"),
         }
     }
 }
@@ -86,12 +156,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_budget_is_read_in_mib_with_a_default_for_bad_values() {
-        assert_eq!(budget(None), 64 * 1024 * 1024);
-        assert_eq!(budget(Some(" 2 ".into())), 2 * 1024 * 1024);
-        assert_eq!(budget(Some("".into())), 64 * 1024 * 1024);
+    fn the_policy_is_read_in_mib_and_days_with_defaults_for_bad_values() {
+        let default = Policy { budget: 64 * 1024 * 1024, max_age: chrono::Duration::days(30) };
+        assert_eq!(Policy::read(None, None), default);
+        assert_eq!(Policy::read(Some(" 2 ".into()), Some("7".into())), Policy { budget: 2 * 1024 * 1024, max_age: chrono::Duration::days(7) });
+        assert_eq!(Policy::read(Some("".into()), Some(" ".into())), default);
         for bad in ["0", "-1", "1.5", "lots"] {
-            assert_eq!(budget(Some(bad.into())), 64 * 1024 * 1024, "{bad}");
+            assert_eq!(Policy::read(Some(bad.into()), Some(bad.into())), default, "{bad}");
         }
     }
 }

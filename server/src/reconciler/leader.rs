@@ -1,6 +1,6 @@
 //! Leadership: one replica reconciles, holding a Postgres advisory lock on a connection of its
 //! own. On taking over it adopts what runs and requeues what was in flight; while leading it
-//! ticks, runs due crons, samples metrics and meters usage. Losing the lock's connection
+//! ticks, runs due crons, samples metrics, meters usage and prunes old builds. Losing the lock's connection
 //! pauses reconciling and stops nothing: the services keep serving while Postgres is away, and
 //! the replica that leads next — this one, once Postgres is back — adopts them.
 
@@ -46,6 +46,7 @@ impl Reconciler {
             }
             let mut last_metrics = Instant::now();
             let mut last_metering = Instant::now();
+            let mut last_builds = Instant::now();
             // Volumes are walked once a minute: only a minute's first measure is recorded.
             let mut last_volumes: Option<Instant> = None;
             let reporting = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -55,6 +56,10 @@ impl Reconciler {
                 if last_metrics.elapsed() >= METRICS_EVERY {
                     last_metrics = Instant::now();
                     self.sample_metrics().await;
+                }
+                if last_builds.elapsed() >= BUILDS_EVERY {
+                    last_builds = Instant::now();
+                    failed("builds", self.prune_builds().await);
                 }
                 if last_metering.elapsed() >= METERING_EVERY {
                     last_metering = Instant::now();

@@ -11,6 +11,7 @@
 //! Every replica listens for status, log and route notifications and feeds them to its open
 //! pages (`AppState::live`).
 
+mod builds;
 mod crons;
 mod desired;
 mod forwarders;
@@ -55,6 +56,8 @@ const METRICS_EVERY: Duration = Duration::from_secs(5);
 const METERING_EVERY: Duration = Duration::from_secs(20);
 /// How often volumes are measured (a walk of every volume's files).
 const VOLUMES_EVERY: Duration = Duration::from_secs(60);
+/// How often builds no deployment wants are removed (`builds.rs`).
+const BUILDS_EVERY: Duration = Duration::from_secs(600);
 /// How long instances out of the routes keep serving what was already sent to them.
 const DRAIN: Duration = Duration::from_secs(1);
 

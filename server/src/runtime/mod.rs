@@ -15,7 +15,12 @@ use app::{
     infra::live::Endpoint,
     services::{Service, SourceKind},
 };
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -112,6 +117,15 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Whether a build from an earlier deployment can still be run.
     fn has_artifact(&self, artifact: &str) -> bool;
+
+    /// Removes the builds this runtime keeps except `keep` (artifacts `build` answered) and
+    /// those of the deployments in `building`, and answers how many it removed. A build that
+    /// began after the caller looked (too young to judge) is left for next time. A runtime
+    /// whose builds live elsewhere (an image registry) removes nothing.
+    async fn prune_builds(&self, keep: &HashSet<String>, building: &HashSet<Uuid>) -> Result<usize, String> {
+        let _ = (keep, building);
+        Ok(0)
+    }
 
     /// Starts an instance and keeps it running per its restart policy, reporting on `events`.
     /// Answers where it serves (reach it with `net::connect`).

@@ -854,3 +854,48 @@ async fn a_pre_deploy_command_runs_once_before_traffic_and_its_failure_keeps_the
     assert_eq!(d.body["deployment"]["status"], "running");
     assert_eq!(app.via_proxy("web.shop.localhost", "/").await.status, StatusCode::OK);
 }
+
+/// Build retention: with one build kept per service, pruning removes the build of a replaced
+/// deployment (and its record), keeps the running one's, and a rollback to the pruned one
+/// builds its source again and runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_builds_are_pruned_and_a_rollback_to_one_builds_it_again() {
+    let app = TestApp::with_runtime_config(|c| c.builds_kept = 1).await;
+    let src = fixture_copy("1");
+    let s = setup(&app, &src, json!({})).await;
+    let v1 = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &v1, &["running"]).await;
+    std::fs::write(src.join("VERSION"), "2").unwrap();
+    assert_eq!(upload(&app, &s.token, &s.service, targz(&src)).await.status, StatusCode::CREATED);
+    let v2 = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &v2, &["running"]).await;
+    wait_for(&app, &s.token, &v1, &["removed"]).await;
+    let artifact = |id: String| {
+        let db = app.db.clone();
+        async move { sqlx::query_scalar::<_, Option<String>>("SELECT artifact FROM deployments WHERE id = $1::uuid").bind(id).fetch_one(&db).await.unwrap() }
+    };
+    let (old, new) = (artifact(v1.clone()).await.expect("v1's build"), artifact(v2.clone()).await.expect("v2's build"));
+    let reconciler = app.runtime.as_ref().and_then(|r| r.reconciler.clone()).expect("a reconciler");
+
+    // Builds younger than an hour may belong to a build begun meanwhile: left alone.
+    assert_eq!(reconciler.prune_builds().await.unwrap(), 0);
+    assert!(std::path::Path::new(&old).is_dir());
+    for dir in [&old, &new] {
+        let aged = std::process::Command::new("touch").args(["-d", "2 hours ago", dir]).status().unwrap();
+        assert!(aged.success());
+    }
+    assert_eq!(reconciler.prune_builds().await.unwrap(), 1);
+    assert!(!std::path::Path::new(&old).exists(), "the replaced deployment's build is gone");
+    assert!(std::path::Path::new(&new).join("app").is_dir(), "the running deployment's build stays");
+    assert_eq!(artifact(v1.clone()).await, None, "and its deployment no longer points at it");
+    assert_eq!(artifact(v2.clone()).await.as_deref(), Some(new.as_str()));
+    assert_eq!(reconciler.prune_builds().await.unwrap(), 0, "pruning again removes nothing");
+
+    let r = app.post(&format!("/deployments/{v1}/rollback"), &s.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let v3 = r.body["id"].as_str().unwrap().to_string();
+    wait_for(&app, &s.token, &v3, &["running"]).await;
+    until_proxy(&app, "/", |r| r.text.starts_with("hello v1")).await;
+    let logs = logs_text(&app, &s.token, &v3).await;
+    assert!(!logs.contains("Using the build of the deployment this one repeats"), "it was built again: {logs}");
+}

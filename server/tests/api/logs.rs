@@ -202,3 +202,34 @@ async fn deleting_deployments_or_their_service_deletes_their_lines() {
     sqlx::query("DELETE FROM services WHERE id = $1").bind(service).execute(&app.db).await.unwrap();
     assert_eq!((count(ids[1]).await, count(ids[2]).await), (0, 0), "a deleted service's deployments take their lines");
 }
+
+#[tokio::test]
+async fn lines_past_the_retention_age_are_deleted_and_the_rest_kept() {
+    let app = TestApp::new().await;
+    let ids = deployments(&app, 2).await;
+    let (aging, fresh) = (ids[0], ids[1]);
+    let tx = spawn_writer(app.db.clone());
+    for i in 0..25_000 {
+        sink(&tx, aging).line(&format!("line {i}")).await;
+    }
+    for i in 0..10 {
+        sink(&tx, fresh).line(&format!("fresh {i}")).await;
+    }
+    let rows = stored(&app.db, aging, 25_000).await;
+    stored(&app.db, fresh, 10).await;
+    // The first 22,000 lines were written 31 days ago (more than one batch of deletes).
+    sqlx::query("UPDATE deployment_logs SET at = now() - interval '31 days' WHERE deployment_id = $1 AND id <= $2")
+        .bind(aging)
+        .bind(rows[21_999].0)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    assert_eq!(retention::prune_old(&app.db, chrono::Duration::days(30)).await.unwrap(), 22_000);
+    let kept: Vec<String> = stored(&app.db, aging, 0).await.into_iter().map(|r| r.3).collect();
+    assert_eq!(kept, (22_000..25_000).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    assert_eq!(stored(&app.db, fresh, 0).await.len(), 10, "a deployment with no old line is untouched");
+    let (counted, actual) = usage(&app.db, aging).await;
+    assert_eq!(counted, actual, "the usage row loses what was deleted");
+    assert_eq!(retention::prune_old(&app.db, chrono::Duration::days(30)).await.unwrap(), 0);
+}

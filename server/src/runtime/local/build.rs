@@ -19,7 +19,7 @@ use app::{
     services::{upload, SourceKind},
 };
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -33,6 +33,10 @@ pub const START_FILE: &str = "start";
 /// and the BSDs); the sandbox sees the host's `/etc/ssl/certs`.
 const SYSTEM_CA_BUNDLES: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 const DISK_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// A build folder changed more recently than this is never pruned: it may belong to a build
+/// that began after the pruner listed what is building. (The build folder's own time changes
+/// when the build writes its start file, at its end.)
+pub(super) const YOUNG_BUILD: Duration = Duration::from_secs(3600);
 
 /// A step of a build ends one of these ways.
 enum Step {
@@ -43,6 +47,41 @@ enum Step {
 impl Local {
     pub(super) fn build_dir(&self, deployment: uuid::Uuid) -> PathBuf {
         self.root.join("builds").join(deployment.to_string())
+    }
+
+    /// Removes `builds/<deployment>/` folders but those kept, those of deployments in
+    /// `building`, and those changed within `YOUNG_BUILD` (begun after the caller looked).
+    /// `remove_dir_all` never follows a link, so nothing a tenant put in its build reaches
+    /// outside it.
+    pub(super) async fn prune_builds(&self, keep: &HashSet<String>, building: &HashSet<uuid::Uuid>) -> Result<usize, String> {
+        let dir = self.root.join("builds");
+        let (keep, building) = (keep.clone(), building.clone());
+        tokio::task::spawn_blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+            };
+            let mut removed = 0;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some(id) = entry.file_name().to_str().and_then(|n| uuid::Uuid::parse_str(n).ok()) else { continue };
+                if building.contains(&id) || keep.contains(path.to_string_lossy().as_ref()) {
+                    continue;
+                }
+                let young = entry.metadata().and_then(|m| m.modified()).map(|t| t.elapsed().map_or(true, |age| age < YOUNG_BUILD)).unwrap_or(true);
+                if young {
+                    continue;
+                }
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::warn!(error = %e, build = %path.display(), "removing an old build failed"),
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| format!("pruning builds: {e}"))?
     }
 
     /// `homes/<service>/home`: the service's home, in a folder of the platform's.

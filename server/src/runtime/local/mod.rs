@@ -462,6 +462,10 @@ impl Runtime for LocalRuntime {
         p.starts_with(&self.root) && p.is_dir()
     }
 
+    async fn prune_builds(&self, keep: &std::collections::HashSet<String>, building: &std::collections::HashSet<Uuid>) -> Result<usize, String> {
+        Local::prune_builds(self, keep, building).await
+    }
+
     async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String> {
         let s = &spec.spec;
         let is_db = s.source_kind == SourceKind::Database;
