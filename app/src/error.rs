@@ -27,6 +27,10 @@ pub enum AppError {
     NotFound { what: String },
     #[error("Too many attempts. Try again in {retry_after_secs} seconds.")]
     RateLimited { retry_after_secs: u64 },
+    /// Too many of something held open at once (live streams): nothing to wait out, something
+    /// to close; the message says what.
+    #[error("{message}")]
+    TooMany { message: String },
     /// A plan limit stops the action; the message says what to upgrade.
     #[error("{message}")]
     PlanLimit { message: String },
@@ -65,7 +69,7 @@ impl AppError {
             AppError::Unauthorized | AppError::InvalidCredentials => 401,
             AppError::Forbidden { .. } => 403,
             AppError::NotFound { .. } => 404,
-            AppError::RateLimited { .. } => 429,
+            AppError::RateLimited { .. } | AppError::TooMany { .. } => 429,
             AppError::PlanLimit { .. } => 402,
             AppError::TooLarge { .. } => 413,
             AppError::Internal => 500,
@@ -84,6 +88,7 @@ impl AppError {
             AppError::Forbidden { .. } => "forbidden",
             AppError::NotFound { .. } => "not_found",
             AppError::RateLimited { .. } => "rate_limited",
+            AppError::TooMany { .. } => "too_many",
             AppError::PlanLimit { .. } => "plan_limit",
             AppError::TooLarge { .. } => "too_large",
             AppError::Internal => "internal",

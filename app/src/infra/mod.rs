@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod secretbox;
 pub mod request;
 pub mod state;
+pub mod streams;
 
 pub use config::{Config, RuntimeKind, SandboxMode, TrustProxy};
 pub use state::{Admission, AppState};

@@ -15,6 +15,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Registrations, reset requests and submissions, verification mails.
     pub account_limiter: Arc<AccountLimiter>,
+    /// Live streams each user holds open (`ROUNDHOUSE_STREAMS_PER_USER`).
+    pub streams: Arc<super::streams::StreamSlots>,
     /// Encrypts variable values at rest.
     pub secrets: Arc<SecretBox>,
     /// Status changes, log notifications and service routes of this replica.
@@ -74,6 +76,7 @@ impl AppState {
             config.login_per_account_per_minute,
         ));
         let account_limiter = Arc::new(AccountLimiter::new(config.account_actions_per_ip_per_hour));
+        let streams = super::streams::StreamSlots::new(config.streams_per_user);
         AppState {
             leptos_options,
             db,
@@ -81,6 +84,7 @@ impl AppState {
             mail,
             login_limiter,
             account_limiter,
+            streams,
             secrets: Arc::new(secrets),
             live: Default::default(),
             admission: Arc::new(std::sync::RwLock::new(Admission::Everyone)),

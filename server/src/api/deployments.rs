@@ -9,6 +9,7 @@ use app::{
     projects,
 };
 use axum::{
+    body::Bytes,
     extract::State,
     http::{header, StatusCode},
     response::{
@@ -20,7 +21,7 @@ use axum::{
 use serde::Deserialize;
 use std::{convert::Infallible, time::Duration};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -114,7 +115,8 @@ pub struct LogQuery {
     params(("id" = Uuid, Path, description = "Deployment id"), LogQuery,
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this line id (sent by a reconnecting EventSource); wins over `after`")),
     responses((status = 200, body = Vec<LogLine>, description = "JSON lines; text/event-stream with follow=true; text/plain with format=text"),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "follow=true while the account holds ROUNDHOUSE_STREAMS_PER_USER live streams (`too_many`)")))]
 pub async fn logs(
     State(state): State<AppState>,
     Caller(auth): Caller,
@@ -151,15 +153,24 @@ pub async fn logs(
 /// The stored lines after `after`, then every new line as it is stored. Lines are read from
 /// Postgres in id order whenever a notification (or a lag) says there may be more, so a slow
 /// browser or a missed notification never loses a line.
+///
+/// Each page of lines is written as one chunk of server-sent events (`event: line`, its line id
+/// as `id`, the line as JSON `data`) rather than one `Event` per line: a flood is read back at
+/// tens of thousands of lines a second, and per-event buffers, channel sends and scans were
+/// most of what following cost (measured with `scripts/bench-logs.mjs`).
 fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, search: Option<String>) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let slot = match state.streams.open(auth.user.id) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
     let mut live = state.live.events.subscribe();
     tokio::spawn(async move {
+        let _slot = slot;
         let mut access = AccessCheck::new(auth);
         let mut cursor = after;
         let mut status = d.status;
-        let send_status = |s: app::deployments::Status| Event::default().event("status").data(s.as_str());
-        if tx.send(Ok(send_status(status))).await.is_err() {
+        if tx.send(sse::status(status)).await.is_err() {
             return;
         }
         loop {
@@ -169,11 +180,8 @@ fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, searc
                     Ok(p) => p,
                     Err(_) => return,
                 };
-                for line in &page {
-                    let Ok(ev) = Event::default().event("line").id(line.id.to_string()).json_data(line) else { continue };
-                    if tx.send(Ok(ev)).await.is_err() {
-                        return;
-                    }
+                if !page.is_empty() && tx.send(sse::lines(&page)).await.is_err() {
+                    return;
                 }
                 match page.last() {
                     Some(last) if page.len() == 2000 => cursor = last.id,
@@ -184,8 +192,8 @@ fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, searc
                     None => break,
                 }
             }
-            // Wait for more.
-            let wake = tokio::time::timeout(Duration::from_secs(15), async {
+            // Wait for more (a client gone ends the stream at once, giving its slot back).
+            let waiting = tokio::time::timeout(Duration::from_secs(15), async {
                 loop {
                     match live.recv().await {
                         Ok(LiveEvent::Logs(id)) if id == d.id => return Some(None),
@@ -195,24 +203,87 @@ fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, searc
                         Err(RecvError::Closed) => return None,
                     }
                 }
-            })
-            .await;
+            });
+            let wake = tokio::select! {
+                wake = waiting => wake,
+                _ = tx.closed() => return,
+            };
             match wake {
                 Ok(None) => return,
                 Ok(Some(Some(s))) if s != status => {
                     status = s;
-                    if tx.send(Ok(send_status(s))).await.is_err() {
+                    if tx.send(sse::status(s)).await.is_err() {
                         return;
                     }
                 }
-                _ => {}
+                Ok(_) => {}
+                // Quiet for a while: a comment keeps proxies from closing the connection.
+                Err(_) => {
+                    if tx.send(Bytes::from_static(b":\n\n")).await.is_err() {
+                        return;
+                    }
+                }
             }
             if tx.is_closed() || !access.still_allowed(&state).await {
                 return;
             }
         }
     });
-    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response()
+    let body = axum::body::Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// Server-sent events written whole, for `follow`.
+mod sse {
+    use super::*;
+
+    pub fn status(s: app::deployments::Status) -> Bytes {
+        Bytes::from(format!("event: status\ndata: {}\n\n", s.as_str()))
+    }
+
+    /// One `line` event per line. JSON never holds a raw line break (serde_json escapes them),
+    /// so each line's `data` is one field.
+    pub fn lines(page: &[LogLine]) -> Bytes {
+        use std::io::Write;
+        let mut out = Vec::with_capacity(page.iter().map(|l| l.line.len() + 120).sum());
+        for line in page {
+            let start = out.len();
+            let _ = write!(out, "event: line\nid: {}\ndata: ", line.id);
+            if serde_json::to_writer(&mut out, line).is_err() {
+                out.truncate(start);
+                continue;
+            }
+            out.extend_from_slice(b"\n\n");
+        }
+        Bytes::from(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use app::deployments::Stream;
+
+        #[test]
+        fn each_line_is_one_event_with_its_id_and_one_data_field() {
+            let at = chrono::DateTime::parse_from_rfc3339("2026-11-30T01:02:03Z").unwrap().with_timezone(&chrono::Utc);
+            let page = [
+                LogLine { id: 7, at, stream: Stream::Stdout, replica: Some(0), line: "two\nlines: data: x\r".into() },
+                LogLine { id: 9, at, stream: Stream::System, replica: None, line: String::new() },
+            ];
+            let text = String::from_utf8(lines(&page).to_vec()).unwrap();
+            let events: Vec<&str> = text.split_terminator("\n\n").collect();
+            assert_eq!(events.len(), 2, "{text:?}");
+            for (event, line) in events.iter().zip(&page) {
+                let fields: Vec<&str> = event.split('\n').collect();
+                assert_eq!(fields.len(), 3, "{event:?}");
+                assert_eq!(fields[0], "event: line");
+                assert_eq!(fields[1], format!("id: {}", line.id));
+                let data: LogLine = serde_json::from_str(fields[2].strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!((data.id, data.line.as_str(), data.replica), (line.id, line.line.as_str(), line.replica));
+            }
+            assert_eq!(&status(app::deployments::Status::Running)[..], b"event: status\ndata: running\n\n");
+        }
+    }
 }
 
 /// How often an open stream checks that its caller may still read it.
@@ -244,13 +315,16 @@ impl AccessCheck {
 /// data: `{deployment_id, service_id, project_id, status}`).
 #[utoipa::path(get, path = "/projects/{id}/events", tag = "deployments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id")),
-    responses((status = 200, description = "text/event-stream"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "text/event-stream"), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "The account holds ROUNDHOUSE_STREAMS_PER_USER live streams (`too_many`)")))]
 pub async fn project_events(State(state): State<AppState>, Caller(auth): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Response, AppError> {
     projects::service::get(&state.db, auth.user.id, id).await?;
+    let slot = state.streams.open(auth.user.id)?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     let mut live = state.live.events.subscribe();
     let mut access = AccessCheck::new(auth);
     tokio::spawn(async move {
+        let _slot = slot;
         let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_EVERY, ACCESS_EVERY);
         // What changed between the page being rendered and this stream opening was never sent
         // to it: the page reads everything again once, now that it hears what follows.

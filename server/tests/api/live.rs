@@ -132,3 +132,42 @@ async fn the_project_event_stream_tells_every_status_change() {
     let eve = app.verified_user("Eve", "eve@example.com").await;
     assert_eq!(app.get(&format!("/projects/{}/events", s.project), &eve).await.status, axum::http::StatusCode::NOT_FOUND);
 }
+
+/// Each account holds at most `ROUNDHOUSE_STREAMS_PER_USER` live streams: one more is a 429
+/// saying so, another account is not affected, and a stream closed by its client frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_holds_a_bounded_number_of_live_streams() {
+    let app = TestApp::with_config(|c| c.streams_per_user = 2).await;
+    let ada = app.verified_user("Ada", "ada@example.com").await;
+    let bob = app.verified_user("Bob", "bob@example.com").await;
+    let project = |token: String| {
+        let app = &app;
+        async move {
+            let p = app.post("/projects", &token, json!({ "name": "shop" })).await;
+            assert_eq!(p.status, axum::http::StatusCode::CREATED, "{}", p.text);
+            format!("/projects/{}/events", p.body["id"].as_str().unwrap())
+        }
+    };
+    let (adas, bobs) = (project(ada.clone()).await, project(bob.clone()).await);
+
+    let mut first = Events::open(&app, &adas, &ada, None).await;
+    assert_eq!(first.next().await.0, "resync");
+    let _second = Events::open(&app, &adas, &ada, None).await;
+    let third = app.get(&adas, &ada).await;
+    assert_eq!(third.status, axum::http::StatusCode::TOO_MANY_REQUESTS, "{}", third.text);
+    assert_eq!(third.body["error"]["code"], "too_many");
+    assert!(third.error_message().contains("2 live streams"), "{}", third.text);
+    let _bobs = Events::open(&app, &bobs, &bob, None).await;
+
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let req = Request::builder().uri(format!("/api/v1{adas}")).header(header::AUTHORIZATION, format!("Bearer {ada}"));
+        let resp = app.router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        if resp.status() == axum::http::StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the closed stream's slot was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
