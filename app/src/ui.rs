@@ -2,7 +2,21 @@
 //! style/tailwind.css), badges, empty states, confirm dialogs, toasts and error notes.
 
 use crate::error::AppError;
-use leptos::prelude::*;
+use leptos::{prelude::*, server::ServerActionError, server_fn::error::ServerFnUrlError};
+
+/// Shows on this page the error a form submitted without JavaScript came back with (the
+/// server redirects back with `?__path=…&__err=…`). Actions made inside the router read it
+/// themselves; the session's (sign-in, registration) are made above the router and do not.
+pub fn adopt_url_error<S>(action: ServerAction<S>)
+where
+    S: leptos::server_fn::ServerFn<Error = AppError> + Clone + Send + Sync + 'static,
+    S::Output: Send + Sync + 'static,
+{
+    let Some(error) = use_context::<ServerActionError>().filter(|e| e.path() == S::PATH) else { return };
+    if action.value().with_untracked(Option::is_none) {
+        action.value().set(Some(Err(ServerFnUrlError::<AppError>::decode_err(error.err()))));
+    }
+}
 
 /// The error of a field from an action's last result.
 pub fn field_error<T, S>(value: S, field: &'static str) -> Signal<Option<String>>

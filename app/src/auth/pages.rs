@@ -1,5 +1,5 @@
 use super::*;
-use crate::ui::{field_error, form_error, Badge, ConfirmDialog, EmptyState, ErrorNote, Field, Tone};
+use crate::ui::{adopt_url_error, field_error, form_error, Badge, ConfirmDialog, EmptyState, ErrorNote, Field, Tone};
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
@@ -23,6 +23,7 @@ fn query(name: &'static str) -> Memo<Option<String>> {
 pub fn LoginPage() -> impl IntoView {
     let session = use_session();
     let next = query("next");
+    adopt_url_error(session.login);
     let value = session.login.value();
     view! {
         <Title text="Sign in · Roundhouse"/>
@@ -48,6 +49,7 @@ pub fn LoginPage() -> impl IntoView {
 pub fn RegisterPage() -> impl IntoView {
     let session = use_session();
     let next = query("next");
+    adopt_url_error(session.register);
     let value = session.register.value();
     view! {
         <Title text="Create an account · Roundhouse"/>
