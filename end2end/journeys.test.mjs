@@ -185,6 +185,13 @@ test('sign-in works without JavaScript (the form posts)', async () => {
   const page = await newPage();
   await page.route('**/pkg/roundhouse.js', (route) => route.abort());
   await page.goto(server.url + '/login?next=/account');
+  // A wrong password comes back to the form with the error said, and `next` kept.
+  await page.fill('input[name=email]', server.admin.email);
+  await page.fill('input[name=password]', 'not the password at all');
+  await page.click('button[type=submit]:has-text("Sign in")');
+  await page.waitForSelector('[role=alert]:has-text("do not match an account")');
+  await page.screenshot({ path: `${SHOTS}login-no-js-error.png`, fullPage: true });
+  assert.match(page.url(), /next=%2Faccount|next=\/account/);
   await page.fill('input[name=email]', server.admin.email);
   await page.fill('input[name=password]', server.admin.password);
   await page.click('button[type=submit]:has-text("Sign in")');
