@@ -23,5 +23,12 @@ impl CustomExecutor for ActorKeeping {
 
 /// Installs it, once per process, before Leptos would install its plain Tokio one.
 pub fn init() {
-    let _ = Executor::init_custom_executor(ActorKeeping);
+    // Already set is expected from the second router on (tests build many); set to another
+    // executor first would mean page loads run past the wall: say so.
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        if Executor::init_custom_executor(ActorKeeping).is_err() {
+            tracing::error!("another executor was installed before Roundhouse's: server-rendered pages run as the platform");
+        }
+    });
 }

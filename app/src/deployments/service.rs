@@ -321,6 +321,15 @@ pub async fn act(state: &AppState, owner: Uuid, id: Uuid, action: Action) -> App
             if d.status == Status::Running {
                 return Err(AppError::conflict("action", format!("Deployment #{} is the one running.", d.number)));
             }
+            // Its build was removed by retention: an uploaded archive is built again as it was,
+            // but a git branch or a folder has moved on, and a rollback must not deploy new code.
+            let moving_source = matches!(spec.get("source_kind").and_then(|k| k.as_str()), Some("git" | "directory"));
+            if artifact.is_none() && moving_source {
+                return Err(AppError::conflict(
+                    "action",
+                    format!("The build of deployment #{} was removed (only the newest builds of a service are kept), and its source has moved on since: deploy again instead.", d.number),
+                ));
+            }
             create(state, owner, &service, Trigger::Rollback, spec, artifact, Some(d.id)).await
         }
         Action::Redeploy => create(state, owner, &service, Trigger::Redeploy, spec, None, None).await,

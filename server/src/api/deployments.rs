@@ -163,7 +163,8 @@ fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, searc
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    // Little is held for a client that reads slowly: two chunks of at most `sse::CHUNK` bytes.
+    let (tx, rx) = mpsc::channel::<Bytes>(2);
     let mut live = state.live.events.subscribe();
     tokio::spawn(async move {
         let _slot = slot;
@@ -173,6 +174,7 @@ fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, searc
         if tx.send(sse::status(status)).await.is_err() {
             return;
         }
+        let mut last_sent = tokio::time::Instant::now();
         loop {
             // Everything stored so far.
             loop {
@@ -180,7 +182,14 @@ fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, searc
                     Ok(p) => p,
                     Err(_) => return,
                 };
-                if !page.is_empty() && tx.send(sse::lines(&page)).await.is_err() {
+                for chunk in sse::lines(&page) {
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                    last_sent = tokio::time::Instant::now();
+                }
+                // A flood keeps this loop busy: access is checked here too.
+                if !access.still_allowed(&state).await {
                     return;
                 }
                 match page.last() {
@@ -215,14 +224,17 @@ fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, searc
                     if tx.send(sse::status(s)).await.is_err() {
                         return;
                     }
+                    last_sent = tokio::time::Instant::now();
                 }
-                Ok(_) => {}
-                // Quiet for a while: a comment keeps proxies from closing the connection.
-                Err(_) => {
-                    if tx.send(Bytes::from_static(b":\n\n")).await.is_err() {
-                        return;
-                    }
+                _ => {}
+            }
+            // Nothing written for a while (a search that matches nothing, a quiet service): a
+            // comment keeps proxies from closing the connection, and finds a dead one.
+            if last_sent.elapsed() >= Duration::from_secs(15) {
+                if tx.send(Bytes::from_static(b":\n\n")).await.is_err() {
+                    return;
                 }
+                last_sent = tokio::time::Instant::now();
             }
             if tx.is_closed() || !access.still_allowed(&state).await {
                 return;
@@ -241,21 +253,61 @@ mod sse {
         Bytes::from(format!("event: status\ndata: {}\n\n", s.as_str()))
     }
 
-    /// One `line` event per line. JSON never holds a raw line break (serde_json escapes them),
-    /// so each line's `data` is one field.
-    pub fn lines(page: &[LogLine]) -> Bytes {
+    /// About the most bytes of events in one chunk.
+    pub const CHUNK: usize = 256 * 1024;
+
+    /// One `line` event per line, in chunks of about `CHUNK` bytes. JSON never holds a raw
+    /// line break (serde_json escapes them), so each line's `data` is one field.
+    pub fn lines(page: &[LogLine]) -> Vec<Bytes> {
         use std::io::Write;
-        let mut out = Vec::with_capacity(page.iter().map(|l| l.line.len() + 120).sum());
+        let mut chunks = Vec::new();
+        let mut out = Vec::with_capacity(CHUNK.min(page.iter().map(|l| l.line.len() + 120).sum()));
         for line in page {
             let start = out.len();
             let _ = write!(out, "event: line\nid: {}\ndata: ", line.id);
-            if serde_json::to_writer(&mut out, line).is_err() {
+            if write_json(&mut out, line).is_err() {
                 out.truncate(start);
                 continue;
             }
             out.extend_from_slice(b"\n\n");
+            if out.len() >= CHUNK {
+                chunks.push(Bytes::from(std::mem::take(&mut out)));
+            }
         }
-        Bytes::from(out)
+        if !out.is_empty() {
+            chunks.push(Bytes::from(out));
+        }
+        chunks
+    }
+
+    /// `line` as the JSON its `Serialize` writes (the tests read it back with serde), written
+    /// directly: serde's way with the time (`collect_str`, a character at a time through the
+    /// string escaper) was the largest cost of following a flood.
+    fn write_json(out: &mut Vec<u8>, line: &LogLine) -> std::io::Result<()> {
+        use chrono::{Datelike, Timelike};
+        use std::io::Write;
+        let (date, time) = (line.at.date_naive(), line.at.time());
+        write!(
+            out,
+            "{{\"id\":{},\"at\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\",\"stream\":\"{}\",\"replica\":",
+            line.id,
+            date.year(),
+            date.month(),
+            date.day(),
+            time.hour(),
+            time.minute(),
+            time.second(),
+            (time.nanosecond() / 1000).min(999_999),
+            line.stream.as_str(),
+        )?;
+        match line.replica {
+            Some(r) => write!(out, "{r}")?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"line\":");
+        serde_json::to_writer(&mut *out, &line.line)?;
+        out.push(b'}');
+        Ok(())
     }
 
     #[cfg(test)]
@@ -264,13 +316,29 @@ mod sse {
         use app::deployments::Stream;
 
         #[test]
+        fn a_line_is_written_as_its_serde_json_reads_back() {
+            let at = chrono::DateTime::parse_from_rfc3339("2026-11-30T01:02:03.004005Z").unwrap().with_timezone(&chrono::Utc);
+            for (stream, replica, text) in [(Stream::Stderr, Some(3), "quote \" back\\ \u{1b}[1m ünï \u{2028}"), (Stream::Build, None, "")] {
+                let line = LogLine { id: 42, at, stream, replica, line: text.into() };
+                let mut out = Vec::new();
+                write_json(&mut out, &line).unwrap();
+                let back: LogLine = serde_json::from_slice(&out).unwrap();
+                assert_eq!(back, line);
+                let ours: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(ours, serde_json::to_value(&line).unwrap(), "the same document serde writes");
+            }
+        }
+
+        #[test]
         fn each_line_is_one_event_with_its_id_and_one_data_field() {
             let at = chrono::DateTime::parse_from_rfc3339("2026-11-30T01:02:03Z").unwrap().with_timezone(&chrono::Utc);
             let page = [
                 LogLine { id: 7, at, stream: Stream::Stdout, replica: Some(0), line: "two\nlines: data: x\r".into() },
                 LogLine { id: 9, at, stream: Stream::System, replica: None, line: String::new() },
             ];
-            let text = String::from_utf8(lines(&page).to_vec()).unwrap();
+            let chunks = lines(&page);
+            assert_eq!(chunks.len(), 1);
+            let text = String::from_utf8(chunks[0].to_vec()).unwrap();
             let events: Vec<&str> = text.split_terminator("\n\n").collect();
             assert_eq!(events.len(), 2, "{text:?}");
             for (event, line) in events.iter().zip(&page) {
@@ -282,6 +350,23 @@ mod sse {
                 assert_eq!((data.id, data.line.as_str(), data.replica), (line.id, line.line.as_str(), line.replica));
             }
             assert_eq!(&status(app::deployments::Status::Running)[..], b"event: status\ndata: running\n\n");
+        }
+
+        #[test]
+        fn a_big_page_is_cut_into_chunks_of_whole_events() {
+            let at = chrono::Utc::now();
+            let page: Vec<LogLine> =
+                (0..2000).map(|id| LogLine { id, at, stream: Stream::Stdout, replica: None, line: "\u{1b}".repeat(200) }).collect();
+            let chunks = lines(&page);
+            assert!(chunks.len() > 4, "{} chunks", chunks.len());
+            let mut ids = Vec::new();
+            for chunk in &chunks {
+                assert!(chunk.len() < CHUNK + 2000, "{}", chunk.len());
+                let text = std::str::from_utf8(chunk).unwrap();
+                assert!(text.ends_with("\n\n"), "a chunk ends with a whole event");
+                ids.extend(text.lines().filter_map(|l| l.strip_prefix("id: ")).map(|i| i.parse::<i64>().unwrap()));
+            }
+            assert_eq!(ids, (0..2000).collect::<Vec<_>>());
         }
     }
 }

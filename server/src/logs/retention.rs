@@ -114,7 +114,8 @@ pub async fn prune_old(db: &PgPool, max_age: chrono::Duration) -> sqlx::Result<u
     let before = chrono::Utc::now() - max_age;
     let old: Vec<Uuid> = sqlx::query_scalar(
         "SELECT u.deployment_id FROM deployment_log_usage u
-         WHERE (SELECT l.at FROM deployment_logs l WHERE l.deployment_id = u.deployment_id ORDER BY l.id LIMIT 1) < $1",
+         WHERE u.bytes > 0
+           AND (SELECT l.at FROM deployment_logs l WHERE l.deployment_id = u.deployment_id ORDER BY l.id LIMIT 1) < $1",
     )
     .bind(before)
     .fetch_all(db)
@@ -122,7 +123,15 @@ pub async fn prune_old(db: &PgPool, max_age: chrono::Duration) -> sqlx::Result<u
     let mut deleted = 0;
     for id in old {
         loop {
-            let n: i64 = sqlx::query_scalar(PRUNE_OLD).bind(id).bind(before).bind(AGE_BATCH).bind(STORED_LINE_OVERHEAD).fetch_one(db).await?;
+            // One deployment failing (a lock timeout) does not stop the others'.
+            let n: i64 = match sqlx::query_scalar(PRUNE_OLD).bind(id).bind(before).bind(AGE_BATCH).bind(STORED_LINE_OVERHEAD).fetch_one(db).await {
+                Ok(n) => n,
+                Err(e) if app::infra::db::is_unavailable(&e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, deployment_id = %id, "pruning a deployment's old log lines failed");
+                    break;
+                }
+            };
             deleted += n.unsigned_abs();
             if n < AGE_BATCH {
                 break;

@@ -47,6 +47,7 @@ impl Reconciler {
             let mut last_metrics = Instant::now();
             let mut last_metering = Instant::now();
             let mut last_builds = Instant::now();
+            let pruning = Arc::new(std::sync::atomic::AtomicBool::new(false));
             // Volumes are walked once a minute: only a minute's first measure is recorded.
             let mut last_volumes: Option<Instant> = None;
             let reporting = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -57,9 +58,14 @@ impl Reconciler {
                     last_metrics = Instant::now();
                     self.sample_metrics().await;
                 }
-                if last_builds.elapsed() >= BUILDS_EVERY {
+                // Off the loop: removing a tenant's build may take a while.
+                if last_builds.elapsed() >= BUILDS_EVERY && !pruning.swap(true, std::sync::atomic::Ordering::SeqCst) {
                     last_builds = Instant::now();
-                    failed("builds", self.prune_builds().await);
+                    let (this, pruning) = (self.clone(), pruning.clone());
+                    tokio::spawn(async move {
+                        failed("builds", this.prune_builds().await);
+                        pruning.store(false, std::sync::atomic::Ordering::SeqCst);
+                    });
                 }
                 if last_metering.elapsed() >= METERING_EVERY {
                     last_metering = Instant::now();

@@ -86,7 +86,13 @@ impl Reconciler {
             sink.system("Roundhouse restarted: starting this deployment's instances again").await;
             artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("The build of this deployment is gone: deploy again.")?
         } else {
+            let repeats = artifact.is_some();
             let reuse = artifact.filter(|a| self.runtime.has_artifact(a));
+            // The build it repeats (a rollback's) was removed by retention meanwhile: an uploaded
+            // archive is built again as it was, but a branch or a folder has moved on since.
+            if repeats && reuse.is_none() && matches!(spec.source_kind, SourceKind::Git | SourceKind::Directory) {
+                return Err(Failure::from("The build this deployment repeats was removed, and its source has moved on since: deploy again."));
+            }
             // A build takes a slot of the platform's build pool; waiting for one is not building.
             let _slot = match reuse {
                 Some(_) => None,

@@ -15,12 +15,7 @@ use app::{
     infra::live::Endpoint,
     services::{Service, SourceKind},
 };
-use std::{
-    collections::{BTreeMap, HashSet},
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -118,13 +113,17 @@ pub trait Runtime: Send + Sync + 'static {
     /// Whether a build from an earlier deployment can still be run.
     fn has_artifact(&self, artifact: &str) -> bool;
 
-    /// Removes the builds this runtime keeps except `keep` (artifacts `build` answered) and
-    /// those of the deployments in `building`, and answers how many it removed. A build that
-    /// began after the caller looked (too young to judge) is left for next time. A runtime
-    /// whose builds live elsewhere (an image registry) removes nothing.
-    async fn prune_builds(&self, keep: &HashSet<String>, building: &HashSet<Uuid>) -> Result<usize, String> {
-        let _ = (keep, building);
-        Ok(0)
+    /// The builds this runtime holds: the deployment each was made for, and its artifact (what
+    /// `build` answered). A runtime whose builds live elsewhere (an image registry) lists none.
+    async fn builds(&self) -> Result<Vec<(Uuid, String)>, String> {
+        Ok(Vec::new())
+    }
+
+    /// Removes one build for good (retention). It is out of reach at once (`has_artifact` is
+    /// false as this returns); the space may be freed later.
+    async fn remove_build(&self, artifact: &str) -> Result<(), String> {
+        let _ = artifact;
+        Ok(())
     }
 
     /// Starts an instance and keeps it running per its restart policy, reporting on `events`.

@@ -877,13 +877,10 @@ async fn old_builds_are_pruned_and_a_rollback_to_one_builds_it_again() {
     let (old, new) = (artifact(v1.clone()).await.expect("v1's build"), artifact(v2.clone()).await.expect("v2's build"));
     let reconciler = app.runtime.as_ref().and_then(|r| r.reconciler.clone()).expect("a reconciler");
 
-    // Builds younger than an hour may belong to a build begun meanwhile: left alone.
+    // A deployment changed within the hour may have a rollback or a build under way: kept.
     assert_eq!(reconciler.prune_builds().await.unwrap(), 0);
     assert!(std::path::Path::new(&old).is_dir());
-    for dir in [&old, &new] {
-        let aged = std::process::Command::new("touch").args(["-d", "2 hours ago", dir]).status().unwrap();
-        assert!(aged.success());
-    }
+    sqlx::query("UPDATE deployments SET updated_at = now() - interval '2 hours'").execute(&app.db).await.unwrap();
     assert_eq!(reconciler.prune_builds().await.unwrap(), 1);
     assert!(!std::path::Path::new(&old).exists(), "the replaced deployment's build is gone");
     assert!(std::path::Path::new(&new).join("app").is_dir(), "the running deployment's build stays");
@@ -891,6 +888,7 @@ async fn old_builds_are_pruned_and_a_rollback_to_one_builds_it_again() {
     assert_eq!(artifact(v2.clone()).await.as_deref(), Some(new.as_str()));
     assert_eq!(reconciler.prune_builds().await.unwrap(), 0, "pruning again removes nothing");
 
+    // From an uploaded archive, the removed build is built again as it was.
     let r = app.post(&format!("/deployments/{v1}/rollback"), &s.token, json!({})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let v3 = r.body["id"].as_str().unwrap().to_string();
@@ -898,4 +896,31 @@ async fn old_builds_are_pruned_and_a_rollback_to_one_builds_it_again() {
     until_proxy(&app, "/", |r| r.text.starts_with("hello v1")).await;
     let logs = logs_text(&app, &s.token, &v3).await;
     assert!(!logs.contains("Using the build of the deployment this one repeats"), "it was built again: {logs}");
+}
+
+/// A git source has moved on since its build was removed: rolling back to it would deploy
+/// today's code under an old number, so it is refused with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_to_a_removed_build_of_a_git_source_is_refused() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let p = app.post("/projects", &token, json!({ "name": "shop" })).await;
+    let s = app
+        .post(&format!("/projects/{}/services", p.body["id"].as_str().unwrap()), &token,
+            json!({ "name": "web", "source_kind": "git", "source": "https://example.com/web.git" }))
+        .await;
+    assert_eq!(s.status, StatusCode::CREATED, "{}", s.text);
+    let old: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO deployments (service_id, number, status, trigger, spec, running_at, artifact)
+         VALUES ($1::uuid, 1, 'removed', 'deploy', '{\"source_kind\": \"git\"}', now(), NULL) RETURNING id",
+    )
+    .bind(s.body["id"].as_str().unwrap())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let r = app.post(&format!("/deployments/{old}/rollback"), &token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.error_message().contains("was removed"), "{}", r.text);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 1, "nothing was queued");
 }

@@ -19,7 +19,7 @@ use app::{
     services::{upload, SourceKind},
 };
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -33,10 +33,18 @@ pub const START_FILE: &str = "start";
 /// and the BSDs); the sandbox sees the host's `/etc/ssl/certs`.
 const SYSTEM_CA_BUNDLES: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 const DISK_CHECK_EVERY: Duration = Duration::from_secs(2);
-/// A build folder changed more recently than this is never pruned: it may belong to a build
-/// that began after the pruner listed what is building. (The build folder's own time changes
-/// when the build writes its start file, at its end.)
-pub(super) const YOUNG_BUILD: Duration = Duration::from_secs(3600);
+/// Where removed builds wait for `rm -rf` (inside the runtime's folder, so a rename moves them).
+const TRASH: &str = "builds-trash";
+
+/// Deletes `path` in the background (`rm -rf --one-file-system`: iterative, no link followed).
+fn spawn_removal(path: PathBuf) {
+    tokio::spawn(async move {
+        let done = tokio::process::Command::new("rm").arg("-rf").arg("--one-file-system").arg("--").arg(&path).status().await;
+        if !done.is_ok_and(|s| s.success()) {
+            tracing::warn!(path = %path.display(), "removing an old build failed; trying again at the next pruning");
+        }
+    });
+}
 
 /// A step of a build ends one of these ways.
 enum Step {
@@ -49,39 +57,50 @@ impl Local {
         self.root.join("builds").join(deployment.to_string())
     }
 
-    /// Removes `builds/<deployment>/` folders but those kept, those of deployments in
-    /// `building`, and those changed within `YOUNG_BUILD` (begun after the caller looked).
-    /// `remove_dir_all` never follows a link, so nothing a tenant put in its build reaches
-    /// outside it.
-    pub(super) async fn prune_builds(&self, keep: &HashSet<String>, building: &HashSet<uuid::Uuid>) -> Result<usize, String> {
-        let dir = self.root.join("builds");
-        let (keep, building) = (keep.clone(), building.clone());
-        tokio::task::spawn_blocking(move || {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-                Err(e) => return Err(format!("reading {}: {e}", dir.display())),
-            };
-            let mut removed = 0;
+    /// `builds/<deployment>/` folders, by deployment. Leftovers of earlier removals
+    /// (`builds-trash/`) are deleted on the way.
+    pub(super) async fn builds(&self) -> Result<Vec<(uuid::Uuid, String)>, String> {
+        let trash = self.root.join(TRASH);
+        if let Ok(entries) = std::fs::read_dir(&trash) {
             for entry in entries.flatten() {
-                let path = entry.path();
-                let Some(id) = entry.file_name().to_str().and_then(|n| uuid::Uuid::parse_str(n).ok()) else { continue };
-                if building.contains(&id) || keep.contains(path.to_string_lossy().as_ref()) {
-                    continue;
-                }
-                let young = entry.metadata().and_then(|m| m.modified()).map(|t| t.elapsed().map_or(true, |age| age < YOUNG_BUILD)).unwrap_or(true);
-                if young {
-                    continue;
-                }
-                match std::fs::remove_dir_all(&path) {
-                    Ok(()) => removed += 1,
-                    Err(e) => tracing::warn!(error = %e, build = %path.display(), "removing an old build failed"),
-                }
+                spawn_removal(entry.path());
             }
-            Ok(removed)
-        })
-        .await
-        .map_err(|e| format!("pruning builds: {e}"))?
+        }
+        let dir = self.root.join("builds");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| {
+                let id = uuid::Uuid::parse_str(e.file_name().to_str()?).ok()?;
+                Some((id, e.path().to_string_lossy().into_owned()))
+            })
+            .collect())
+    }
+
+    /// Moves a build out of `builds/` (one rename: gone for `has_artifact` at once) and deletes
+    /// it in the background with `rm -rf`, which never follows a link and walks a tree of any
+    /// depth or size without holding the caller (a tenant decides both).
+    pub(super) async fn remove_build(&self, artifact: &str) -> Result<(), String> {
+        let path = Path::new(artifact);
+        let builds = self.root.join("builds");
+        let Some(name) = path.file_name().filter(|_| path.parent() == Some(builds.as_path())) else {
+            return Err(format!("{artifact} is not a build of this runtime"));
+        };
+        let trash = self.root.join(TRASH);
+        std::fs::create_dir_all(&trash).map_err(|e| format!("creating {}: {e}", trash.display()))?;
+        let to = trash.join(format!("{}-{}", name.to_string_lossy(), uuid::Uuid::new_v4().simple()));
+        match std::fs::rename(path, &to) {
+            Ok(()) => {
+                spawn_removal(to);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("moving {artifact} away: {e}")),
+        }
     }
 
     /// `homes/<service>/home`: the service's home, in a folder of the platform's.

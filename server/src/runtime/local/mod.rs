@@ -462,8 +462,12 @@ impl Runtime for LocalRuntime {
         p.starts_with(&self.root) && p.is_dir()
     }
 
-    async fn prune_builds(&self, keep: &std::collections::HashSet<String>, building: &std::collections::HashSet<Uuid>) -> Result<usize, String> {
-        Local::prune_builds(self, keep, building).await
+    async fn builds(&self) -> Result<Vec<(Uuid, String)>, String> {
+        Local::builds(self).await
+    }
+
+    async fn remove_build(&self, artifact: &str) -> Result<(), String> {
+        Local::remove_build(self, artifact).await
     }
 
     async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String> {
