@@ -293,17 +293,24 @@ async fn a_failing_health_check_fails_the_deployment_and_the_old_one_keeps_servi
     assert_eq!(app.live_units(), vec![format!("i-{instance}")], "the failed deployment's processes are gone");
 }
 
+/// The fixture app deployed as version 1, then uploaded and deployed as version 2: answers the
+/// setup and both deployments' ids once version 2 runs.
+async fn two_versions(app: &TestApp) -> (Setup, String, String) {
+    let src = fixture_copy("1");
+    let s = setup(app, &src, json!({})).await;
+    let v1 = deploy(app, &s.token, &s.service).await;
+    wait_for(app, &s.token, &v1, &["running"]).await;
+    std::fs::write(src.join("VERSION"), "2").unwrap();
+    assert_eq!(upload(app, &s.token, &s.service, targz(&src)).await.status, StatusCode::CREATED);
+    let v2 = deploy(app, &s.token, &s.service).await;
+    wait_for(app, &s.token, &v2, &["running"]).await;
+    (s, v1, v2)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_deployment_replaces_the_old_a_rollback_brings_it_back_and_stop_leaves_nothing() {
     let app = TestApp::with_runtime().await;
-    let src = fixture_copy("1");
-    let s = setup(&app, &src, json!({})).await;
-    let v1 = deploy(&app, &s.token, &s.service).await;
-    wait_for(&app, &s.token, &v1, &["running"]).await;
-    std::fs::write(src.join("VERSION"), "2").unwrap();
-    assert_eq!(upload(&app, &s.token, &s.service, targz(&src)).await.status, StatusCode::CREATED);
-    let v2 = deploy(&app, &s.token, &s.service).await;
-    wait_for(&app, &s.token, &v2, &["running"]).await;
+    let (s, v1, v2) = two_versions(&app).await;
     until_proxy(&app, "/", |r| r.text.starts_with("hello v2")).await;
     let old = wait_for(&app, &s.token, &v1, &["removed"]).await;
     assert_eq!(old["deployment"]["reason"], "Replaced by deployment #2");
@@ -866,14 +873,7 @@ async fn a_pre_deploy_command_runs_once_before_traffic_and_its_failure_keeps_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_builds_are_pruned_and_a_rollback_to_one_builds_it_again() {
     let app = TestApp::with_runtime_config(|c| c.builds_kept = 1).await;
-    let src = fixture_copy("1");
-    let s = setup(&app, &src, json!({})).await;
-    let v1 = deploy(&app, &s.token, &s.service).await;
-    wait_for(&app, &s.token, &v1, &["running"]).await;
-    std::fs::write(src.join("VERSION"), "2").unwrap();
-    assert_eq!(upload(&app, &s.token, &s.service, targz(&src)).await.status, StatusCode::CREATED);
-    let v2 = deploy(&app, &s.token, &s.service).await;
-    wait_for(&app, &s.token, &v2, &["running"]).await;
+    let (s, v1, v2) = two_versions(&app).await;
     wait_for(&app, &s.token, &v1, &["removed"]).await;
     let artifact = |id: String| {
         let db = app.db.clone();
