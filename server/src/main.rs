@@ -7,8 +7,21 @@ use axum::serve::ListenerExt;
 use secrecy::ExposeSecret;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+fn main() -> std::process::ExitCode {
+    // `roundhouse monitor DIR`: the keeper of one instance's output (`runtime::local::monitor`),
+    // small and without the async runtime.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "monitor") {
+        return match args.next() {
+            Some(dir) => server::runtime::local::monitor::main(std::path::Path::new(&dir)),
+            None => std::process::ExitCode::FAILURE,
+        };
+    }
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn serve() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `roundhouse template validate FILE…`
     if args.first().map(String::as_str) == Some("template") {
@@ -127,8 +140,10 @@ async fn run() -> anyhow::Result<()> {
     .await
     .context("serving")?;
     if let Some(r) = reconciler {
-        tracing::info!("stopping the services this replica runs");
-        r.stop_everything().await;
+        // The services keep running: the next process of the platform (this one restarted,
+        // or another replica) adopts them.
+        tracing::info!("letting go of the services this replica runs (they keep running)");
+        r.release_everything().await;
     }
     if let Err(e) = server::metering::flush_egress(&state).await {
         tracing::warn!(error = %e, "storing the last egress usage failed");

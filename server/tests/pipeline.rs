@@ -43,7 +43,10 @@ impl Runtime for FakeRuntime {
         "fake"
     }
     async fn adopt(&self) -> anyhow::Result<Adoption> {
-        Ok(Adoption { running: self.started.lock().unwrap().keys().copied().collect(), cleaned: 0 })
+        Ok(Adoption { running: self.started.lock().unwrap().keys().copied().collect(), found: Vec::new(), cleaned: 0 })
+    }
+    async fn release(&self) {
+        self.record("release".into());
     }
     async fn build(&self, job: BuildJob, logs: LogSink, _cancel: CancellationToken) -> Result<String, String> {
         self.record(format!("build {}", job.spec.name));

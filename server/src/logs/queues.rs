@@ -91,6 +91,18 @@ impl LogTx {
     }
 }
 
+impl LogTx {
+    /// Waits until every line of `deployment` queued so far is stored: its queue has all its
+    /// room back. (While the database is away, that is when it is back.)
+    pub async fn flushed(&self, deployment: uuid::Uuid) {
+        let room = match self.handle.queues.lock().queues.get(&deployment) {
+            Some(queue) => queue.room.clone(),
+            None => return,
+        };
+        let _ = room.acquire_many(QUEUE_BYTES as u32).await;
+    }
+}
+
 /// The queues of every deployment with lines on their way, shared by the producers and the
 /// writer.
 pub(super) struct Queues {

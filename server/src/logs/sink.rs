@@ -31,9 +31,23 @@ impl LogSink {
     }
 
     pub async fn line(&self, line: &str) {
+        self.send(line, Utc::now()).await
+    }
+
+    /// A line read earlier, at `micros` (since the epoch; now, if that cannot be a time).
+    pub async fn line_at(&self, line: &str, micros: i64) {
+        self.send(line, chrono::DateTime::from_timestamp_micros(micros).unwrap_or_else(Utc::now)).await
+    }
+
+    async fn send(&self, line: &str, at: chrono::DateTime<Utc>) {
         let line = clean(line, &self.redactor);
-        let record = Record { deployment_id: self.deployment_id, at: Utc::now(), stream: self.stream, replica: self.replica, line };
+        let record = Record { deployment_id: self.deployment_id, at, stream: self.stream, replica: self.replica, line };
         self.tx.send(record).await;
+    }
+
+    /// Waits until the lines of this deployment queued so far are stored.
+    pub async fn flushed(&self) {
+        self.tx.flushed(self.deployment_id).await
     }
 
     /// A line from Roundhouse itself about this deployment.

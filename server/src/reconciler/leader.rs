@@ -104,8 +104,8 @@ impl Reconciler {
 
     /// Another session holds the lock. If it is this replica's own last session (dead, but
     /// not yet noticed by the server), it is ended so that this replica leads again at once.
-    /// If another replica leads, what this one still runs is stopped: the leader runs the
-    /// services now. Answers how long to wait before trying again.
+    /// If another replica leads, this one lets go of what it runs (left running): the leader
+    /// adopts it. Answers how long to wait before trying again.
     async fn lock_is_held(&self, conn: &mut PgConnection, name: &str, last_session: &mut Option<i32>) -> Duration {
         let holder: Option<(i32, Option<String>)> = sqlx::query_as(
             "SELECT l.pid, a.application_name FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
@@ -127,8 +127,8 @@ impl Reconciler {
             }
             (Some(_), _) => {
                 if last_session.take().is_some() {
-                    tracing::warn!("another replica leads now: stopping what this one still runs");
-                    self.stop_everything().await;
+                    tracing::warn!("another replica leads now: letting go of what this one runs, for it to adopt");
+                    self.release_everything().await;
                 }
                 Duration::from_secs(3)
             }
@@ -146,6 +146,7 @@ impl Reconciler {
             tracing::warn!(cleaned = adoption.cleaned, "removed what an earlier run of the platform left");
         }
         let running: HashSet<Uuid> = adoption.running.into_iter().collect();
+        let found: HashSet<Uuid> = adoption.found.into_iter().collect();
         let in_flight: Vec<Uuid> = self.inner().in_flight.keys().copied().collect();
         // What runs, with the deployment and service it belongs to, if that deployment should
         // run: a running one, or one a pipeline of this replica is still deploying.
@@ -153,7 +154,7 @@ impl Reconciler {
             "SELECT i.id, i.deployment_id, d.service_id FROM instances i JOIN deployments d ON d.id = i.deployment_id
              WHERE i.id = ANY($1) AND i.state <> 'stopped' AND (d.status = 'running' OR d.id = ANY($2))",
         )
-        .bind(running.iter().copied().collect::<Vec<_>>())
+        .bind(running.iter().chain(&found).copied().collect::<Vec<_>>())
         .bind(&in_flight)
         .fetch_all(db)
         .await?;
@@ -168,13 +169,16 @@ impl Reconciler {
                 }
             }
             inner.supervised.retain(|d, list| !list.is_empty() || in_flight.contains(d));
-            for &(instance_id, deployment_id, service_id) in &wanted {
+            // What this process runs stays supervised; what it found running is taken back by
+            // relaunching its deployment (`pipeline`, which starts it by its own id).
+            for &(instance_id, deployment_id, service_id) in wanted.iter().filter(|w| running.contains(&w.0)) {
                 let list = inner.supervised.entry(deployment_id).or_default();
                 if !list.iter().any(|i| i.instance_id == instance_id) {
                     list.push(Supervised { instance_id, service_id });
                 }
             }
-            running.iter().filter(|id| !kept.contains(id)).copied().collect()
+            inner.adoptable = wanted.iter().filter(|w| found.contains(&w.0)).map(|w| w.0).collect();
+            running.iter().chain(&found).filter(|id| !kept.contains(id)).copied().collect()
         };
         for id in unwanted {
             self.runtime.stop(id).await;

@@ -93,6 +93,9 @@ struct Inner {
     cron_runs: HashMap<Uuid, (Uuid, chrono::DateTime<Utc>)>,
     /// Schedules are due between the last check and now (unset until this replica leads).
     cron_checked: Option<chrono::DateTime<Utc>>,
+    /// Instances found running at the last take-over that their deployment's relaunch takes
+    /// back (by starting them by their own id).
+    adoptable: HashSet<Uuid>,
     /// One-off runs (pre-deploy commands) waited for: instance → where its exit code goes.
     exits: HashMap<Uuid, tokio::sync::oneshot::Sender<Option<i32>>>,
 }
@@ -204,13 +207,20 @@ impl Reconciler {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops every instance this replica runs (shutdown, or leadership lost).
-    pub async fn stop_everything(&self) {
-        let all: Vec<Uuid> = self.inner().supervised.keys().copied().collect();
-        for token in self.inner().in_flight.values() {
+    /// Lets go of everything this replica runs, leaving it running (see `Runtime::release`):
+    /// at shutdown, or when another replica leads. Pipelines at work are cancelled (the next
+    /// leader queues their deployments again).
+    pub async fn release_everything(&self) {
+        let pipelines: Vec<CancellationToken> = self.inner().in_flight.values().cloned().collect();
+        for token in pipelines {
             token.cancel();
         }
-        futures_util::future::join_all(all.into_iter().map(|d| self.stop_deployment(d))).await;
+        {
+            let mut inner = self.inner();
+            inner.supervised.clear();
+            inner.adoptable.clear();
+        }
+        self.runtime.release().await;
     }
 
     async fn running_others(&self, service_id: Uuid, except: Uuid) -> sqlx::Result<Vec<(Uuid, i32)>> {

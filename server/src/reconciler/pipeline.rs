@@ -82,8 +82,27 @@ impl Reconciler {
         let peers = Peer::of(&env);
         let build_timeout = Duration::from_secs(self.state.config.build_timeout_secs);
 
+        // The instances of this deployment found still running at the take-over, by replica:
+        // a relaunch takes them back rather than starting new ones.
+        let adoptable: HashMap<i32, Uuid> = if relaunch {
+            let ids: Vec<Uuid> = self.inner().adoptable.iter().copied().collect();
+            sqlx::query_as("SELECT replica, id FROM instances WHERE deployment_id = $1 AND id = ANY($2) AND state <> 'stopped'")
+                .bind(id)
+                .bind(&ids)
+                .fetch_all(db)
+                .await
+                .map_err(|e| internal(&e))?
+                .into_iter()
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let artifact = if relaunch {
-            sink.system("Roundhouse restarted: starting this deployment's instances again").await;
+            if adoptable.is_empty() {
+                sink.system("Roundhouse restarted: starting this deployment's instances again").await;
+            } else {
+                sink.system("Roundhouse restarted: taking this deployment's instances back").await;
+            }
             artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("The build of this deployment is gone: deploy again.")?
         } else {
             let repeats = artifact.is_some();
@@ -205,14 +224,19 @@ impl Reconciler {
         let mut started = Vec::new();
         let starting = Instant::now();
         for replica in 0..replicas {
-            let instance_id = Uuid::new_v4();
-            sqlx::query("INSERT INTO instances (id, deployment_id, replica, state) VALUES ($1, $2, $3, 'starting')")
-                .bind(instance_id)
-                .bind(id)
-                .bind(replica)
-                .execute(db)
-                .await
-                .map_err(|e| internal(&e))?;
+            let adopted = adoptable.get(&replica).copied();
+            let instance_id = adopted.unwrap_or_else(Uuid::new_v4);
+            if let Some(instance) = adopted {
+                self.inner().adoptable.remove(&instance);
+            } else {
+                sqlx::query("INSERT INTO instances (id, deployment_id, replica, state) VALUES ($1, $2, $3, 'starting')")
+                    .bind(instance_id)
+                    .bind(id)
+                    .bind(replica)
+                    .execute(db)
+                    .await
+                    .map_err(|e| internal(&e))?;
+            }
             self.inner().supervised.entry(id).or_default().push(Supervised { instance_id, service_id });
             let spec = InstanceSpec {
                 instance_id,
@@ -233,7 +257,9 @@ impl Reconciler {
                 .execute(db)
                 .await
                 .map_err(|e| internal(&e))?;
-            sink.system(&format!("Instance {replica} started on port {}", endpoint.addr.port())).await;
+            if adopted.is_none() {
+                sink.system(&format!("Instance {replica} started on port {}", endpoint.addr.port())).await;
+            }
             started.push(instance_id);
         }
         took(Phase::Start, starting);

@@ -76,8 +76,12 @@ pub enum InstanceEvent {
 /// What a runtime found when a replica began to lead (`Runtime::adopt`).
 #[derive(Debug, Default)]
 pub struct Adoption {
-    /// Instances that run, or that the runtime is restarting per their policy.
+    /// Instances this process runs, or is restarting per their policy.
     pub running: Vec<Uuid>,
+    /// Instances that run without this process following them: an earlier process of the
+    /// platform (or another replica) started them. `start` with one of their ids takes it back
+    /// as it is (same process, same address); `stop` ends it.
+    pub found: Vec<Uuid>,
     /// Leftovers it removed (processes, cgroups, networks, objects).
     pub cleaned: usize,
 }
@@ -107,6 +111,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// platform left and nothing can take back) it removes, and counts.
     async fn adopt(&self) -> anyhow::Result<Adoption>;
 
+    /// This replica stops leading (it shuts down, or another one leads): the runtime lets go
+    /// of what it follows and leaves it running for the next leader to adopt. A runtime whose
+    /// workloads cannot outlive this process stops them.
+    async fn release(&self);
+
     /// Builds a deployment; answers where the build is. Logs go to `logs`; `cancel` stops it.
     async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String>;
 
@@ -127,7 +136,8 @@ pub trait Runtime: Send + Sync + 'static {
     }
 
     /// Starts an instance and keeps it running per its restart policy, reporting on `events`.
-    /// Answers where it serves (reach it with `net::connect`).
+    /// Answers where it serves (reach it with `net::connect`). An instance `adopt` found is
+    /// taken back instead: nothing new starts.
     async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String>;
 
     /// Waits until the instance is ready for traffic: its health check answers, or it listens.

@@ -1,8 +1,9 @@
 //! One running instance: started in its sandbox, supervised (restarted with back-off per its
 //! policy), probed for readiness, measured, and stopped — SIGTERM to its main process, then
-//! after the grace period SIGKILL to everything its unit holds.
+//! after the grace period SIGKILL to everything its unit holds. A sandboxed instance can also
+//! be let go of, still running (`monitored.rs`), and taken back by a later platform process.
 
-use super::{isolation::Unit, Local};
+use super::{isolation::Unit, monitored::Monitored, run::Running, Local};
 use crate::{
     logs::LogSink,
     runtime::{
@@ -23,7 +24,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 /// How long a stopped process has between SIGTERM and SIGKILL.
-const GRACE: Duration = Duration::from_secs(10);
+pub(super) const GRACE: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A process up this long has its back-off reset.
 const STABLE: Duration = Duration::from_secs(60);
@@ -66,6 +67,8 @@ pub(super) struct Ctl {
     /// The network stays up while the instance exists.
     pub _network: Option<NetLease>,
     pub stop: CancellationToken,
+    /// Let go of the instance, leaving it running (a sandboxed one; others stop).
+    pub detach: CancellationToken,
     pub state: watch::Sender<State>,
     pub done: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The unit of the current run, for measuring it.
@@ -78,7 +81,64 @@ pub(super) struct Plan {
     pub memory_mb: i32,
 }
 
+/// One run of an instance's process tree: with its output through the platform (unsandboxed,
+/// gone with the platform), or kept by a monitor (sandboxed, able to outlive it).
+pub(super) enum Proc {
+    Piped(Running),
+    Monitored(Monitored),
+}
+
+/// How a run ended: its exit code if known, and in words.
+struct Exit {
+    code: Option<i32>,
+    how: String,
+}
+
+impl Proc {
+    fn pid(&self) -> i32 {
+        match self {
+            Proc::Piped(r) => r.pid,
+            Proc::Monitored(m) => m.pid,
+        }
+    }
+
+    fn unit(&self) -> Arc<Unit> {
+        match self {
+            Proc::Piped(r) => r.unit.clone(),
+            Proc::Monitored(m) => m.unit.clone(),
+        }
+    }
+
+    async fn exited(&mut self) -> Exit {
+        match self {
+            Proc::Piped(r) => {
+                let status = r.child.wait().await.ok();
+                Exit { code: status.and_then(|s| s.code()), how: describe_exit(status.as_ref()) }
+            }
+            Proc::Monitored(m) => {
+                let code = m.exited().await;
+                Exit { code, how: code.map_or_else(|| "The process ended".to_string(), |c| format!("The process exited with code {c}")) }
+            }
+        }
+    }
+
+    async fn finish(self) -> bool {
+        match self {
+            Proc::Piped(r) => r.finish().await,
+            Proc::Monitored(m) => m.finish().await,
+        }
+    }
+}
+
+enum Outcome {
+    Exited(Exit),
+    Stop,
+    Detach,
+}
+
 impl Local {
+    /// Runs the instance (or follows `adopted`, a run taken back) until it is stopped, let go
+    /// of, or ends for good per its restart policy.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn supervise(
         self: Arc<Self>,
@@ -87,6 +147,7 @@ impl Local {
         logs: LogSink,
         events: mpsc::UnboundedSender<InstanceEvent>,
         first: oneshot::Sender<Result<(), String>>,
+        mut adopted: Option<Monitored>,
     ) {
         let id = ctl.spec.instance_id;
         let replica = Some(ctl.spec.replica);
@@ -100,9 +161,12 @@ impl Local {
             let _ = events.send(InstanceEvent::Exited { instance_id: id, exit_code: code, reason, stopped });
         };
         loop {
-            let run = self.run(plan.launch.clone(), logs.stream(Stream::Stdout, replica), logs.stream(Stream::Stderr, replica), None).await;
-            let mut running = match run {
-                Ok(running) => running,
+            let run = match adopted.take() {
+                Some(m) => Ok(Proc::Monitored(m)),
+                None => self.launch(&ctl, &plan, &logs, replica).await,
+            };
+            let mut proc = match run {
+                Ok(proc) => proc,
                 Err(reason) => {
                     logs.system(&reason).await;
                     if let Some(f) = first.take() {
@@ -112,44 +176,59 @@ impl Local {
                     return;
                 }
             };
-            let pid = running.pid;
-            *ctl.unit.lock().unwrap_or_else(|e| e.into_inner()) = Some(running.unit.clone());
+            let pid = proc.pid();
+            *ctl.unit.lock().unwrap_or_else(|e| e.into_inner()) = Some(proc.unit());
             let started = Instant::now();
             ctl.state.send_replace(State::Running { since: started });
             let _ = events.send(InstanceEvent::Started { instance_id: id, pid: pid as u32 });
             if let Some(f) = first.take() {
                 let _ = f.send(Ok(()));
             }
-            let status = tokio::select! {
-                s = running.child.wait() => Some(s),
-                _ = ctl.stop.cancelled() => None,
+            let outcome = tokio::select! {
+                e = proc.exited() => Outcome::Exited(e),
+                _ = ctl.stop.cancelled() => Outcome::Stop,
+                _ = ctl.detach.cancelled() => Outcome::Detach,
             };
-            let stopped = status.is_none();
-            if stopped {
-                running.unit.terminate(pid);
-                if tokio::time::timeout(GRACE, running.child.wait()).await.is_err() {
-                    logs.system(&format!("Still running {}s after SIGTERM: killed", GRACE.as_secs())).await;
+            let proc = match (outcome, proc) {
+                (Outcome::Detach, Proc::Monitored(m)) => {
+                    *ctl.unit.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    m.detach().await;
+                    ctl.state.send_replace(State::Gone("Let go of, still running".into()));
+                    return;
                 }
-            }
+                (Outcome::Exited(exit), proc) => Ok((exit, proc)),
+                // Stopped, or let go of while it cannot outlive the platform: stopped.
+                (_, mut proc) => {
+                    proc.unit().terminate(pid);
+                    if tokio::time::timeout(GRACE, proc.exited()).await.is_err() {
+                        logs.system(&format!("Still running {}s after SIGTERM: killed", GRACE.as_secs())).await;
+                    }
+                    Err(proc)
+                }
+            };
             // Whatever the process left behind (daemons, orphans) ends with it.
             *ctl.unit.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            let oom = running.finish().await;
-            if stopped {
-                gone("Stopped".into(), None, true);
-                return;
-            }
-            let status = status.and_then(Result::ok);
-            let code = status.and_then(|s| s.code());
-            let how = if oom { format!("out of memory ({} MB limit)", plan.memory_mb) } else { describe_exit(status.as_ref()) };
+            let (exit, proc) = match proc {
+                Ok(ended) => ended,
+                Err(stopped) => {
+                    stopped.finish().await;
+                    gone("Stopped".into(), None, true);
+                    return;
+                }
+            };
+            let oom = proc.finish().await;
+            let code = exit.code;
+            let how = if oom { format!("out of memory ({} MB limit)", plan.memory_mb) } else { exit.how };
             let restart = match policy {
                 RestartPolicy::Never => false,
                 RestartPolicy::OnFailure => code != Some(0) && restarts < max,
                 RestartPolicy::Always => true,
             };
-            if !restart || ctl.stop.is_cancelled() {
+            let leaving = ctl.stop.is_cancelled() || ctl.detach.is_cancelled();
+            if !restart || leaving {
                 let reason = if restarts > 0 { format!("{how} after {restarts} restarts") } else { how };
                 logs.system(&reason).await;
-                gone(reason, code, ctl.stop.is_cancelled());
+                gone(reason, code, leaving);
                 return;
             }
             restarts += 1;
@@ -163,7 +242,23 @@ impl Local {
                     gone("Stopped".into(), code, true);
                     return;
                 }
+                _ = ctl.detach.cancelled() => {
+                    gone("Stopped".into(), code, true);
+                    return;
+                }
             }
+        }
+    }
+
+    /// One run of the instance: kept by a monitor in the sandbox, through pipes without it.
+    async fn launch(&self, ctl: &Ctl, plan: &Plan, logs: &LogSink, replica: Option<i32>) -> Result<Proc, String> {
+        let (out, err) = (logs.stream(Stream::Stdout, replica), logs.stream(Stream::Stderr, replica));
+        if self.isolation.sandboxed() {
+            let spec = &ctl.spec;
+            let m = self.spawn_monitored(plan.launch.clone(), spec.instance_id, spec.deployment_id, ctl.endpoint.addr, (out, err)).await?;
+            Ok(Proc::Monitored(m))
+        } else {
+            Ok(Proc::Piped(self.run(plan.launch.clone(), out, err, None).await?))
         }
     }
 

@@ -89,6 +89,14 @@ impl Unit {
         }
     }
 
+    /// Whether no process is left in it (a unit without a cgroup cannot tell: never empty).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Unit::Cgroup(c) => c.is_empty(),
+            Unit::Host { .. } => false,
+        }
+    }
+
     pub fn oom_kills(&self) -> u64 {
         match self {
             Unit::Cgroup(c) => c.oom_kills(),
@@ -125,6 +133,14 @@ impl Isolation {
         }
     }
 
+    /// The unit called `name` that an earlier run left, if it still exists (in the sandbox).
+    pub fn existing_unit(&self, name: &str) -> Option<Unit> {
+        match self {
+            Isolation::Sandboxed(s) => s.cgroups().existing(name).map(Unit::Cgroup),
+            _ => None,
+        }
+    }
+
     /// The network (namespace path) services of the environment share; `None` on the host's.
     pub async fn network(&self, environment: uuid::Uuid) -> Result<Option<NetLease>, String> {
         match self {
@@ -147,10 +163,12 @@ impl Isolation {
         net::free_port(network.map(NetLease::path)).await.map_err(|e| format!("No free port: {e}"))
     }
 
-    pub async fn prepare(&self, launch: Launch) -> Result<Prepared, String> {
+    /// The command of `launch`, ready to spawn. `status`: see `Sandbox::prepare` (only the
+    /// sandbox writes one).
+    pub async fn prepare(&self, launch: Launch, status: Option<std::os::fd::OwnedFd>) -> Result<Prepared, String> {
         match self {
             Isolation::Sandboxed(s) => {
-                let p = s.prepare(launch).await?;
+                let p = s.prepare(launch, status).await?;
                 Ok(Prepared { command: p.command, unit: Unit::Cgroup(p.unit), network: Some(p.network) })
             }
             Isolation::Host(h) => Ok(h.prepare(launch)),

@@ -10,6 +10,8 @@ mod build;
 mod database;
 mod instance;
 mod isolation;
+pub mod monitor;
+mod monitored;
 mod pump;
 mod run;
 mod stage;
@@ -27,10 +29,12 @@ use super::{
 };
 use crate::logs::LogSink;
 use app::{
+    deployments::Stream,
     infra::{live::Endpoint, Admission, Config, SandboxMode},
     services::{Service, SourceKind},
 };
 use instance::{Ctl, Plan, State};
+use monitored::Record;
 use isolation::{Host, Isolation};
 use sqlx::PgPool;
 use std::{
@@ -97,6 +101,11 @@ pub struct Local {
     admission: Admission,
     tag: String,
     instances: Mutex<HashMap<Uuid, Arc<Ctl>>>,
+    /// Instances that run but that this process does not follow, found by `adopt`: `start`
+    /// takes them back, `stop` ends them.
+    found: Mutex<HashMap<Uuid, Record>>,
+    /// The platform's binary: instance monitors run it (`roundhouse monitor`).
+    exe: PathBuf,
     /// Whether this process removed what earlier ones left (`adopt`, once).
     swept: std::sync::atomic::AtomicBool,
     last_cpu: Mutex<HashMap<Uuid, (u64, Instant)>>,
@@ -157,7 +166,7 @@ impl LocalRuntime {
     /// says why.
     pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
         let names = Names::of(&settings.data_dir)?;
-        for sub in ["builds", "volumes", "homes", "etc"] {
+        for sub in ["builds", "volumes", "homes", "etc", "instances"] {
             std::fs::create_dir_all(names.root.join(sub))?;
         }
         // Projects' uids may pass through (not list) the runtime's folders: bubblewrap, running
@@ -166,6 +175,8 @@ impl LocalRuntime {
         for dir in [names.root.clone(), names.root.join("builds"), names.root.join("volumes"), names.root.join("homes"), names.root.join("etc")] {
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
         }
+        // What instances' monitors keep (their output) is the platform's alone.
+        let _ = std::fs::set_permissions(names.root.join("instances"), std::fs::Permissions::from_mode(0o700));
         let exe = match &settings.platform_exe {
             Some(exe) => exe.clone(),
             None => std::env::current_exe()?,
@@ -179,7 +190,7 @@ impl LocalRuntime {
                 let host = Host { tag: names.tag(), base_env, static_server: format!("{} serve-static .", build::shell_quote(&exe.to_string_lossy())) };
                 (Isolation::Host(host), Admission::AdminsOnly)
             }
-            SandboxMode::On => match sandbox_here(&settings, &names, db, exe) {
+            SandboxMode::On => match sandbox_here(&settings, &names, db, exe.clone()) {
                 Ok(s) => (Isolation::Sandboxed(s), Admission::Everyone),
                 Err(problems) => {
                     let why = problems.join("; ");
@@ -197,6 +208,8 @@ impl LocalRuntime {
             admission,
             tag,
             instances: Mutex::new(HashMap::new()),
+            found: Mutex::new(HashMap::new()),
+            exe,
             swept: std::sync::atomic::AtomicBool::new(false),
             last_cpu: Mutex::new(HashMap::new()),
         })))
@@ -234,13 +247,11 @@ impl LocalRuntime {
         self.uid(project).await
     }
 
-    /// After the reconciler stopped everything (the platform is shutting down): takes down
-    /// the networks and the staged mounts this process made on the host (not another
-    /// replica's).
+    /// At shutdown, after the reconciler let go of everything: removes the staged mounts this
+    /// process made on the host (not another replica's). The environments' networks stay:
+    /// instances left running use them, and the next process adopts them (or removes those
+    /// nothing uses).
     pub fn release_host_resources(&self) {
-        if let Isolation::Sandboxed(s) = &self.isolation {
-            s.networks().release_all();
-        }
         stage::Stage::new(self.stage_dir.clone()).remove();
         // Empty once no replica of this data folder uses them (removing a folder in use fails).
         if let Some(run_dir) = self.stage_dir.parent() {
@@ -377,16 +388,37 @@ impl Local {
         self.instances.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
-    /// Kills what runs under this runtime's tag and removes its cgroups and networks.
-    async fn sweep(&self) -> anyhow::Result<usize> {
-        let found = procfs::tagged(&self.tag);
+    /// Kills what runs under this runtime's tag and removes its cgroups and networks — all
+    /// but the units (and their networks) of `keep`.
+    async fn sweep(&self, keep: &[Record]) -> anyhow::Result<usize> {
+        let units: std::collections::HashSet<String> = keep.iter().map(|r| r.unit.clone()).collect();
+        let environments: std::collections::HashSet<Uuid> = keep.iter().map(|r| r.environment_id).collect();
+        let mut spared: std::collections::HashSet<i32> = std::collections::HashSet::new();
+        if let Isolation::Sandboxed(s) = &self.isolation {
+            for unit in &units {
+                spared.extend(s.cgroups().existing(unit).map(|c| c.pids()).unwrap_or_default());
+            }
+            spared.extend(s.networks().uplink_pids(&environments));
+        }
+        let found: Vec<i32> = procfs::tagged(&self.tag).into_iter().filter(|p| !spared.contains(p)).collect();
         for &pid in &found {
             procfs::signal(pid, libc::SIGKILL);
         }
         let mut cleaned = found.len();
         if let Isolation::Sandboxed(s) = &self.isolation {
             let (cgroups, networks) = (s.cgroups().clone(), s.networks().clone());
-            cleaned += tokio::task::spawn_blocking(move || cgroups.clear() + networks.destroy_all()).await?;
+            cleaned += tokio::task::spawn_blocking(move || {
+                let mut n = 0;
+                for unit in cgroups.units().into_iter().filter(|u| !units.contains(u)) {
+                    if let Some(g) = cgroups.existing(&unit) {
+                        g.kill_all();
+                        g.remove();
+                        n += 1;
+                    }
+                }
+                n + networks.destroy_except(&environments)
+            })
+            .await?;
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while found.iter().any(|&p| procfs::alive(p)) && Instant::now() < deadline {
@@ -395,7 +427,33 @@ impl Local {
         Ok(cleaned)
     }
 
+    /// The instances that run with no process of the platform following them (an earlier
+    /// process started them, or this one before it let go); the folders of those that no
+    /// longer run are removed.
+    async fn unfollowed(&self) -> Vec<Record> {
+        let followed: std::collections::HashSet<Uuid> = self.instances.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        let mut running = Vec::new();
+        for (dir, record) in self.records() {
+            match record {
+                Some(r) if followed.contains(&r.instance_id) => {}
+                Some(r) if self.isolation.existing_unit(&r.unit).is_some_and(|u| !u.is_empty()) => running.push(r),
+                Some(r) => self.discard(&r).await,
+                // A run being set up by this process has no record yet: not a leftover.
+                None if dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<Uuid>().ok()).is_some_and(|id| followed.contains(&id)) => {}
+                None => {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+        running
+    }
+
     async fn stop_instance(&self, instance_id: Uuid) {
+        let found = self.found.lock().unwrap_or_else(|e| e.into_inner()).remove(&instance_id);
+        if let Some(record) = found {
+            self.discard(&record).await;
+            return;
+        }
         let Some(ctl) = self.ctl(instance_id) else { return };
         ctl.stop.cancel();
         let task = ctl.done.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -424,9 +482,19 @@ impl Runtime for LocalRuntime {
     }
 
     async fn adopt(&self) -> anyhow::Result<Adoption> {
-        // What an earlier process of the platform left cannot be taken back (its output went
-        // to that process): the first time this process leads, it is removed.
-        let cleaned = if self.swept.swap(true, std::sync::atomic::Ordering::SeqCst) { 0 } else { self.sweep().await? };
+        let first = !self.swept.swap(true, std::sync::atomic::Ordering::SeqCst);
+        // Sandboxed instances outlive the process that started them (`monitored.rs`): those
+        // no process follows are found, their networks taken over, and everything else an
+        // earlier process left (builds, processes, networks of nothing) removed. Unsandboxed
+        // ones die with their platform process: whatever is left of them goes.
+        let found = if self.isolation.sandboxed() { self.unfollowed().await } else { Vec::new() };
+        if let Isolation::Sandboxed(s) = &self.isolation {
+            let mut environments: std::collections::HashSet<Uuid> = found.iter().map(|r| r.environment_id).collect();
+            environments.extend(self.instances.lock().unwrap_or_else(|e| e.into_inner()).values().map(|c| c.spec.spec.environment_id));
+            s.networks().adopt(&environments);
+            s.networks().retain(false);
+        }
+        let cleaned = if first { self.sweep(&found).await? } else { 0 };
         let running = self
             .instances
             .lock()
@@ -435,7 +503,36 @@ impl Runtime for LocalRuntime {
             .filter(|(_, ctl)| !matches!(*ctl.state.borrow(), State::Gone(_)))
             .map(|(id, _)| *id)
             .collect();
-        Ok(Adoption { running, cleaned })
+        for r in &found {
+            tracing::info!(instance_id = %r.instance_id, deployment_id = %r.deployment_id, pid = r.pid, "found an instance still running");
+        }
+        let ids = found.iter().map(|r| r.instance_id).collect();
+        *self.found.lock().unwrap_or_else(|e| e.into_inner()) = found.into_iter().map(|r| (r.instance_id, r)).collect();
+        Ok(Adoption { running, found: ids, cleaned })
+    }
+
+    async fn release(&self) {
+        if !self.isolation.sandboxed() {
+            // Nothing outlives this process without the sandbox: everything stops.
+            let ids: Vec<Uuid> = self.instances.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+            futures_util::future::join_all(ids.into_iter().map(|id| self.stop_instance(id))).await;
+            return;
+        }
+        if let Isolation::Sandboxed(s) = &self.isolation {
+            s.networks().retain(true);
+        }
+        let ctls: Vec<Arc<Ctl>> = self.instances.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, c)| c).collect();
+        for ctl in &ctls {
+            ctl.detach.cancel();
+        }
+        for ctl in ctls {
+            let task = ctl.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        }
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.last_cpu.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String> {
@@ -473,8 +570,21 @@ impl Runtime for LocalRuntime {
     async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String> {
         let s = &spec.spec;
         let is_db = s.source_kind == SourceKind::Database;
+        // An instance that still runs (found by `adopt`) is taken back as it is.
+        let found = self.found.lock().unwrap_or_else(|e| e.into_inner()).remove(&spec.instance_id);
+        let adopted = match found {
+            Some(record) => {
+                let streams = (logs.stream(Stream::Stdout, Some(spec.replica)), logs.stream(Stream::Stderr, Some(spec.replica)));
+                self.attach(&record, streams).await?.map(|m| (m, record))
+            }
+            None => None,
+        };
         let network = self.isolation.network(s.environment_id).await?;
-        let port = if is_db { spec.private_port } else { self.isolation.free_port(network.as_ref()).await? };
+        let port = match &adopted {
+            Some((_, record)) => record.addr.port(),
+            None if is_db => spec.private_port,
+            None => self.isolation.free_port(network.as_ref()).await?,
+        };
         if !is_db {
             // Fresh at every start (not at restarts): the services of the environment now.
             self.isolation.write_hosts(s.project_id, s.environment_id, &super::net::hosts_file(&spec.peers)).await?;
@@ -515,18 +625,22 @@ impl Runtime for LocalRuntime {
             memory_mb: s.memory_mb,
         };
         let endpoint = Endpoint { network: network.as_ref().map(|n| n.path().to_string()), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        if let Some((_, record)) = &adopted {
+            logs.system(&format!("Instance {} ran on while Roundhouse was away (process {}): following it again", spec.replica, record.pid)).await;
+        }
         let ctl = Arc::new(Ctl {
             spec: spec.clone(),
             endpoint: endpoint.clone(),
             _network: network,
             stop: CancellationToken::new(),
+            detach: CancellationToken::new(),
             state: watch::channel(State::Restarting).0,
             done: Mutex::new(None),
             unit: Mutex::new(None),
         });
         self.instances.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.instance_id, ctl.clone());
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(self.0.clone().supervise(ctl.clone(), plan, logs, events, tx));
+        let task = tokio::spawn(self.0.clone().supervise(ctl.clone(), plan, logs, events, tx, adopted.map(|(m, _)| m)));
         *ctl.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         match rx.await {
             Ok(Ok(())) => Ok(endpoint),

@@ -23,39 +23,73 @@ where
     Fut: Future<Output = ()>,
 {
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let mut line: Vec<u8> = Vec::with_capacity(256);
-    // Inside a line that was cut: its rest is dropped up to the newline.
-    let mut skipping = false;
+    let mut lines = Lines::new(max);
+    let mut found = Vec::new();
     loop {
         let chunk = match reader.fill_buf().await {
             Ok([]) | Err(_) => break,
             Ok(chunk) => chunk,
         };
-        let (part, newline) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (&chunk[..i], true),
-            None => (chunk, false),
-        };
-        let used = part.len() + usize::from(newline);
-        let mut cut = false;
-        if !skipping {
-            let room = max.saturating_sub(line.len());
-            line.extend_from_slice(&part[..part.len().min(room)]);
-            cut = part.len() > room;
-        }
+        let used = chunk.len();
+        lines.feed(chunk, |line| found.push(line));
         reader.consume(used);
-        if cut {
-            skipping = !newline;
-            each(text(&mut line, true)).await;
-        } else if newline {
-            if skipping {
-                skipping = false;
-            } else {
-                each(text(&mut line, false)).await;
+        for line in found.drain(..) {
+            each(line).await;
+        }
+    }
+    lines.finish(|line| found.push(line));
+    for line in found {
+        each(line).await;
+    }
+}
+
+/// Cuts a stream of bytes into lines of at most `max` bytes, fed in chunks of any size: the
+/// line splitting of `read_lines`, and of the instance monitor, which reads without tokio.
+pub struct Lines {
+    max: usize,
+    line: Vec<u8>,
+    /// Inside a line that was cut: its rest is dropped up to the newline.
+    skipping: bool,
+}
+
+impl Lines {
+    pub fn new(max: usize) -> Self {
+        Lines { max, line: Vec::with_capacity(256), skipping: false }
+    }
+
+    /// Calls `each` with every line `chunk` completes (or cuts).
+    pub fn feed(&mut self, mut chunk: &[u8], mut each: impl FnMut(String)) {
+        while !chunk.is_empty() {
+            let (part, newline) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (&chunk[..i], true),
+                None => (chunk, false),
+            };
+            chunk = &chunk[part.len() + usize::from(newline)..];
+            let mut cut = false;
+            if !self.skipping {
+                let room = self.max.saturating_sub(self.line.len());
+                self.line.extend_from_slice(&part[..part.len().min(room)]);
+                cut = part.len() > room;
+            }
+            if cut {
+                self.skipping = !newline;
+                each(text(&mut self.line, true));
+            } else if newline {
+                if self.skipping {
+                    self.skipping = false;
+                } else {
+                    each(text(&mut self.line, false));
+                }
             }
         }
     }
-    if !line.is_empty() && !skipping {
-        each(text(&mut line, false)).await;
+
+    /// The last line, if the stream ended without a newline.
+    pub fn finish(&mut self, mut each: impl FnMut(String)) {
+        if !self.line.is_empty() && !self.skipping {
+            each(text(&mut self.line, false));
+        }
+        self.skipping = false;
     }
 }
 

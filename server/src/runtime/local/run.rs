@@ -42,7 +42,7 @@ impl Local {
     /// Starts `launch` with its stdout and stderr going to `out` and `err`, and `stdin` (if
     /// any) written to it.
     pub(super) async fn run(&self, launch: Launch, out: LogSink, err: LogSink, stdin: Option<Vec<u8>>) -> Result<Running, String> {
-        let Prepared { mut command, unit, network } = self.isolation.prepare(launch).await?;
+        let Prepared { mut command, unit, network } = self.isolation.prepare(launch, None).await?;
         let unit = Arc::new(unit);
         let mut child = match command.spawn() {
             Ok(c) => c,

@@ -174,7 +174,9 @@ impl Sandbox {
     }
 
     /// Everything a launch needs, set up: identity, `/etc`, network, cgroup, and the command.
-    pub async fn prepare(&self, launch: Launch) -> Result<Prepared, String> {
+    /// `status`: where bubblewrap writes its status documents, the exit code last
+    /// (`--json-status-fd`), for a monitor that outlives the platform process.
+    pub async fn prepare(&self, launch: Launch, status: Option<OwnedFd>) -> Result<Prepared, String> {
         let uid = self.identities.uid(launch.project).await?;
         let etc = identity::etc_files(&self.etc_root, uid, self.outbound).map_err(|e| format!("Could not write the sandbox's /etc: {e}"))?;
         for dir in [&launch.home, &launch.workdir.host].into_iter().chain(launch.volume.as_ref().map(|v| &v.host)) {
@@ -189,7 +191,7 @@ impl Sandbox {
             .cgroups
             .create(&launch.unit, &launch.limits)
             .map_err(|e| format!("Could not set the resource limits (cgroup {}): {e}", launch.unit))?;
-        match self.command(&launch, uid, &etc, &network, &unit) {
+        match self.command(&launch, uid, &etc, &network, &unit, status) {
             Ok(command) => Ok(Prepared { command, unit, network, uid }),
             Err(e) => {
                 unit.remove();
@@ -198,8 +200,13 @@ impl Sandbox {
         }
     }
 
-    fn command(&self, launch: &Launch, uid: u32, etc: &Path, network: &NetLease, unit: &Cgroup) -> io::Result<tokio::process::Command> {
+    fn command(&self, launch: &Launch, uid: u32, etc: &Path, network: &NetLease, unit: &Cgroup, status: Option<OwnedFd>) -> io::Result<tokio::process::Command> {
         let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        if let Some(fd) = status {
+            args.extend(["--json-status-fd".into(), fd.as_raw_fd().to_string()]);
+            fds.push(fd);
+        }
         let mut pass = |path: &Path| -> io::Result<RawFd> {
             let fd: OwnedFd = std::fs::OpenOptions::new()
                 .read(true)
@@ -210,7 +217,7 @@ impl Sandbox {
             fds.push(fd);
             Ok(raw)
         };
-        let mut args: Vec<String> = vec![
+        args.extend([
             "--unshare-user".into(),
             "--unshare-pid".into(),
             "--unshare-ipc".into(),
@@ -223,7 +230,7 @@ impl Sandbox {
             "--ro-bind".into(),
             "/usr".into(),
             "/usr".into(),
-        ];
+        ]);
         // Merged /usr (Debian 12 and most others): /bin, /lib… are links into /usr.
         for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
             let host = Path::new("/").join(top);

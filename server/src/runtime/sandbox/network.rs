@@ -24,6 +24,9 @@ use uuid::Uuid;
 
 pub struct Networks {
     dir: PathBuf,
+    /// Set while this process lets go of what runs (instances left running for a later
+    /// process): a network whose last user goes stays up.
+    retain: std::sync::atomic::AtomicBool,
     /// slirp4netns, when services may reach the internet.
     uplink: Option<PathBuf>,
     /// `KEY=value` every helper process carries, so a later run can find and stop it.
@@ -33,7 +36,32 @@ pub struct Networks {
 
 struct Net {
     users: usize,
-    uplink: Option<Child>,
+    uplink: Option<Uplink>,
+}
+
+/// The network's slirp4netns: started by this process, or by an earlier one (adopted).
+enum Uplink {
+    Child(Child),
+    Adopted(i32),
+}
+
+impl Uplink {
+    fn end(self) {
+        match self {
+            Uplink::Child(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Uplink::Adopted(pid) => crate::runtime::procfs::signal(pid, libc::SIGKILL),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        match self {
+            Uplink::Child(c) => c.id() as i32,
+            Uplink::Adopted(pid) => *pid,
+        }
+    }
 }
 
 /// A use of an environment's network; the last one to go takes the network down.
@@ -56,6 +84,19 @@ impl std::fmt::Debug for NetLease {
     }
 }
 
+impl NetLease {
+    /// Gives the use up without ever taking the network down: what runs in it is left running
+    /// for a later process of the platform, which adopts the network (`Networks::adopt`).
+    pub fn keep(self) {
+        let mut nets = self.networks.nets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(net) = nets.get_mut(&self.environment) {
+            net.users = net.users.saturating_sub(1);
+        }
+        drop(nets);
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for NetLease {
     fn drop(&mut self) {
         self.networks.release(self.environment);
@@ -65,7 +106,7 @@ impl Drop for NetLease {
 impl Networks {
     pub fn new(dir: PathBuf, uplink: Option<PathBuf>, tag: (String, String)) -> io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
-        Ok(Arc::new(Networks { dir, uplink, tag, nets: Mutex::new(HashMap::new()) }))
+        Ok(Arc::new(Networks { dir, retain: Default::default(), uplink, tag, nets: Mutex::new(HashMap::new()) }))
     }
 
     fn path(&self, environment: Uuid) -> PathBuf {
@@ -84,7 +125,7 @@ impl Networks {
                 let uplink = match &self.uplink {
                     None => None,
                     Some(bin) => match start_uplink(bin, &path, &self.tag) {
-                        Ok(child) => Some(child),
+                        Ok(child) => Some(Uplink::Child(child)),
                         Err(e) => {
                             remove_namespace(&path);
                             return Err(format!("Could not connect the environment's network to the internet (slirp4netns): {e}"));
@@ -100,42 +141,68 @@ impl Networks {
     fn release(&self, environment: Uuid) {
         let mut nets = self.nets.lock().unwrap_or_else(|e| e.into_inner());
         let Some(net) = nets.get_mut(&environment) else { return };
-        net.users -= 1;
-        if net.users > 0 {
+        net.users = net.users.saturating_sub(1);
+        if net.users > 0 || self.retain.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        if let Some(mut child) = nets.remove(&environment).and_then(|n| n.uplink) {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(uplink) = nets.remove(&environment).and_then(|n| n.uplink) {
+            uplink.end();
         }
         remove_namespace(&self.path(environment));
     }
 
-    /// Takes down the networks this process made (at shutdown, after everything stopped).
-    pub fn release_all(&self) {
+    /// Lets go of every network as it is (see `retain`), or takes them back in hand.
+    pub fn retain(&self, on: bool) {
+        self.retain.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes over the networks of `environments` that an earlier process of the platform made
+    /// (their namespaces are still mounted here), with their uplinks: what runs in them was
+    /// adopted, and the networks must not be made again under it.
+    pub fn adopt(&self, environments: &std::collections::HashSet<Uuid>) {
         let mut nets = self.nets.lock().unwrap_or_else(|e| e.into_inner());
-        for (environment, net) in nets.drain() {
-            if let Some(mut child) = net.uplink {
-                let _ = child.kill();
-                let _ = child.wait();
+        let tag = format!("{}={}", self.tag.0, self.tag.1);
+        for &environment in environments {
+            let path = self.path(environment);
+            if nets.contains_key(&environment) || !path.exists() {
+                continue;
             }
-            remove_namespace(&self.path(environment));
+            let needle = path.as_os_str().as_encoded_bytes().to_vec();
+            let uplink = crate::runtime::procfs::tagged(&tag)
+                .into_iter()
+                .find(|&pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == needle.as_slice())))
+                .map(Uplink::Adopted);
+            nets.insert(environment, Net { users: 0, uplink });
         }
+    }
+
+    /// The processes of the networks of `environments` (their uplinks).
+    pub fn uplink_pids(&self, environments: &std::collections::HashSet<Uuid>) -> Vec<i32> {
+        let nets = self.nets.lock().unwrap_or_else(|e| e.into_inner());
+        environments.iter().filter_map(|e| nets.get(e)?.uplink.as_ref().map(Uplink::pid)).collect()
     }
 
     /// Takes down every network of this runtime, in use or left by an earlier run.
     pub fn destroy_all(&self) -> usize {
+        self.destroy_except(&Default::default())
+    }
+
+    /// Takes down every network of this runtime but those of `keep`.
+    pub fn destroy_except(&self, keep: &std::collections::HashSet<Uuid>) -> usize {
         let mut nets = self.nets.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, net) in nets.drain() {
-            if let Some(mut child) = net.uplink {
-                let _ = child.kill();
-                let _ = child.wait();
+        let gone: Vec<Uuid> = nets.keys().filter(|e| !keep.contains(e)).copied().collect();
+        for environment in gone {
+            if let Some(uplink) = nets.remove(&environment).and_then(|n| n.uplink) {
+                uplink.end();
             }
         }
         let mut n = 0;
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            remove_namespace(&entry.path());
-            n += 1;
+            let kept = entry.file_name().to_str().and_then(|n| n.parse::<Uuid>().ok()).is_some_and(|e| keep.contains(&e));
+            if !kept {
+                remove_namespace(&entry.path());
+                n += 1;
+            }
         }
         n
     }
