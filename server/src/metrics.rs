@@ -62,11 +62,23 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Respon
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
 }
 
+/// The gauges of the platform's state are read from the database at most this often, however
+/// often — and by whomever, when `/metrics` is open — it is scraped.
+const GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn record_gauges(state: &AppState) {
+    static READ_AT: tokio::sync::Mutex<Option<std::time::Instant>> = tokio::sync::Mutex::const_new(None);
     let pool = &state.db;
     let idle = pool.num_idle() as f64;
     metrics::gauge!("roundhouse_db_pool_connections", "state" => "idle").set(idle);
     metrics::gauge!("roundhouse_db_pool_connections", "state" => "in_use").set(f64::from(pool.size()) - idle);
+    // Scrapes that come together wait for one read rather than each making their own.
+    let mut read_at = READ_AT.lock().await;
+    if read_at.is_some_and(|at| at.elapsed() < GAUGES_EVERY) {
+        return;
+    }
+    *read_at = Some(std::time::Instant::now());
+    metrics::counter!("roundhouse_metrics_state_reads_total").increment(1);
     let deployments: Result<Vec<(String, i64)>, _> =
         sqlx::query_as("SELECT status::text, count(*) FROM deployments WHERE status IN ('queued', 'building', 'deploying', 'running') GROUP BY 1").fetch_all(pool).await;
     if let Ok(rows) = deployments {

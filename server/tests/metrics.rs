@@ -46,3 +46,18 @@ async fn with_a_metrics_token_only_its_bearer_scrapes_and_platform_gauges_are_th
         assert!(r.text.contains(gauge), "{gauge} missing:\n{}", r.text);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_in_a_burst_read_the_platforms_state_from_the_database_once() {
+    let app = TestApp::new().await;
+    let scrape = || app.send(axum::http::Request::builder().uri("/metrics").body(axum::body::Body::empty()).unwrap());
+    let reads = |text: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix("roundhouse_metrics_state_reads_total ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+    };
+    let first = reads(&scrape().await.text);
+    assert!(first >= 1, "the first scrape reads the state");
+    let burst = futures_util::future::join_all((0..20).map(|_| scrape())).await;
+    assert!(burst.iter().all(|r| r.status == StatusCode::OK));
+    let last = reads(&scrape().await.text);
+    assert!(last - first <= 1, "22 scrapes in a row read the database {} times", last - first + 1);
+}
