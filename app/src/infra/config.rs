@@ -58,6 +58,8 @@ pub struct Config {
     pub build_memory_mb: u32,
     pub build_cpu_millis: u32,
     pub build_disk_mb: u64,
+    /// Files and folders one build may make (`ROUNDHOUSE_BUILD_MAX_FILES`).
+    pub build_max_files: u64,
     /// Live streams one user may hold open at once (`ROUNDHOUSE_STREAMS_PER_USER`).
     pub streams_per_user: usize,
     /// Builds kept per service for rollbacks besides those in use (`ROUNDHOUSE_BUILDS_KEPT`).
@@ -358,6 +360,7 @@ impl Config {
             build_memory_mb: parse_u32("ROUNDHOUSE_BUILD_MEMORY_MB", 2048)?.max(64),
             build_cpu_millis: parse_u32("ROUNDHOUSE_BUILD_CPU_MILLIS", 1000)?.max(100),
             build_disk_mb: u64::from(parse_u32("ROUNDHOUSE_BUILD_DISK_MB", 4096)?.max(16)),
+            build_max_files: u64::from(parse_u32("ROUNDHOUSE_BUILD_MAX_FILES", 500_000)?.max(1000)),
             builds_kept: parse_u32("ROUNDHOUSE_BUILDS_KEPT", 5)?.max(1),
             streams_per_user: parse_u32("ROUNDHOUSE_STREAMS_PER_USER", 32)?.max(1) as usize,
             git_ca_file: parse_ca_file("ROUNDHOUSE_GIT_CA_FILE")?,
@@ -415,6 +418,7 @@ impl Config {
             build_memory_mb: 1024,
             build_cpu_millis: 1000,
             build_disk_mb: 512,
+            build_max_files: 500_000,
             builds_kept: 5,
             streams_per_user: 32,
             git_ca_file: None,

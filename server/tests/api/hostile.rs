@@ -434,3 +434,28 @@ async fn a_redis_service_runs_sandboxed_and_its_environment_reaches_it_with_its_
     assert_eq!(server_uid, Some(uid), "redis-server runs as the project's uid");
     assert_eq!(auth.split_once(':').unwrap().1.len(), 32, "a generated password");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_fills_the_disk_with_bytes_or_with_empty_files_fails_and_is_removed() {
+    let app = TestApp::with_runtime_config(|c| {
+        c.build_disk_mb = 16;
+        c.build_max_files = 1000;
+    })
+    .await;
+    // Bytes, and many empty files (inodes, not bytes): each step ends before the next check,
+    // so only the check at its end can see it.
+    let s = setup(&app, &fixture(), json!({})).await;
+    for (name, build) in [("bytes", "head -c 40000000 /dev/zero > big"), ("inodes", "mkdir many && cd many && seq 3000 | xargs touch")] {
+        let service = add_service(&app, &s.token, &s.project, name, &fixture(), json!({ "build_command": build })).await;
+        let d = deploy(&app, &s.token, &service).await;
+        let failed = wait_for(&app, &s.token, &d, &["failed"]).await;
+        let reason = failed["deployment"]["reason"].as_str().unwrap();
+        assert!(reason.contains("more than 16 MB of disk or made more than 1000 files and folders"), "{name}: {failed}");
+        let build_dir = app.runtime.as_ref().unwrap().dir.join("runtime/builds").join(&d);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while build_dir.exists() {
+            assert!(std::time::Instant::now() < deadline, "{name}: a failed build's folder is not kept");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

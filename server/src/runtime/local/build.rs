@@ -130,8 +130,8 @@ impl Local {
                     return Err(format!("The source directory {} does not exist on this machine.", spec.source));
                 }
                 log.line(&format!("Copying {}", spec.source)).await;
-                let (to, limit) = (app.clone(), self.settings.build_disk_bytes);
-                let copied = tokio::task::spawn_blocking(move || copy_tree(&from, &to, &mut Budget(limit)))
+                let (to, mut budget) = (app.clone(), self.budget());
+                let copied = tokio::task::spawn_blocking(move || copy_tree(&from, &to, &mut budget))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| format!("Copying the source failed: {e}"))?;
@@ -271,24 +271,23 @@ impl Local {
         };
         let log = logs.stream(Stream::Build, None);
         let mut running = self.run(launch, log.clone(), log, stdin).await?;
-        let budget = self.settings.build_disk_bytes;
         let watched = [app.to_path_buf(), home];
         let over_budget = async {
             loop {
                 tokio::time::sleep(DISK_CHECK_EVERY).await;
-                let dirs = watched.clone();
-                let over = tokio::task::spawn_blocking(move || dirs.iter().try_fold(Budget(budget), |mut b, d| size_within(d, &mut b).then_some(b)).is_none())
-                    .await
-                    .unwrap_or(false);
-                if over {
-                    return;
+                if let Some(over) = self.over_budget(&watched).await {
+                    return over;
                 }
             }
         };
         let outcome = tokio::select! {
-            status = running.child.wait() => Ok(status),
+            status = running.child.wait() => match self.over_budget(&watched).await {
+                // What a step wrote in its last moments counts too.
+                Some(over) => Err(Some(over)),
+                None => Ok(status),
+            },
             _ = cancel.cancelled() => Err(None),
-            _ = over_budget => Err(Some(format!("The build used more than {} MB of disk.", budget / (1024 * 1024)))),
+            over = over_budget => Err(Some(over)),
         };
         // Whatever the step left running (a daemon, a forked helper) ends with it.
         let oom = running.finish().await;
@@ -302,17 +301,41 @@ impl Local {
     }
 }
 
-/// Bytes a tree may still grow by.
-struct Budget(u64);
+impl Local {
+    /// What one build may use on disk.
+    fn budget(&self) -> Budget {
+        Budget { bytes: self.settings.build_disk_bytes, files: self.settings.build_max_files }
+    }
+
+    /// Why the trees at `dirs` are over the build's disk budget, if they are.
+    async fn over_budget(&self, dirs: &[PathBuf]) -> Option<String> {
+        let (dirs, mut budget) = (dirs.to_vec(), self.budget());
+        let fits = tokio::task::spawn_blocking(move || dirs.iter().all(|d| size_within(d, &mut budget))).await.unwrap_or(true);
+        if fits {
+            return None;
+        }
+        Some(format!(
+            "The build used more than {} MB of disk or made more than {} files and folders.",
+            self.settings.build_disk_bytes >> 20,
+            self.settings.build_max_files
+        ))
+    }
+}
+
+/// Bytes and entries (files, folders, links: each takes an inode) a tree may still grow by.
+struct Budget {
+    bytes: u64,
+    files: u64,
+}
 
 impl Budget {
-    fn take(&mut self, n: u64) -> bool {
-        match self.0.checked_sub(n) {
-            Some(left) => {
-                self.0 = left;
+    fn take(&mut self, bytes: u64) -> bool {
+        match (self.bytes.checked_sub(bytes), self.files.checked_sub(1)) {
+            (Some(bytes), Some(files)) => {
+                *self = Budget { bytes, files };
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 }
@@ -323,15 +346,12 @@ fn size_within(dir: &Path, budget: &mut Budget) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else { return true };
     for entry in entries.flatten() {
         let Ok(meta) = entry.metadata() else { continue };
-        if meta.is_dir() {
-            if !size_within(&entry.path(), budget) {
-                return false;
-            }
-        } else {
-            use std::os::unix::fs::MetadataExt;
-            if !budget.take(meta.blocks() * 512) {
-                return false;
-            }
+        use std::os::unix::fs::MetadataExt;
+        if !budget.take(meta.blocks() * 512) {
+            return false;
+        }
+        if meta.is_dir() && !size_within(&entry.path(), budget) {
+            return false;
         }
     }
     true
@@ -357,7 +377,7 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut Budget) -> std::io::Result<usi
             n += 1;
         } else if kind.is_file() {
             if !budget.take(entry.metadata()?.len()) {
-                return Err(std::io::Error::other("the source is larger than the build disk limit"));
+                return Err(std::io::Error::other("the source is larger than the build disk limit (bytes or files)"));
             }
             std::fs::copy(entry.path(), &target)?;
             n += 1;
@@ -409,14 +429,28 @@ mod tests {
             std::fs::create_dir_all(src.join(skipped)).unwrap();
             std::fs::write(src.join(skipped).join("inside"), "b").unwrap();
         }
-        assert_eq!(copy_tree(&src, &base.join("dst"), &mut Budget(1024)).unwrap(), 1);
+        let kib = || Budget { bytes: 1024, files: 1000 };
+        assert_eq!(copy_tree(&src, &base.join("dst"), &mut kib()).unwrap(), 1);
         assert!(base.join("dst/lib/a.txt").is_file());
         for skipped in SKIPPED {
             assert!(!base.join("dst").join(skipped).exists(), "{skipped} is not copied");
         }
         std::fs::write(src.join("lib/big"), vec![0u8; 4096]).unwrap();
-        assert!(copy_tree(&src, &base.join("dst2"), &mut Budget(1024)).is_err());
-        assert!(!size_within(&src, &mut Budget(1024)), "4 KiB do not fit in 1 KiB");
+        assert!(copy_tree(&src, &base.join("dst2"), &mut kib()).is_err());
+        assert!(!size_within(&src, &mut kib()), "4 KiB do not fit in 1 KiB");
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn empty_files_count_against_the_budget_as_entries() {
+        let dir = std::env::temp_dir().join(format!("rh-inodes-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for i in 0..20 {
+            std::fs::File::create(dir.join("sub").join(i.to_string())).unwrap();
+        }
+        // No byte used, but 21 entries (the folder and its 20 files).
+        assert!(size_within(&dir, &mut Budget { bytes: 1 << 30, files: 21 }));
+        assert!(!size_within(&dir, &mut Budget { bytes: 1 << 30, files: 20 }));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -61,6 +61,8 @@ pub struct Settings {
     pub outbound: bool,
     pub build_limits: Limits,
     pub build_disk_bytes: u64,
+    /// Files and folders one build may make (each takes an inode, whatever its size).
+    pub build_max_files: u64,
     /// The `roundhouse` binary static sites are served with (`serve-static`); this process's
     /// own when unset.
     pub platform_exe: Option<PathBuf>,
@@ -77,6 +79,7 @@ impl Settings {
             outbound: c.sandbox_outbound,
             build_limits: Limits { memory_bytes: u64::from(c.build_memory_mb) << 20, cpu_millis: c.build_cpu_millis, pids: 1024 },
             build_disk_bytes: c.build_disk_mb << 20,
+            build_max_files: c.build_max_files,
             platform_exe: None,
             git_ca_file: c.git_ca_file.clone(),
         }
