@@ -15,6 +15,31 @@ use axum::{
 };
 use std::net::SocketAddr;
 
+/// A response body polled as its request's actor (`actor::polled_as`): the chunks a page
+/// streams after its handler returned, and the resources they wait for, read as the user too.
+struct ActingBody {
+    cell: app::infra::actor::ActorCell,
+    inner: axum::body::Body,
+}
+
+impl http_body::Body for ActingBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        app::infra::actor::polled_as(&this.cell, || std::pin::Pin::new(&mut this.inner).poll_frame(cx))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
@@ -93,9 +118,14 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         actor = Some(app::infra::actor::Actor::User(a.user.id));
         req.extensions_mut().insert(a);
     }
-    // The database shows a signed-in user's request only that user's rows (row-level security).
+    // The database shows a signed-in user's request only that user's rows (row-level security),
+    // in its handler and in what its body streams afterwards.
     let mut response = match actor {
-        Some(actor) => app::infra::actor::acting_as(actor, next.run(req)).await,
+        Some(actor) => {
+            let cell = app::infra::actor::ActorCell::new(actor);
+            let response = app::infra::actor::within(cell.clone(), next.run(req)).await;
+            response.map(|inner| axum::body::Body::new(ActingBody { cell, inner }))
+        }
         None => next.run(req).await,
     };
     if clear_cookie && !response.headers().contains_key(header::SET_COOKIE) {

@@ -10,12 +10,16 @@
 //! and requests from no one — what those reach acts on accounts by design (sign-up, a password
 //! reset revoking a user's tokens, a payment webhook), on rows named by a checked token.
 //!
-//! A response body streamed after the handler returned (server-rendered pages, SSE) is polled
-//! outside the request's task-local, so it reads as the platform; the owner filters of the
-//! queries it runs are its only wall.
+//! A response body streamed after the handler returned (the later chunks of a server-rendered
+//! page, the resources resolved meanwhile, live streams) is polled outside the request's task:
+//! the auth middleware polls it inside the request's actor again (`polled_as`), sharing the
+//! request's cell, so an administrator's request lifted to the platform stays lifted there too.
 
 use sqlx::{postgres::PgPoolOptions, Executor, PgConnection};
-use std::{cell::Cell, future::Future};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+};
 use uuid::Uuid;
 
 /// Whose rows a query may see.
@@ -40,13 +44,42 @@ impl Actor {
     }
 }
 
+/// The actor of one request, shared by its handler and its streamed body: `act_as_platform`
+/// in one is seen by the other.
+#[derive(Debug, Clone)]
+pub struct ActorCell(Arc<Mutex<Actor>>);
+
+impl ActorCell {
+    pub fn new(actor: Actor) -> Self {
+        ActorCell(Arc::new(Mutex::new(actor)))
+    }
+
+    fn get(&self) -> Actor {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, actor: Actor) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = actor;
+    }
+}
+
 tokio::task_local! {
-    static ACTOR: Cell<Actor>;
+    static ACTOR: ActorCell;
 }
 
 /// Runs `f` (a request) with the database seeing it as `actor`.
 pub async fn acting_as<F: Future>(actor: Actor, f: F) -> F::Output {
-    ACTOR.scope(Cell::new(actor), f).await
+    within(ActorCell::new(actor), f).await
+}
+
+/// Runs `f` with the database seeing it as the actor in `cell`.
+pub async fn within<F: Future>(cell: ActorCell, f: F) -> F::Output {
+    ACTOR.scope(cell, f).await
+}
+
+/// Calls `f` (one poll of a request's streamed body) as the actor in `cell`.
+pub fn polled_as<R>(cell: &ActorCell, f: impl FnOnce() -> R) -> R {
+    ACTOR.sync_scope(cell.clone(), f)
 }
 
 /// From here to the end of the request, the database sees every tenant's rows: for an
@@ -59,7 +92,7 @@ pub fn act_as_platform() {
 
 /// The actor of the running task: the platform outside any request.
 pub fn current() -> Actor {
-    ACTOR.try_with(Cell::get).unwrap_or(Actor::Platform)
+    ACTOR.try_with(ActorCell::get).unwrap_or(Actor::Platform)
 }
 
 /// The platform's pool: every connection, new or reused, is told the current actor before it is

@@ -136,8 +136,33 @@ async fn the_auth_middleware_tells_the_database_who_asks() {
     let ready = app.router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
 
-    assert_eq!(ask(Some(ada_token)).await, vec!["Ada-shop"]);
+    assert_eq!(ask(Some(ada_token.clone())).await, vec!["Ada-shop"]);
     assert_eq!(ask(Some(bob_token)).await, vec!["Ada-shop", "Bob-shop"]);
+
+    // A body that queries while it streams, after its handler returned (as a page's later
+    // chunks do): still Ada's view. Lifted to the platform in its handler (an administrator's
+    // request): lifted in its body too.
+    async fn streamed(State(state): State<AppState>, axum::extract::Path(lift): axum::extract::Path<bool>) -> Body {
+        if lift {
+            app::infra::actor::act_as_platform();
+        }
+        let db = state.db.clone();
+        let later = futures_util::stream::once(async move {
+            let names: Vec<String> = sqlx::query_scalar("SELECT name FROM projects ORDER BY name").fetch_all(&db).await.unwrap();
+            Ok::<_, std::convert::Infallible>(serde_json::to_vec(&names).unwrap())
+        });
+        Body::from_stream(later)
+    }
+    let streaming = Router::new()
+        .route("/streamed/{lift}", get(streamed))
+        .layer(axum::middleware::from_fn_with_state(app.state.clone(), server::middleware::authenticate))
+        .with_state(app.state.clone());
+    for (lift, expected) in [(false, vec!["Ada-shop"]), (true, vec!["Ada-shop", "Ada-shop", "Bob-shop"])] {
+        let req = Request::builder().uri(format!("/streamed/{lift}")).header(header::AUTHORIZATION, format!("Bearer {ada_token}"));
+        let res = streaming.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+        assert_eq!(serde_json::from_slice::<Vec<String>>(&body).unwrap(), expected, "lifted: {lift}");
+    }
     // A connection Ada's request used carries nothing into the platform's next use of it.
     assert_eq!(ask(None).await, vec!["Ada-shop", "Ada-shop", "Bob-shop"], "no user: the platform");
 }
