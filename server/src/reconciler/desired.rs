@@ -35,6 +35,9 @@ impl Reconciler {
                 tokio::spawn(async move { this.stop_deployment(id).await });
             }
         }
+        // Found instances of deployments that no longer run (stopped, replaced meanwhile).
+        let running: HashSet<Uuid> = rows.iter().filter(|r| r.3 == Status::Running).map(|r| r.0).collect();
+        self.drop_unclaimed(None, &running).await;
         // Work in progress in other environments' services must not wait for each other, but a
         // service waits for the services it needs (`waits.rs`).
         let mut waits: HashMap<Uuid, Waits> = HashMap::new();
@@ -94,6 +97,9 @@ impl Reconciler {
         tokio::spawn(async move {
             let relaunch = matches!(mode, Mode::Relaunch);
             let result = this.clone().pipeline(id, &token, relaunch).await;
+            if relaunch {
+                this.drop_unclaimed(Some(id), &HashSet::new()).await;
+            }
             if let Err(Failure { phase, reason }) = result {
                 let db = &this.state.db;
                 metrics::counter!("roundhouse_deploy_failures_total", "phase" => phase.as_str()).increment(1);

@@ -177,7 +177,7 @@ impl Reconciler {
                     list.push(Supervised { instance_id, service_id });
                 }
             }
-            inner.adoptable = wanted.iter().filter(|w| found.contains(&w.0)).map(|w| w.0).collect();
+            inner.adoptable = wanted.iter().filter(|w| found.contains(&w.0)).map(|w| (w.0, w.1)).collect();
             running.iter().chain(&found).filter(|id| !kept.contains(id)).copied().collect()
         };
         for id in unwanted {

@@ -94,8 +94,9 @@ struct Inner {
     /// Schedules are due between the last check and now (unset until this replica leads).
     cron_checked: Option<chrono::DateTime<Utc>>,
     /// Instances found running at the last take-over that their deployment's relaunch takes
-    /// back (by starting them by their own id).
-    adoptable: HashSet<Uuid>,
+    /// back (by starting them by their own id), with their deployment. What a relaunch does not
+    /// take back is stopped (`drop_unclaimed`).
+    adoptable: HashMap<Uuid, Uuid>,
     /// One-off runs (pre-deploy commands) waited for: instance → where its exit code goes.
     exits: HashMap<Uuid, tokio::sync::oneshot::Sender<Option<i32>>>,
 }
@@ -221,6 +222,30 @@ impl Reconciler {
             inner.adoptable.clear();
         }
         self.runtime.release().await;
+    }
+
+    /// Stops the found instances of `deployment` (of every deployment that no longer runs,
+    /// with `None`) that no relaunch took back: a second one for a replica, a cron run caught
+    /// mid-way, one whose relaunch failed. Nothing runs unsupervised.
+    pub(super) async fn drop_unclaimed(&self, deployment: Option<Uuid>, running: &HashSet<Uuid>) {
+        let unclaimed: Vec<Uuid> = {
+            let mut inner = self.inner();
+            let ids: Vec<Uuid> = inner
+                .adoptable
+                .iter()
+                .filter(|(_, d)| deployment.map_or(!running.contains(*d), |only| **d == only))
+                .map(|(i, _)| *i)
+                .collect();
+            for id in &ids {
+                inner.adoptable.remove(id);
+            }
+            ids
+        };
+        if unclaimed.is_empty() {
+            return;
+        }
+        let _ = sqlx::query("UPDATE instances SET state = 'stopped', updated_at = now() WHERE id = ANY($1)").bind(&unclaimed).execute(&self.state.db).await;
+        futures_util::future::join_all(unclaimed.iter().map(|id| self.runtime.stop(*id))).await;
     }
 
     async fn running_others(&self, service_id: Uuid, except: Uuid) -> sqlx::Result<Vec<(Uuid, i32)>> {

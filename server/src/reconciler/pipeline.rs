@@ -85,7 +85,7 @@ impl Reconciler {
         // The instances of this deployment found still running at the take-over, by replica:
         // a relaunch takes them back rather than starting new ones.
         let adoptable: HashMap<i32, Uuid> = if relaunch {
-            let ids: Vec<Uuid> = self.inner().adoptable.iter().copied().collect();
+            let ids: Vec<Uuid> = self.inner().adoptable.iter().filter(|(_, d)| **d == id).map(|(i, _)| *i).collect();
             sqlx::query_as("SELECT replica, id FROM instances WHERE deployment_id = $1 AND id = ANY($2) AND state <> 'stopped'")
                 .bind(id)
                 .bind(&ids)

@@ -633,6 +633,49 @@ async fn a_platform_restart_leaves_the_service_running_the_same_process_with_no_
     assert_eq!(logs.matches("started on port").count(), 1, "no instance started anew: {logs}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_crashed_while_no_platform_ran_has_its_last_words_logged_and_restarts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::new().await;
+    let (dir, ports) = test_data_dir();
+    let _cleanup = RuntimeGuard { reconciler: None, dir: dir.clone() };
+    let units = || server::runtime::local::LocalRuntime::live_units_of(&dir);
+    let s = setup(&app, &fixture(), json!({ "restart_policy": "on_failure", "restart_max": 3 })).await;
+    let mut first = Platform::start(&app, &dir, ports).await;
+    let d = deploy(&app, &s.token, &s.service).await;
+    wait_for(&app, &s.token, &d, &["running"]).await;
+    let (port, network): (i32, Option<String>) = sqlx::query_as("SELECT port, network FROM instances WHERE state <> 'stopped'").fetch_one(&app.db).await.unwrap();
+    first.kill_hard();
+
+    // No platform runs: the service is asked to crash directly, in its network.
+    let at = app::infra::live::Endpoint { network, addr: ([127, 0, 0, 1], port as u16).into() };
+    let mut conn = server::runtime::net::connect(&at).await.expect("the instance runs on");
+    conn.write_all(b"GET /crash HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let _ = conn.read_to_end(&mut Vec::new()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !units().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the instance did not end: {:?}", units());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The next platform reads what it printed last, sees how it ended, and restarts it per its
+    // policy, as if it had watched.
+    let _second = Platform::start(&app, &dir, ports).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = logs_text(&app, &s.token, &d).await;
+        if logs.contains("The process exited with code 3; restarting in 1s (restart 1)") && units().len() == 1 {
+            assert!(logs.contains("crashing on purpose"), "{logs}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not restarted:\n{logs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = app.get(&format!("/deployments/{d}"), &s.token).await.body;
+    assert_eq!(shown["deployment"]["status"], "running", "{shown}");
+    assert_eq!(shown["instances"][0]["restarts"], 1, "{shown}");
+}
+
 /// Requests through the proxy, four at a time, until `stop`: every answer's status and body.
 fn hammer(app: &TestApp, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<Vec<(StatusCode, String)>> {
     let router = app.router.clone();

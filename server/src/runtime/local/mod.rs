@@ -109,6 +109,8 @@ pub struct Local {
     found: Mutex<HashMap<Uuid, Record>>,
     /// The platform's binary: instance monitors run it (`roundhouse monitor`).
     exe: PathBuf,
+    /// Set while this replica does not lead (after `release`, until `adopt`): it starts nothing.
+    released: std::sync::atomic::AtomicBool,
     /// Whether this process removed what earlier ones left (`adopt`, once).
     swept: std::sync::atomic::AtomicBool,
     last_cpu: Mutex<HashMap<Uuid, (u64, Instant)>>,
@@ -213,6 +215,7 @@ impl LocalRuntime {
             instances: Mutex::new(HashMap::new()),
             found: Mutex::new(HashMap::new()),
             exe,
+            released: Default::default(),
             swept: std::sync::atomic::AtomicBool::new(false),
             last_cpu: Mutex::new(HashMap::new()),
         })))
@@ -391,19 +394,76 @@ impl Local {
         self.instances.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
+    /// What starting `spec` takes, checked before anything starts: its plan, its endpoint
+    /// and its network. `port`: the one it has (an instance taken back), else a free one.
+    async fn prepare_start(&self, spec: &InstanceSpec, logs: &LogSink, port: Option<u16>) -> Result<(Plan, Endpoint, Option<sandbox::network::NetLease>), String> {
+        let s = &spec.spec;
+        let is_db = s.source_kind == SourceKind::Database;
+        let network = self.isolation.network(s.environment_id).await?;
+        let port = match port {
+            Some(port) => port,
+            None if is_db => spec.private_port,
+            None => self.isolation.free_port(network.as_ref()).await?,
+        };
+
+        if !is_db {
+            // Fresh at every start (not at restarts): the services of the environment now.
+            self.isolation.write_hosts(s.project_id, s.environment_id, &super::net::hosts_file(&spec.peers)).await?;
+        }
+        let mut env = spec.env.clone();
+        env.insert("PORT".into(), port.to_string());
+        let mut volume = None;
+        if let (Some(path), false) = (&s.volume_path, is_db) {
+            let mount = Mount { host: self.volume_dir(s.id).join("data"), at: path.clone(), writable: true };
+            env.insert("ROUNDHOUSE_VOLUME_MOUNT_PATH".into(), self.isolation.visible(&mount));
+            volume = Some(mount);
+        }
+        let (workdir, script) = if is_db {
+            (self.database_mount(spec), self.database_command(spec, logs).await?)
+        } else {
+            let artifact = PathBuf::from(&spec.artifact);
+            let start = match &spec.command {
+                Some(command) => command.clone(),
+                None => std::fs::read_to_string(artifact.join(build::START_FILE)).map_err(|_| "The build of this deployment is gone: deploy again.".to_string())?,
+            };
+            (Mount { host: artifact.join("app"), at: sandbox::APP_DIR.into(), writable: false }, start)
+        };
+        let plan = Plan {
+            launch: Launch {
+                unit: format!("i-{}", spec.instance_id),
+                project: s.project_id,
+                environment: s.environment_id,
+                workdir,
+                home: self.home_dir(s.id),
+                volume,
+                script,
+                env,
+                limits: self.instance_limits(s),
+                stdin: false,
+                refuses_root: is_db && s.source == "postgres",
+                hosts: !is_db,
+            },
+            memory_mb: s.memory_mb,
+        };
+        let endpoint = Endpoint { network: network.as_ref().map(|n| n.path().to_string()), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        Ok((plan, endpoint, network))
+    }
+
     /// Kills what runs under this runtime's tag and removes its cgroups and networks — all
     /// but the units (and their networks) of `keep`.
     async fn sweep(&self, keep: &[Record]) -> anyhow::Result<usize> {
         let units: std::collections::HashSet<String> = keep.iter().map(|r| r.unit.clone()).collect();
         let environments: std::collections::HashSet<Uuid> = keep.iter().map(|r| r.environment_id).collect();
-        let mut spared: std::collections::HashSet<i32> = std::collections::HashSet::new();
-        if let Isolation::Sandboxed(s) = &self.isolation {
-            for unit in &units {
-                spared.extend(s.cgroups().existing(unit).map(|c| c.pids()).unwrap_or_default());
-            }
-            spared.extend(s.networks().uplink_pids(&environments));
-        }
-        let found: Vec<i32> = procfs::tagged(&self.tag).into_iter().filter(|p| !spared.contains(p)).collect();
+        let uplinks: Vec<i32> = match &self.isolation {
+            Isolation::Sandboxed(s) => s.networks().uplink_pids(&environments),
+            _ => Vec::new(),
+        };
+        // A process of a kept unit is spared by where it is (its cgroup), not by a list of pids
+        // taken earlier: one it forks meanwhile is spared too.
+        let in_kept_unit = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.lines().any(|l| units.iter().any(|u| l.ends_with(&format!("/{u}")))))
+        };
+        let found: Vec<i32> = procfs::tagged(&self.tag).into_iter().filter(|p| !uplinks.contains(p) && !in_kept_unit(*p)).collect();
         for &pid in &found {
             procfs::signal(pid, libc::SIGKILL);
         }
@@ -430,25 +490,30 @@ impl Local {
         Ok(cleaned)
     }
 
-    /// The instances that run with no process of the platform following them (an earlier
-    /// process started them, or this one before it let go); the folders of those that no
-    /// longer run are removed.
+    /// The instances no process of the platform follows — an earlier process started them, or
+    /// this one before it let go; running, or ended with their last output still to be read —
+    /// and those another process follows still (a replica that has not let go yet: taking one
+    /// back waits for it). Folders with nothing left to take back are removed.
     async fn unfollowed(&self) -> Vec<Record> {
         let followed: std::collections::HashSet<Uuid> = self.instances.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
-        let mut running = Vec::new();
+        let mut found = Vec::new();
         for (dir, record) in self.records() {
+            let Some(id) = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<Uuid>().ok()) else { continue };
+            if followed.contains(&id) {
+                continue;
+            }
+            let busy = monitored::followed_elsewhere(&dir);
             match record {
-                Some(r) if followed.contains(&r.instance_id) => {}
-                Some(r) if self.isolation.existing_unit(&r.unit).is_some_and(|u| !u.is_empty()) => running.push(r),
+                Some(r) if busy || self.isolation.existing_unit(&r.unit).is_some() => found.push(r),
                 Some(r) => self.discard(&r).await,
-                // A run being set up by this process has no record yet: not a leftover.
-                None if dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<Uuid>().ok()).is_some_and(|id| followed.contains(&id)) => {}
+                // Being set up by another process.
+                None if busy => {}
                 None => {
                     let _ = std::fs::remove_dir_all(dir);
                 }
             }
         }
-        running
+        found
     }
 
     async fn stop_instance(&self, instance_id: Uuid) {
@@ -486,6 +551,7 @@ impl Runtime for LocalRuntime {
 
     async fn adopt(&self) -> anyhow::Result<Adoption> {
         let first = !self.swept.swap(true, std::sync::atomic::Ordering::SeqCst);
+        self.released.store(false, std::sync::atomic::Ordering::SeqCst);
         // Sandboxed instances outlive the process that started them (`monitored.rs`): those
         // no process follows are found, their networks taken over, and everything else an
         // earlier process left (builds, processes, networks of nothing) removed. Unsandboxed
@@ -515,6 +581,7 @@ impl Runtime for LocalRuntime {
     }
 
     async fn release(&self) {
+        self.released.store(true, std::sync::atomic::Ordering::SeqCst);
         if !self.isolation.sandboxed() {
             // Nothing outlives this process without the sandbox: everything stops.
             let ids: Vec<Uuid> = self.instances.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
@@ -571,63 +638,35 @@ impl Runtime for LocalRuntime {
     }
 
     async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String> {
-        let s = &spec.spec;
-        let is_db = s.source_kind == SourceKind::Database;
-        // An instance that still runs (found by `adopt`) is taken back as it is.
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("This replica no longer leads: the instance is left to the one that does.".into());
+        }
+        // An instance that still runs (found by `adopt`) is taken back as it is, at its address.
         let found = self.found.lock().unwrap_or_else(|e| e.into_inner()).remove(&spec.instance_id);
+        let prepared = self.prepare_start(&spec, &logs, found.as_ref().map(|r| r.addr.port())).await;
+        let (plan, endpoint, network) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                // Still found: the reconciler stops it, or a later try takes it back.
+                if let Some(record) = found {
+                    self.found.lock().unwrap_or_else(|e| e.into_inner()).insert(record.instance_id, record);
+                }
+                return Err(e);
+            }
+        };
         let adopted = match found {
             Some(record) => {
                 let streams = (logs.stream(Stream::Stdout, Some(spec.replica)), logs.stream(Stream::Stderr, Some(spec.replica)));
-                self.attach(&record, streams).await?.map(|m| (m, record))
+                match self.attach(&record, streams).await {
+                    Ok(m) => m.map(|m| (m, record)),
+                    Err(e) => {
+                        self.found.lock().unwrap_or_else(|e| e.into_inner()).insert(record.instance_id, record);
+                        return Err(e);
+                    }
+                }
             }
             None => None,
         };
-        let network = self.isolation.network(s.environment_id).await?;
-        let port = match &adopted {
-            Some((_, record)) => record.addr.port(),
-            None if is_db => spec.private_port,
-            None => self.isolation.free_port(network.as_ref()).await?,
-        };
-        if !is_db {
-            // Fresh at every start (not at restarts): the services of the environment now.
-            self.isolation.write_hosts(s.project_id, s.environment_id, &super::net::hosts_file(&spec.peers)).await?;
-        }
-        let mut env = spec.env.clone();
-        env.insert("PORT".into(), port.to_string());
-        let mut volume = None;
-        if let (Some(path), false) = (&s.volume_path, is_db) {
-            let mount = Mount { host: self.volume_dir(s.id).join("data"), at: path.clone(), writable: true };
-            env.insert("ROUNDHOUSE_VOLUME_MOUNT_PATH".into(), self.isolation.visible(&mount));
-            volume = Some(mount);
-        }
-        let (workdir, script) = if is_db {
-            (self.database_mount(&spec), self.database_command(&spec, &logs).await?)
-        } else {
-            let artifact = PathBuf::from(&spec.artifact);
-            let start = match &spec.command {
-                Some(command) => command.clone(),
-                None => std::fs::read_to_string(artifact.join(build::START_FILE)).map_err(|_| "The build of this deployment is gone: deploy again.".to_string())?,
-            };
-            (Mount { host: artifact.join("app"), at: sandbox::APP_DIR.into(), writable: false }, start)
-        };
-        let plan = Plan {
-            launch: Launch {
-                unit: format!("i-{}", spec.instance_id),
-                project: s.project_id,
-                environment: s.environment_id,
-                workdir,
-                home: self.home_dir(s.id),
-                volume,
-                script,
-                env,
-                limits: self.instance_limits(s),
-                stdin: false,
-                refuses_root: is_db && s.source == "postgres",
-                hosts: !is_db,
-            },
-            memory_mb: s.memory_mb,
-        };
-        let endpoint = Endpoint { network: network.as_ref().map(|n| n.path().to_string()), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
         if let Some((_, record)) = &adopted {
             logs.system(&format!("Instance {} ran on while Roundhouse was away (process {}): following it again", spec.replica, record.pid)).await;
         }

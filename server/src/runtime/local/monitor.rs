@@ -37,6 +37,8 @@ const EXIT: u8 = 3;
 const END: u8 = 4;
 /// Kind (1 byte) and payload length (4 bytes, little-endian).
 const HEADER: usize = 5;
+/// The largest payload the monitor writes: a line cut at `MAX_LINE` (and marked), its time.
+const MAX_FRAME: usize = MAX_LINE + 16;
 
 /// What the monitor kept, in order. Lines carry the time the monitor read them (microseconds
 /// since the epoch): lines kept while no platform followed keep their own time.
@@ -88,11 +90,17 @@ impl Segments {
         Ok(Segments { dir: dir.to_path_buf(), n: 0, file, size: 0 })
     }
 
+    /// Appends whole frames. When the disk refuses them (full), they are dropped and the
+    /// segment cut back to its last whole frame: the monitor goes on draining the pipes (the
+    /// instance is never killed by a full disk) and the frames never lose their alignment.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.file.write_all(bytes)?;
+        if self.file.write_all(bytes).is_err() {
+            let _ = self.file.set_len(self.size);
+            return Ok(());
+        }
         self.size += bytes.len() as u64;
         if self.size >= SEGMENT_BYTES {
             self.n += 1;
@@ -186,6 +194,8 @@ fn keep(dir: &Path) -> io::Result<()> {
     let mut text = String::new();
     let _ = status.read_to_string(&mut text);
     let code = exit_code(&text);
+    // Also on its own, for the platform to see at once however far behind the logs are.
+    let _ = write_exit(dir, code);
     if code.is_some() {
         let mut f = Vec::new();
         frame(&mut f, EXIT, &code.unwrap_or_default().to_le_bytes());
@@ -200,6 +210,19 @@ fn keep(dir: &Path) -> io::Result<()> {
     }
     frame(&mut f, END, &[]);
     write(&segments, &f)
+}
+
+/// `DIR/exit`: the exit code (empty: ended, code unknown), written once it is known.
+fn write_exit(dir: &Path, code: Option<i32>) -> io::Result<()> {
+    let tmp = dir.join("exit.tmp");
+    fs::write(&tmp, code.map(|c| c.to_string()).unwrap_or_default())?;
+    fs::rename(tmp, dir.join("exit"))
+}
+
+/// What `DIR/exit` says: `None` while the instance runs, `Some(code)` once it ended.
+pub fn read_exit(dir: &Path) -> Option<Option<i32>> {
+    let text = fs::read_to_string(dir.join("exit")).ok()?;
+    Some(text.trim().parse().ok())
 }
 
 /// The exit code in bubblewrap's status documents.
@@ -326,6 +349,10 @@ fn parse(bytes: &[u8]) -> Option<(Frame, usize)> {
         return None;
     }
     let len = u32::from_le_bytes(bytes[1..HEADER].try_into().ok()?) as usize;
+    if len > MAX_FRAME {
+        // Not something the monitor writes: the rest of this segment is unreadable.
+        return Some((Frame::Lost(0), bytes.len()));
+    }
     let payload = bytes.get(HEADER..HEADER + len)?;
     let line = || {
         let at = payload.get(..8).and_then(|b| b.try_into().ok()).map_or(0, i64::from_le_bytes);
@@ -393,7 +420,7 @@ mod tests {
     #[test]
     fn segments_roll_over_and_the_tail_follows_them_and_counts_what_was_dropped() {
         let d = dir();
-        let line = "x".repeat(1 << 20);
+        let line = "x".repeat(MAX_LINE);
         let mut s = Segments::open(&d).unwrap();
         let mut f = Vec::new();
         line_frame(&mut f, OUT, 0, &line);
@@ -429,7 +456,7 @@ mod tests {
         let lock = File::create(d.join("lock")).unwrap();
         // SAFETY: flock on an open descriptor.
         assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-        let line = "y".repeat(1 << 20);
+        let line = "y".repeat(MAX_LINE);
         let mut f = Vec::new();
         line_frame(&mut f, OUT, 0, &line);
         let per_segment = SEGMENT_BYTES.div_ceil(f.len() as u64);
@@ -461,6 +488,14 @@ mod tests {
         assert!(!frames.iter().any(|f| matches!(f, Frame::Lost(_))), "output was dropped while followed");
         assert_eq!(frames.len() as u64, total);
         fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_length_is_not_believed() {
+        let mut bytes = vec![OUT];
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(b"whatever follows");
+        assert_eq!(parse(&bytes), Some((Frame::Lost(0), bytes.len())), "skipped, never allocated");
     }
 
     #[test]

@@ -58,8 +58,9 @@ pub(super) struct Record {
 const ATTACH_WAIT: Duration = Duration::from_secs(30);
 /// How long following lets go of an instance at most (its last lines stored meanwhile).
 const DETACH_WAIT: Duration = Duration::from_secs(5);
-/// How often a follower with nothing new looks again.
+/// How soon a follower with nothing new looks again: at first, and at most.
 const POLL: Duration = Duration::from_millis(20);
+const POLL_IDLE: Duration = Duration::from_millis(80);
 /// About this many bytes of frames are read, handed to the logs and stored at a time.
 const BATCH: usize = 256 * 1024;
 
@@ -159,12 +160,22 @@ impl Local {
             network: network.as_ref().map(|n| n.path().to_string()),
             addr,
         };
-        write_record(&dir, &record).map_err(|e| internal("record", e))?;
+        if let Err(e) = write_record(&dir, &record) {
+            // Nothing could take it back: it does not run on unrecorded.
+            let u = unit.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                u.kill_all();
+                u.remove();
+            })
+            .await;
+            let _ = fs::remove_dir_all(&dir);
+            return Err(internal("record", e));
+        }
         Ok(follow(dir, unit, pid, monitor_pid, reaped, network, lock, logs))
     }
 
     /// Follows again an instance an earlier platform process (or this one, before it let go)
-    /// started: `None` when it no longer runs (its folder is removed then).
+    /// started: `None` when nothing is left of it (its folder is removed then).
     pub(super) async fn attach(&self, record: &Record, logs: (LogSink, LogSink)) -> Result<Option<Monitored>, String> {
         let dir = self.instance_dir(record.instance_id);
         let lock = lock_file(&dir).map_err(|e| format!("Could not take the instance back: {e}"))?;
@@ -175,7 +186,9 @@ impl Local {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let Some(unit) = self.isolation.existing_unit(&record.unit).filter(|u| !u.is_empty()) else {
+        // One that ended while no platform followed is followed all the same: its last output
+        // (a crash's trace) reaches the logs, and its exit is reported as any other.
+        let Some(unit) = self.isolation.existing_unit(&record.unit) else {
             self.discard(record).await;
             return Ok(None);
         };
@@ -239,6 +252,10 @@ impl Monitored {
             if let Some(code) = *self.exit.borrow_and_update() {
                 return code.or_else(|| self.reaped.get().copied());
             }
+            // Written by the monitor at once: an exit is seen however far behind the logs are.
+            if let Some(code) = super::monitor::read_exit(&self.dir) {
+                return code.or_else(|| self.reaped.get().copied());
+            }
             // A monitor that died without a word (killed from outside) ends the run too.
             if !procfs::alive(self.monitor_pid) {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -247,7 +264,7 @@ impl Monitored {
                 }
                 return self.reaped.get().copied();
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.exit.changed()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.exit.changed()).await;
         }
     }
 
@@ -304,6 +321,7 @@ async fn follower(dir: PathBuf, (out, err): (LogSink, LogSink), exit: watch::Sen
             return;
         }
     };
+    let mut idle = Duration::ZERO;
     loop {
         if stop.is_cancelled() {
             return;
@@ -323,12 +341,15 @@ async fn follower(dir: PathBuf, (out, err): (LogSink, LogSink), exit: watch::Sen
             }
         };
         if frames.is_empty() {
+            // Quick after output, slower while the instance is quiet.
+            idle = (idle * 2).clamp(POLL, POLL_IDLE);
             tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(idle) => {}
                 _ = stop.cancelled() => return,
             }
             continue;
         }
+        idle = Duration::ZERO;
         let mut ended = false;
         for frame in frames {
             match frame {
@@ -391,6 +412,15 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 fn lock_file(dir: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(dir.join("lock"))
+}
+
+/// Whether another platform process follows the instance of `dir` (holds its lock).
+pub(super) fn followed_elsewhere(dir: &Path) -> bool {
+    match File::open(dir.join("lock")) {
+        // Taken and given back at once (as the file closes) when nobody holds it.
+        Ok(f) => !try_lock(&f),
+        Err(_) => false,
+    }
 }
 
 /// Takes the lock unless another open file of it holds it (released when the file closes,

@@ -168,10 +168,16 @@ impl Networks {
                 continue;
             }
             let needle = path.as_os_str().as_encoded_bytes().to_vec();
-            let uplink = crate::runtime::procfs::tagged(&tag)
-                .into_iter()
-                .find(|&pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == needle.as_slice())))
-                .map(Uplink::Adopted);
+            // The uplink is root's and runs slirp4netns: a tenant's process carries the tag and
+            // may name the path too, but is neither.
+            let is_uplink = |pid: i32| {
+                use std::os::unix::fs::MetadataExt;
+                let root = std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == 0);
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+                let named = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == needle.as_slice()));
+                root && named && exe.is_some() && exe.as_deref() == self.uplink.as_deref().and_then(|b| std::fs::canonicalize(b).ok()).as_deref()
+            };
+            let uplink = crate::runtime::procfs::tagged(&tag).into_iter().find(|&pid| is_uplink(pid)).map(Uplink::Adopted);
             nets.insert(environment, Net { users: 0, uplink });
         }
     }
