@@ -12,7 +12,7 @@ use helpers::*;
 use serde_json::{json, Value};
 use server::{
     logs::LogSink,
-    runtime::{Adoption, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, Usage},
+    runtime::{Adoption, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, RuntimeError, Usage},
 };
 use std::{
     collections::HashMap,
@@ -48,10 +48,10 @@ impl Runtime for FakeRuntime {
     async fn release(&self) {
         self.record("release".into());
     }
-    async fn build(&self, job: BuildJob, logs: LogSink, _cancel: CancellationToken) -> Result<String, String> {
+    async fn build(&self, job: BuildJob, logs: LogSink, _cancel: CancellationToken) -> Result<String, RuntimeError> {
         self.record(format!("build {}", job.spec.name));
         if job.spec.build_command.as_deref().is_some_and(|c| c.contains("fail")) {
-            return Err("The build failed: npm ERR! missing script: build".into());
+            return Err(RuntimeError::user("The build failed: npm ERR! missing script: build"));
         }
         logs.system("built by the fake runtime").await;
         Ok(format!("fake:{}", job.deployment_id))
@@ -59,16 +59,19 @@ impl Runtime for FakeRuntime {
     fn has_artifact(&self, artifact: &str) -> bool {
         artifact.starts_with("fake:")
     }
-    async fn start(&self, spec: InstanceSpec, _logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String> {
+    async fn start(&self, spec: InstanceSpec, _logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, RuntimeError> {
         self.record(format!("start {} replica {}", spec.spec.name, spec.replica));
+        if spec.spec.start_command.as_deref().is_some_and(|c| c.contains("no-permission")) {
+            return Err(RuntimeError::internal("The instance could not start.", "/srv/roundhouse/runtime/instances/1: permission denied"));
+        }
         let _ = events.send(InstanceEvent::Started { instance_id: spec.instance_id, pid: 1 });
         self.started.lock().unwrap().insert(spec.instance_id, spec);
         Ok(Endpoint { network: None, addr: "127.0.0.1:9".parse().unwrap() })
     }
-    async fn ready(&self, instance_id: Uuid, _deadline: Instant) -> Result<(), String> {
+    async fn ready(&self, instance_id: Uuid, _deadline: Instant) -> Result<(), RuntimeError> {
         let never = self.started.lock().unwrap().get(&instance_id).is_some_and(|s| s.spec.start_command.as_deref().is_some_and(|c| c.contains("never-ready")));
         if never {
-            return Err("It did not answer its health check in time.".into());
+            return Err(RuntimeError::user("It did not answer its health check in time."));
         }
         Ok(())
     }
@@ -80,7 +83,7 @@ impl Runtime for FakeRuntime {
     fn usage(&self) -> Vec<(Uuid, Usage)> {
         Vec::new()
     }
-    async fn private_listener(&self, _environment_id: Uuid, _addr: std::net::SocketAddrV4) -> Result<PrivateListener, String> {
+    async fn private_listener(&self, _environment_id: Uuid, _addr: std::net::SocketAddrV4) -> Result<PrivateListener, RuntimeError> {
         Err("the fake runtime has no network".into())
     }
     fn private_addrs(&self, _private_port: u16, _known_ports: &[u16], _itself: bool) -> Vec<std::net::SocketAddrV4> {
@@ -158,10 +161,16 @@ async fn the_pipeline_builds_starts_and_goes_live_and_counts_each_failure_by_pha
     let d = settle(&app, &token, &slow).await;
     assert_eq!((d["deployment"]["status"].as_str(), d["deployment"]["reason"].as_str()), (Some("failed"), Some("It did not answer its health check in time.")));
     assert!(fake.started.lock().unwrap().values().all(|s| s.spec.name == "web"), "the instance that never got ready was stopped");
+    // What the runtime says for the platform's log only (a host path) never reaches the user.
+    let denied = deploy(&app, &token, &project, "cron", None, Some("serve --no-permission")).await;
+    let d = settle(&app, &token, &denied).await;
+    assert_eq!((d["deployment"]["status"].as_str(), d["deployment"]["reason"].as_str()), (Some("failed"), Some("The instance could not start.")));
+    let logs = app.get(&format!("/deployments/{denied}/logs"), &token).await.text;
+    assert!(logs.contains("The instance could not start.") && !logs.contains("/srv/"), "{logs}");
 
     let req = axum::http::Request::builder().uri("/metrics").body(axum::body::Body::empty()).unwrap();
     let metrics = app.send(req).await.text;
-    assert_eq!((failures(&metrics, "build"), failures(&metrics, "ready"), failures(&metrics, "start")), (1, 1, 0), "{metrics}");
+    assert_eq!((failures(&metrics, "build"), failures(&metrics, "ready"), failures(&metrics, "start")), (1, 1, 1), "{metrics}");
     // How long each phase took, as histograms: four builds (one failing), three starts and
     // three readiness waits (one never ready) — at least: the other test of this process
     // deploys too.

@@ -37,7 +37,7 @@ impl Reconciler {
     /// (the replica whose runtime holds the builds), off its loop.
     pub async fn prune_builds(&self) -> anyhow::Result<usize> {
         let db = &self.state.db;
-        let held = self.runtime.builds().await.map_err(anyhow::Error::msg)?;
+        let held = self.runtime.builds().await.map_err(|e| anyhow::anyhow!("{} {}", e.user, e.internal.unwrap_or_default()))?;
         if held.is_empty() {
             return Ok(0);
         }
@@ -55,7 +55,7 @@ impl Reconciler {
                 continue;
             }
             if let Err(e) = self.runtime.remove_build(&artifact).await {
-                tracing::warn!(error = %e, deployment_id = %id, "removing an old build failed");
+                tracing::warn!(error = %e, detail = e.internal.as_deref().unwrap_or(""), deployment_id = %id, "removing an old build failed");
                 continue;
             }
             // Deployments no longer point at it (one queued since keeps its pointer, and finds

@@ -114,7 +114,7 @@ impl Reconciler {
             if let Some(list) = inner.supervised.get_mut(&id) {
                 list.retain(|i| i.instance_id != instance_id);
             }
-            return Err(e);
+            return Err(e.shown());
         }
         Ok(())
     }

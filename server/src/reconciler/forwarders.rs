@@ -68,7 +68,7 @@ impl Reconciler {
                             old.abort();
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, %addr, %service_id, "cannot listen where the service answers privately"),
+                    Err(e) => tracing::debug!(error = %e, detail = e.internal.as_deref().unwrap_or(""), %addr, %service_id, "cannot listen where the service answers privately"),
                 }
             }
         }

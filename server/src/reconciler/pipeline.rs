@@ -46,6 +46,11 @@ impl Failure {
     fn at(phase: Phase) -> impl Fn(String) -> Failure {
         move |reason| Failure { phase, reason }
     }
+
+    /// A runtime's error in `phase`: the user's part is the reason; the rest is logged.
+    fn runtime(phase: Phase) -> impl Fn(crate::runtime::RuntimeError) -> Failure {
+        move |e| Failure { phase, reason: e.shown() }
+    }
 }
 
 impl From<&str> for Failure {
@@ -152,7 +157,7 @@ impl Reconciler {
                     let built = tokio::time::timeout(build_timeout, self.runtime.build(job, sink.clone(), cancel.clone())).await;
                     took(Phase::Build, building);
                     let a = match built {
-                        Ok(result) => result.map_err(Failure::at(Phase::Build))?,
+                        Ok(result) => result.map_err(Failure::runtime(Phase::Build))?,
                         Err(_) => {
                             cancel.cancel();
                             return Err(Failure { phase: Phase::Build, reason: format!("The build did not finish within {}s.", build_timeout.as_secs()) });
@@ -249,7 +254,7 @@ impl Reconciler {
                 command: None,
                 peers: peers.clone(),
             };
-            let endpoint = self.runtime.start(spec, sink.clone(), self.events.clone()).await.map_err(Failure::at(Phase::Start))?;
+            let endpoint = self.runtime.start(spec, sink.clone(), self.events.clone()).await.map_err(Failure::runtime(Phase::Start))?;
             sqlx::query("UPDATE instances SET port = $2, network = $3 WHERE id = $1")
                 .bind(instance_id)
                 .bind(endpoint.addr.port() as i32)
@@ -269,7 +274,7 @@ impl Reconciler {
         for &instance in &started {
             tokio::select! {
                 r = self.runtime.ready(instance, deadline) => if let Err(e) = r {
-                    ready = Err(e);
+                    ready = Err(e.shown());
                     break;
                 },
                 _ = cancel.cancelled() => return Ok(()),
@@ -347,7 +352,7 @@ impl Reconciler {
         };
         if let Err(e) = self.runtime.start(one_off, sink.clone(), self.events.clone()).await {
             forget(self);
-            return Err(format!("The pre-deploy command could not start: {e}"));
+            return Err(format!("The pre-deploy command could not start: {}", e.shown()));
         }
         let code = tokio::select! {
             code = tokio::time::timeout(limit, rx) => code,

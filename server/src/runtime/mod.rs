@@ -20,6 +20,54 @@ use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// Why a runtime could not do something. `user` is what the deployment's owner is told (its
+/// reason, its logs); `internal` is for the platform's own log only — paths on the host, system
+/// errors, what a cluster answered — and never reaches a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeError {
+    pub user: String,
+    pub internal: Option<String>,
+}
+
+impl RuntimeError {
+    /// An error whose whole story is the user's to read.
+    pub fn user(message: impl Into<String>) -> Self {
+        RuntimeError { user: message.into(), internal: None }
+    }
+
+    /// `user` for the owner, `detail` for the platform's log.
+    pub fn internal(user: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        RuntimeError { user: user.into(), internal: Some(detail.to_string()) }
+    }
+
+    /// Logs the internal part, if any, and answers what the user is told: where the error
+    /// leaves the runtime for a user's eyes.
+    pub fn shown(self) -> String {
+        if let Some(detail) = &self.internal {
+            tracing::warn!(error = %detail, "{}", self.user);
+        }
+        self.user
+    }
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.user)
+    }
+}
+
+impl From<String> for RuntimeError {
+    fn from(user: String) -> Self {
+        RuntimeError::user(user)
+    }
+}
+
+impl From<&str> for RuntimeError {
+    fn from(user: &str) -> Self {
+        RuntimeError::user(user)
+    }
+}
+
 /// What to build: a deployment's source, with its resolved variables (builds may read them).
 #[derive(Debug, Clone)]
 pub struct BuildJob {
@@ -117,20 +165,20 @@ pub trait Runtime: Send + Sync + 'static {
     async fn release(&self);
 
     /// Builds a deployment; answers where the build is. Logs go to `logs`; `cancel` stops it.
-    async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String>;
+    async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, RuntimeError>;
 
     /// Whether a build from an earlier deployment can still be run.
     fn has_artifact(&self, artifact: &str) -> bool;
 
     /// The builds this runtime holds: the deployment each was made for, and its artifact (what
     /// `build` answered). A runtime whose builds live elsewhere (an image registry) lists none.
-    async fn builds(&self) -> Result<Vec<(Uuid, String)>, String> {
+    async fn builds(&self) -> Result<Vec<(Uuid, String)>, RuntimeError> {
         Ok(Vec::new())
     }
 
     /// Removes one build for good (retention). It is out of reach at once (`has_artifact` is
     /// false as this returns); the space may be freed later.
-    async fn remove_build(&self, artifact: &str) -> Result<(), String> {
+    async fn remove_build(&self, artifact: &str) -> Result<(), RuntimeError> {
         let _ = artifact;
         Ok(())
     }
@@ -138,10 +186,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// Starts an instance and keeps it running per its restart policy, reporting on `events`.
     /// Answers where it serves (reach it with `net::connect`). An instance `adopt` found is
     /// taken back instead: nothing new starts.
-    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String>;
+    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, RuntimeError>;
 
     /// Waits until the instance is ready for traffic: its health check answers, or it listens.
-    async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), String>;
+    async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), RuntimeError>;
 
     /// Stops an instance (graceful, then forced) and waits until it is gone.
     async fn stop(&self, instance_id: Uuid);
@@ -158,7 +206,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// A listener at `addr` in the network the environment's services share: how a service is
     /// reachable by the others at a stable address (`ROUNDHOUSE_PRIVATE_DOMAIN`, and its bare
     /// name: see `private_addrs`). The network stays up while the listener lives.
-    async fn private_listener(&self, environment_id: Uuid, addr: std::net::SocketAddrV4) -> Result<PrivateListener, String>;
+    async fn private_listener(&self, environment_id: Uuid, addr: std::net::SocketAddrV4) -> Result<PrivateListener, RuntimeError>;
 
     /// Where a service answers the others of its environment: its private port on the
     /// network's loopback, and the addresses its bare name resolves to with the ports it is

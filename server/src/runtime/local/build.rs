@@ -270,7 +270,7 @@ impl Local {
             hosts: false,
         };
         let log = logs.stream(Stream::Build, None);
-        let mut running = self.run(launch, log.clone(), log, stdin).await?;
+        let mut running = self.run(launch, log.clone(), log, stdin).await.map_err(crate::runtime::RuntimeError::shown)?;
         let watched = [app.to_path_buf(), home];
         let over_budget = async {
             loop {

@@ -115,7 +115,7 @@ impl Local {
             hosts: false,
         };
         let log = logs.stream(Stream::Build, None);
-        let mut running = self.run(launch, log.clone(), log, stdin).await?;
+        let mut running = self.run(launch, log.clone(), log, stdin).await.map_err(crate::runtime::RuntimeError::shown)?;
         let status = running.child.wait().await.map_err(|e| e.to_string());
         running.finish().await;
         let status = status?;

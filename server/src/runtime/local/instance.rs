@@ -167,7 +167,8 @@ impl Local {
             };
             let mut proc = match run {
                 Ok(proc) => proc,
-                Err(reason) => {
+                Err(e) => {
+                    let reason = e.shown();
                     logs.system(&reason).await;
                     if let Some(f) = first.take() {
                         let _ = f.send(Err(reason.clone()));
@@ -251,7 +252,7 @@ impl Local {
     }
 
     /// One run of the instance: kept by a monitor in the sandbox, through pipes without it.
-    async fn launch(&self, ctl: &Ctl, plan: &Plan, logs: &LogSink, replica: Option<i32>) -> Result<Proc, String> {
+    async fn launch(&self, ctl: &Ctl, plan: &Plan, logs: &LogSink, replica: Option<i32>) -> Result<Proc, crate::runtime::RuntimeError> {
         let (out, err) = (logs.stream(Stream::Stdout, replica), logs.stream(Stream::Stderr, replica));
         if self.isolation.sandboxed() {
             let spec = &ctl.spec;

@@ -165,14 +165,14 @@ impl Isolation {
 
     /// The command of `launch`, ready to spawn. `status`: see `Sandbox::prepare` (only the
     /// sandbox writes one).
-    pub async fn prepare(&self, launch: Launch, status: Option<std::os::fd::OwnedFd>) -> Result<Prepared, String> {
+    pub async fn prepare(&self, launch: Launch, status: Option<std::os::fd::OwnedFd>) -> Result<Prepared, crate::runtime::RuntimeError> {
         match self {
             Isolation::Sandboxed(s) => {
                 let p = s.prepare(launch, status).await?;
                 Ok(Prepared { command: p.command, unit: Unit::Cgroup(p.unit), network: Some(p.network) })
             }
             Isolation::Host(h) => Ok(h.prepare(launch)),
-            Isolation::Unavailable(why) => Err(unavailable(why)),
+            Isolation::Unavailable(why) => Err(unavailable(why).into()),
         }
     }
 }

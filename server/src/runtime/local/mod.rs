@@ -25,7 +25,7 @@ use super::{
         network::Networks,
         probe, Launch, Mount, Sandbox,
     },
-    procfs, Adoption, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, Usage,
+    procfs, Adoption, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, RuntimeError, Usage,
 };
 use crate::logs::LogSink;
 use app::{
@@ -605,7 +605,7 @@ impl Runtime for LocalRuntime {
         self.last_cpu.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, String> {
+    async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, RuntimeError> {
         // A build that fails, is cancelled or is dropped (past its deadline) leaves no folder:
         // only a build that ran can be rolled back to.
         struct Discard(Option<PathBuf>);
@@ -621,7 +621,7 @@ impl Runtime for LocalRuntime {
         if built.is_ok() {
             discard.0 = None;
         }
-        built
+        built.map_err(RuntimeError::user)
     }
 
     fn has_artifact(&self, artifact: &str) -> bool {
@@ -629,17 +629,17 @@ impl Runtime for LocalRuntime {
         p.starts_with(&self.root) && p.is_dir()
     }
 
-    async fn builds(&self) -> Result<Vec<(Uuid, String)>, String> {
-        Local::builds(self).await
+    async fn builds(&self) -> Result<Vec<(Uuid, String)>, RuntimeError> {
+        Local::builds(self).await.map_err(|e| RuntimeError::internal("Could not list the builds.", e))
     }
 
-    async fn remove_build(&self, artifact: &str) -> Result<(), String> {
-        Local::remove_build(self, artifact).await
+    async fn remove_build(&self, artifact: &str) -> Result<(), RuntimeError> {
+        Local::remove_build(self, artifact).await.map_err(|e| RuntimeError::internal("Could not remove a build.", e))
     }
 
-    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, String> {
+    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, RuntimeError> {
         if self.released.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err("This replica no longer leads: the instance is left to the one that does.".into());
+            return Err(RuntimeError::user("This replica no longer leads: the instance is left to the one that does."));
         }
         // An instance that still runs (found by `adopt`) is taken back as it is, at its address.
         let found = self.found.lock().unwrap_or_else(|e| e.into_inner()).remove(&spec.instance_id);
@@ -651,7 +651,7 @@ impl Runtime for LocalRuntime {
                 if let Some(record) = found {
                     self.found.lock().unwrap_or_else(|e| e.into_inner()).insert(record.instance_id, record);
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         let adopted = match found {
@@ -686,14 +686,14 @@ impl Runtime for LocalRuntime {
         *ctl.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         match rx.await {
             Ok(Ok(())) => Ok(endpoint),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err("The instance supervisor ended before the process started.".into()),
+            Ok(Err(e)) => Err(RuntimeError::user(e)),
+            Err(_) => Err(RuntimeError::user("The instance supervisor ended before the process started.")),
         }
     }
 
-    async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), String> {
+    async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), RuntimeError> {
         let ctl = self.ctl(instance_id).ok_or("The instance is gone.")?;
-        self.wait_ready(ctl, deadline).await
+        Ok(self.wait_ready(ctl, deadline).await?)
     }
 
     async fn stop(&self, instance_id: Uuid) {
@@ -726,11 +726,11 @@ impl Runtime for LocalRuntime {
             .collect()
     }
 
-    async fn private_listener(&self, environment_id: Uuid, addr: std::net::SocketAddrV4) -> Result<PrivateListener, String> {
+    async fn private_listener(&self, environment_id: Uuid, addr: std::net::SocketAddrV4) -> Result<PrivateListener, RuntimeError> {
         let network = self.isolation.network(environment_id).await?;
         let listener = super::net::listen(network.as_ref().map(|n| n.path()), SocketAddr::V4(addr))
             .await
-            .map_err(|e| format!("Cannot listen at {addr}: {e}"))?;
+            .map_err(|e| RuntimeError::internal(format!("Cannot listen at {addr}."), e))?;
         Ok(PrivateListener { listener, hold: Box::new(network) })
     }
 

@@ -19,7 +19,11 @@ use super::{
 };
 use crate::{
     logs::LogSink,
-    runtime::{procfs, sandbox::{network::NetLease, Launch}},
+    runtime::{
+        procfs,
+        sandbox::{network::NetLease, Launch},
+        RuntimeError,
+    },
 };
 use serde::{Deserialize, Serialize};
 use std::{
@@ -105,14 +109,14 @@ impl Local {
     }
 
     /// Starts `launch` in its sandbox with a monitor keeping its output, and follows it.
-    pub(super) async fn spawn_monitored(&self, launch: Launch, instance_id: Uuid, deployment_id: Uuid, addr: SocketAddr, logs: (LogSink, LogSink)) -> Result<Monitored, String> {
+    pub(super) async fn spawn_monitored(&self, launch: Launch, instance_id: Uuid, deployment_id: Uuid, addr: SocketAddr, logs: (LogSink, LogSink)) -> Result<Monitored, RuntimeError> {
         let dir = self.instance_dir(instance_id);
-        let internal = |what: &str, e: io::Error| format!("Could not start the instance's monitor ({what}: {e})");
+        let internal = |what: &str, e: io::Error| RuntimeError::internal("Could not start the instance's monitor.", format!("{what}: {e}"));
         let _ = fs::remove_dir_all(&dir);
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| internal("folder", e))?;
         let lock = lock_file(&dir).map_err(|e| internal("lock", e))?;
         if !try_lock(&lock) {
-            return Err("Another process of the platform follows this instance.".into());
+            return Err(RuntimeError::user("Another process of the platform follows this instance."));
         }
         let (out_r, out_w) = pipe().map_err(|e| internal("pipe", e))?;
         let (err_r, err_w) = pipe().map_err(|e| internal("pipe", e))?;
@@ -142,7 +146,7 @@ impl Local {
                 let u = unit.clone();
                 let _ = tokio::task::spawn_blocking(move || u.remove()).await;
                 let _ = fs::remove_dir_all(&dir);
-                return Err(format!("Could not start the process: {e}"));
+                return Err(RuntimeError::internal("Could not start the process.", e));
             }
         };
         drop(command);
@@ -176,13 +180,13 @@ impl Local {
 
     /// Follows again an instance an earlier platform process (or this one, before it let go)
     /// started: `None` when nothing is left of it (its folder is removed then).
-    pub(super) async fn attach(&self, record: &Record, logs: (LogSink, LogSink)) -> Result<Option<Monitored>, String> {
+    pub(super) async fn attach(&self, record: &Record, logs: (LogSink, LogSink)) -> Result<Option<Monitored>, RuntimeError> {
         let dir = self.instance_dir(record.instance_id);
-        let lock = lock_file(&dir).map_err(|e| format!("Could not take the instance back: {e}"))?;
+        let lock = lock_file(&dir).map_err(|e| RuntimeError::internal("Could not take the instance back.", e))?;
         let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
         while !try_lock(&lock) {
             if tokio::time::Instant::now() >= deadline {
-                return Err("Another process of the platform still follows this instance.".into());
+                return Err(RuntimeError::user("Another process of the platform still follows this instance."));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

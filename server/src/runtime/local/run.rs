@@ -8,7 +8,13 @@ use super::{
     pump::pump,
     Local,
 };
-use crate::{logs::LogSink, runtime::sandbox::{network::NetLease, Launch}};
+use crate::{
+    logs::LogSink,
+    runtime::{
+        sandbox::{network::NetLease, Launch},
+        RuntimeError,
+    },
+};
 use std::{sync::Arc, time::Duration};
 use tokio::{io::AsyncWriteExt, process::Child, task::JoinHandle};
 
@@ -41,7 +47,7 @@ impl Drop for Running {
 impl Local {
     /// Starts `launch` with its stdout and stderr going to `out` and `err`, and `stdin` (if
     /// any) written to it.
-    pub(super) async fn run(&self, launch: Launch, out: LogSink, err: LogSink, stdin: Option<Vec<u8>>) -> Result<Running, String> {
+    pub(super) async fn run(&self, launch: Launch, out: LogSink, err: LogSink, stdin: Option<Vec<u8>>) -> Result<Running, RuntimeError> {
         let Prepared { mut command, unit, network } = self.isolation.prepare(launch, None).await?;
         let unit = Arc::new(unit);
         let mut child = match command.spawn() {
@@ -49,7 +55,7 @@ impl Local {
             Err(e) => {
                 let u = unit.clone();
                 let _ = tokio::task::spawn_blocking(move || u.remove()).await;
-                return Err(format!("Could not start the process: {e}"));
+                return Err(RuntimeError::internal("Could not start the process.", e));
             }
         };
         let pid = child.id().unwrap_or(0) as i32;

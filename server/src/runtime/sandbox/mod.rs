@@ -20,6 +20,7 @@ pub mod network;
 pub mod probe;
 pub mod seccomp;
 
+use super::RuntimeError;
 use cgroup::{Cgroup, CgroupRoot, Limits};
 use network::{NetLease, Networks};
 use std::{
@@ -176,26 +177,26 @@ impl Sandbox {
     /// Everything a launch needs, set up: identity, `/etc`, network, cgroup, and the command.
     /// `status`: where bubblewrap writes its status documents, the exit code last
     /// (`--json-status-fd`), for a monitor that outlives the platform process.
-    pub async fn prepare(&self, launch: Launch, status: Option<OwnedFd>) -> Result<Prepared, String> {
+    pub async fn prepare(&self, launch: Launch, status: Option<OwnedFd>) -> Result<Prepared, RuntimeError> {
         let uid = self.identities.uid(launch.project).await?;
-        let etc = identity::etc_files(&self.etc_root, uid, self.outbound).map_err(|e| format!("Could not write the sandbox's /etc: {e}"))?;
+        let etc = identity::etc_files(&self.etc_root, uid, self.outbound).map_err(|e| RuntimeError::internal("Could not set up the sandbox's /etc.", e))?;
         for dir in [&launch.home, &launch.workdir.host].into_iter().chain(launch.volume.as_ref().map(|v| &v.host)) {
             let prepared = match dir.parent() {
                 Some(parent) => group_only(parent, uid).and_then(|_| own_dir(dir, uid)),
                 None => own_dir(dir, uid),
             };
-            prepared.map_err(|e| format!("Could not prepare {}: {e}", dir.display()))?;
+            prepared.map_err(|e| RuntimeError::internal("Could not prepare the sandbox's folders.", format!("{}: {e}", dir.display())))?;
         }
         let network = self.network(launch.environment).await?;
         let unit = self
             .cgroups
             .create(&launch.unit, &launch.limits)
-            .map_err(|e| format!("Could not set the resource limits (cgroup {}): {e}", launch.unit))?;
+            .map_err(|e| RuntimeError::internal("Could not set the resource limits.", format!("cgroup {}: {e}", launch.unit)))?;
         match self.command(&launch, uid, &etc, &network, &unit, status) {
             Ok(command) => Ok(Prepared { command, unit, network, uid }),
             Err(e) => {
                 unit.remove();
-                Err(format!("Could not prepare the sandbox: {e}"))
+                Err(RuntimeError::internal("Could not prepare the sandbox.", e))
             }
         }
     }
