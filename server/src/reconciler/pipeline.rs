@@ -255,10 +255,11 @@ impl Reconciler {
                 peers: peers.clone(),
             };
             let endpoint = self.runtime.start(spec, sink.clone(), self.events.clone()).await.map_err(Failure::runtime(Phase::Start))?;
-            sqlx::query("UPDATE instances SET port = $2, network = $3 WHERE id = $1")
+            sqlx::query("UPDATE instances SET port = $2, network = $3, address = $4 WHERE id = $1")
                 .bind(instance_id)
                 .bind(endpoint.addr.port() as i32)
                 .bind(&endpoint.network)
+                .bind(endpoint.addr.to_string())
                 .execute(db)
                 .await
                 .map_err(|e| internal(&e))?;
