@@ -56,7 +56,7 @@ impl Runtime for FakeRuntime {
         logs.system("built by the fake runtime").await;
         Ok(format!("fake:{}", job.deployment_id))
     }
-    fn has_artifact(&self, artifact: &str) -> bool {
+    async fn has_artifact(&self, artifact: &str) -> bool {
         artifact.starts_with("fake:")
     }
     async fn start(&self, spec: InstanceSpec, _logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, RuntimeError> {
@@ -80,7 +80,7 @@ impl Runtime for FakeRuntime {
             self.record(format!("stop {} replica {}", spec.spec.name, spec.replica));
         }
     }
-    fn usage(&self) -> Vec<(Uuid, Usage)> {
+    async fn usage(&self) -> Vec<(Uuid, Usage)> {
         Vec::new()
     }
     async fn private_listener(&self, _environment_id: Uuid, _addr: std::net::SocketAddrV4) -> Result<PrivateListener, RuntimeError> {

@@ -96,8 +96,8 @@ mod tests {
         let before = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).single().expect("time");
         let mut out = Vec::new();
         start(&mut out);
-        push_row(&mut out, &Record { deployment_id: id, at, stream: Stream::Stderr, replica: None, line: "a\tb\n\\.".into() });
-        push_row(&mut out, &Record { deployment_id: id, at: before, stream: Stream::Stdout, replica: Some(-12), line: String::new() });
+        push_row(&mut out, &Record { deployment_id: id, at, stream: Stream::Stderr, replica: None, line: "a\tb\n\\.".into(), cursor: None });
+        push_row(&mut out, &Record { deployment_id: id, at: before, stream: Stream::Stdout, replica: Some(-12), line: String::new(), cursor: None });
         finish(&mut out);
 
         let rows = read(&out);
@@ -113,7 +113,7 @@ mod tests {
         start(&mut out);
         let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("time");
         for line in ["nul\0here\0", "ünïcødé ✓ 😀", "\0"] {
-            push_row(&mut out, &Record { deployment_id: Uuid::nil(), at, stream: Stream::Stdout, replica: Some(0), line: line.into() });
+            push_row(&mut out, &Record { deployment_id: Uuid::nil(), at, stream: Stream::Stdout, replica: Some(0), line: line.into(), cursor: None });
         }
         finish(&mut out);
         let lines: Vec<Vec<u8>> = read(&out).into_iter().map(|row| row[4].clone().expect("a line")).collect();

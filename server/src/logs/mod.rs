@@ -41,6 +41,17 @@ pub struct Record {
     pub stream: Stream,
     pub replica: Option<i32>,
     pub line: String,
+    /// Where the line's source stands once it is stored (a line an instance's monitor kept):
+    /// saved in the same transaction as the line.
+    pub cursor: Option<Cursor>,
+}
+
+/// A position in the output one run of an instance's monitor kept, just after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub run: Uuid,
+    pub segment: u64,
+    pub offset: u64,
 }
 
 /// What a stored line counts against its deployment's budget: its text plus an estimate of its

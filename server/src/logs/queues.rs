@@ -235,7 +235,7 @@ mod tests {
     use futures_util::FutureExt;
 
     fn record(deployment_id: Uuid, line: String) -> Record {
-        Record { deployment_id, at: Utc::now(), stream: Stream::Stdout, replica: Some(0), line }
+        Record { deployment_id, at: Utc::now(), stream: Stream::Stdout, replica: Some(0), line, cursor: None }
     }
 
     /// Queues `n` lines `"<tag> <i>"` for a deployment; each must be queued without waiting.

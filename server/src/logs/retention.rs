@@ -120,6 +120,9 @@ pub async fn prune_old(db: &PgPool, max_age: chrono::Duration) -> sqlx::Result<u
     .bind(before)
     .fetch_all(db)
     .await?;
+    // The stored positions of instance runs quiet that long: a run that resumes without one
+    // starts from its folder's own cursor.
+    sqlx::query("DELETE FROM instance_log_cursors WHERE updated_at < $1").bind(before).execute(db).await?;
     let mut deleted = 0;
     for id in old {
         loop {

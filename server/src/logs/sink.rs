@@ -1,6 +1,6 @@
 //! The producer side: one deployment's stream of lines, cleaned before it is queued.
 
-use super::{LogTx, Record, Redactor};
+use super::{Cursor, LogTx, Record, Redactor};
 use app::deployments::Stream;
 use chrono::Utc;
 use std::sync::Arc;
@@ -31,17 +31,18 @@ impl LogSink {
     }
 
     pub async fn line(&self, line: &str) {
-        self.send(line, Utc::now()).await
+        self.send(line, Utc::now(), None).await
     }
 
-    /// A line read earlier, at `micros` (since the epoch; now, if that cannot be a time).
-    pub async fn line_at(&self, line: &str, micros: i64) {
-        self.send(line, chrono::DateTime::from_timestamp_micros(micros).unwrap_or_else(Utc::now)).await
+    /// A line an instance's monitor kept, read at `micros` (since the epoch; now, if that
+    /// cannot be a time); `cursor` is where its output stands once the line is stored.
+    pub async fn kept_line(&self, line: &str, micros: i64, cursor: Cursor) {
+        self.send(line, chrono::DateTime::from_timestamp_micros(micros).unwrap_or_else(Utc::now), Some(cursor)).await
     }
 
-    async fn send(&self, line: &str, at: chrono::DateTime<Utc>) {
+    async fn send(&self, line: &str, at: chrono::DateTime<Utc>, cursor: Option<Cursor>) {
         let line = clean(line, &self.redactor);
-        let record = Record { deployment_id: self.deployment_id, at, stream: self.stream, replica: self.replica, line };
+        let record = Record { deployment_id: self.deployment_id, at, stream: self.stream, replica: self.replica, line, cursor };
         self.tx.send(record).await;
     }
 

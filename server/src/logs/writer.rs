@@ -120,6 +120,12 @@ async fn store(db: &PgPool, batch: &[Queued], rows: &mut Vec<u8>) -> sqlx::Resul
         *usage.entry(q.record.deployment_id).or_default() += q.record.line.len() as i64 + STORED_LINE_OVERHEAD;
     }
     copy::finish(rows);
+    // Where each monitored run stands after its last line of this batch (lines of a run are
+    // in order within a batch).
+    let mut cursors: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    for c in batch.iter().filter_map(|q| q.record.cursor) {
+        cursors.insert(c.run, (c.segment as i64, c.offset as i64));
+    }
     let (ids, bytes): (Vec<Uuid>, Vec<i64>) = usage.into_iter().unzip();
     let mut tx = db.begin().await?;
     // First, so each deployment's usage row is written (and locked) before its lines go in:
@@ -133,6 +139,20 @@ async fn store(db: &PgPool, batch: &[Queued], rows: &mut Vec<u8>) -> sqlx::Resul
     let mut copy = tx.copy_in_raw(copy::STATEMENT).await?;
     copy.send(rows.as_slice()).await?;
     copy.finish().await?;
+    if !cursors.is_empty() {
+        let (runs, positions): (Vec<Uuid>, Vec<(i64, i64)>) = cursors.into_iter().unzip();
+        let (segments, offsets): (Vec<i64>, Vec<i64>) = positions.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO instance_log_cursors AS c (run_id, segment, \"offset\")
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])
+             ON CONFLICT (run_id) DO UPDATE SET segment = excluded.segment, \"offset\" = excluded.\"offset\", updated_at = now()",
+        )
+        .bind(&runs)
+        .bind(&segments)
+        .bind(&offsets)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await
 }
 

@@ -82,7 +82,10 @@ impl Reconciler {
         let env = environment::load(db, &self.state.secrets, &self.state.config, env_id).await.map_err(|e| e.to_string())?;
         let sink = self.sink(id, Arc::new(Redactor::new(&env.secrets)));
         let vars = env.resolve(spec.id).map_err(|e| format!("variables do not resolve: {e}"))?;
-        let artifact = artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("the build of this deployment is gone: deploy again")?;
+        let artifact = match artifact {
+            Some(a) if self.runtime.has_artifact(&a).await => a,
+            _ => return Err("the build of this deployment is gone: deploy again".into()),
+        };
         self.still_admitted(&spec).await?;
         // A run ends when its command does; it is never restarted.
         spec.restart_policy = app::services::RestartPolicy::Never;

@@ -108,10 +108,16 @@ impl Reconciler {
             } else {
                 sink.system("Roundhouse restarted: taking this deployment's instances back").await;
             }
-            artifact.filter(|a| self.runtime.has_artifact(a)).ok_or("The build of this deployment is gone: deploy again.")?
+            match artifact {
+                Some(a) if self.runtime.has_artifact(&a).await => a,
+                _ => return Err(Failure::from("The build of this deployment is gone: deploy again.")),
+            }
         } else {
             let repeats = artifact.is_some();
-            let reuse = artifact.filter(|a| self.runtime.has_artifact(a));
+            let reuse = match artifact {
+                Some(a) if self.runtime.has_artifact(&a).await => Some(a),
+                _ => None,
+            };
             // The build it repeats (a rollback's) was removed by retention meanwhile: an uploaded
             // archive is built again as it was, but a branch or a folder has moved on since.
             if repeats && reuse.is_none() && matches!(spec.source_kind, SourceKind::Git | SourceKind::Directory) {

@@ -5,7 +5,7 @@ use super::*;
 
 impl Reconciler {
     pub(super) async fn sample_metrics(&self) {
-        let usage = self.runtime.usage();
+        let usage = self.runtime.usage().await;
         if usage.is_empty() {
             return;
         }

@@ -167,8 +167,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// Builds a deployment; answers where the build is. Logs go to `logs`; `cancel` stops it.
     async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, RuntimeError>;
 
-    /// Whether a build from an earlier deployment can still be run.
-    fn has_artifact(&self, artifact: &str) -> bool;
+    /// Whether a build from an earlier deployment can still be run (a folder here; an image a
+    /// registry still holds, on a cluster).
+    async fn has_artifact(&self, artifact: &str) -> bool;
 
     /// The builds this runtime holds: the deployment each was made for, and its artifact (what
     /// `build` answered). A runtime whose builds live elsewhere (an image registry) lists none.
@@ -194,8 +195,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops an instance (graceful, then forced) and waits until it is gone.
     async fn stop(&self, instance_id: Uuid);
 
-    /// CPU and memory per running instance.
-    fn usage(&self) -> Vec<(Uuid, Usage)>;
+    /// CPU and memory per running instance (its cgroup here; metrics.k8s.io on a cluster).
+    async fn usage(&self) -> Vec<(Uuid, Usage)>;
 
     /// What each service's volume holds, in bytes (volumes are billed while they exist,
     /// running or not).

@@ -109,6 +109,8 @@ pub struct Local {
     found: Mutex<HashMap<Uuid, Record>>,
     /// The platform's binary: instance monitors run it (`roundhouse monitor`).
     exe: PathBuf,
+    /// Where instances' stored log positions are read from (`monitored.rs`).
+    db: PgPool,
     /// Set while this replica does not lead (after `release`, until `adopt`): it starts nothing.
     released: std::sync::atomic::AtomicBool,
     /// Whether this process removed what earlier ones left (`adopt`, once).
@@ -195,7 +197,7 @@ impl LocalRuntime {
                 let host = Host { tag: names.tag(), base_env, static_server: format!("{} serve-static .", build::shell_quote(&exe.to_string_lossy())) };
                 (Isolation::Host(host), Admission::AdminsOnly)
             }
-            SandboxMode::On => match sandbox_here(&settings, &names, db, exe.clone()) {
+            SandboxMode::On => match sandbox_here(&settings, &names, db.clone(), exe.clone()) {
                 Ok(s) => (Isolation::Sandboxed(s), Admission::Everyone),
                 Err(problems) => {
                     let why = problems.join("; ");
@@ -215,6 +217,7 @@ impl LocalRuntime {
             instances: Mutex::new(HashMap::new()),
             found: Mutex::new(HashMap::new()),
             exe,
+            db,
             released: Default::default(),
             swept: std::sync::atomic::AtomicBool::new(false),
             last_cpu: Mutex::new(HashMap::new()),
@@ -624,9 +627,9 @@ impl Runtime for LocalRuntime {
         built.map_err(RuntimeError::user)
     }
 
-    fn has_artifact(&self, artifact: &str) -> bool {
-        let p = Path::new(artifact);
-        p.starts_with(&self.root) && p.is_dir()
+    async fn has_artifact(&self, artifact: &str) -> bool {
+        let p = PathBuf::from(artifact);
+        p.starts_with(&self.root) && tokio::fs::metadata(&p).await.is_ok_and(|m| m.is_dir())
     }
 
     async fn builds(&self) -> Result<Vec<(Uuid, String)>, RuntimeError> {
@@ -705,7 +708,7 @@ impl Runtime for LocalRuntime {
         tokio::task::spawn_blocking(move || volumes::sizes(&dir)).await.unwrap_or_default()
     }
 
-    fn usage(&self) -> Vec<(Uuid, Usage)> {
+    async fn usage(&self) -> Vec<(Uuid, Usage)> {
         let ctls: Vec<Arc<Ctl>> = self.instances.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         let mut last = self.last_cpu.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();

@@ -248,15 +248,18 @@ pub struct Tail {
 }
 
 impl Tail {
-    pub fn open(dir: &Path) -> io::Result<Tail> {
+    /// A tail of the frames in `dir`, from `from` (where the stored lines end, as the
+    /// database says), else from the cursor saved in the folder.
+    pub fn open(dir: &Path, from: Option<Position>) -> io::Result<Tail> {
         let cursor = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(dir.join("cursor"))?;
         let mut saved = [0u8; 16];
-        let at = match cursor.read_exact_at(&mut saved, 0) {
-            Ok(()) => Position {
+        let at = match (from, cursor.read_exact_at(&mut saved, 0)) {
+            (Some(at), _) => at,
+            (None, Ok(())) => Position {
                 segment: u64::from_le_bytes(saved[..8].try_into().unwrap_or_default()),
                 offset: u64::from_le_bytes(saved[8..].try_into().unwrap_or_default()),
             },
-            Err(_) => Position::default(),
+            (None, Err(_)) => Position::default(),
         };
         Ok(Tail { dir: dir.to_path_buf(), at, file: None, cursor, buf: Vec::new() })
     }
@@ -266,9 +269,9 @@ impl Tail {
         self.at
     }
 
-    /// The frames written since the last call, about `max` bytes of them at most; none when
-    /// nothing new was written yet.
-    pub fn read(&mut self, max: usize) -> io::Result<Vec<Frame>> {
+    /// The frames written since the last call, about `max` bytes of them at most, each with
+    /// the position just after it; none when nothing new was written yet.
+    pub fn read(&mut self, max: usize) -> io::Result<Vec<(Frame, Position)>> {
         let mut frames = Vec::new();
         loop {
             if self.file.is_none() {
@@ -279,8 +282,8 @@ impl Tail {
                         match self.oldest_after(self.at.segment) {
                             Some(next) => {
                                 let lost = (next - self.at.segment) * SEGMENT_BYTES - self.at.offset.min(SEGMENT_BYTES);
-                                frames.push(Frame::Lost(lost));
                                 self.at = Position { segment: next, offset: 0 };
+                                frames.push((Frame::Lost(lost), self.at));
                                 continue;
                             }
                             None => return Ok(frames),
@@ -305,8 +308,8 @@ impl Tail {
             }
             let mut used = 0;
             while let Some((f, len)) = parse(&self.buf[used..n]) {
-                frames.push(f);
                 used += len;
+                frames.push((f, Position { segment: self.at.segment, offset: self.at.offset + used as u64 }));
             }
             self.at.offset += used as u64;
             if used > 0 || !sealed {
@@ -379,6 +382,10 @@ fn parse(bytes: &[u8]) -> Option<(Frame, usize)> {
 mod tests {
     use super::*;
 
+    fn frames(read: Vec<(Frame, Position)>) -> Vec<Frame> {
+        read.into_iter().map(|(f, _)| f).collect()
+    }
+
     fn dir() -> PathBuf {
         let d = std::env::temp_dir().join(format!("rh-monitor-{}", uuid::Uuid::new_v4().simple()));
         fs::create_dir_all(&d).unwrap();
@@ -398,9 +405,9 @@ mod tests {
     fn frames_are_read_back_in_order_and_a_reopened_tail_starts_at_the_saved_cursor() {
         let d = dir();
         written(&d, &[(OUT, "one"), (ERR, "two"), (OUT, "three")]);
-        let mut tail = Tail::open(&d).unwrap();
-        assert_eq!(tail.read(1 << 20).unwrap(), [Frame::Stdout(0, "one".into()), Frame::Stderr(1, "two".into()), Frame::Stdout(2, "three".into())]);
-        assert_eq!(tail.read(1 << 20).unwrap(), [], "nothing new");
+        let mut tail = Tail::open(&d, None).unwrap();
+        assert_eq!(frames(tail.read(1 << 20).unwrap()), [Frame::Stdout(0, "one".into()), Frame::Stderr(1, "two".into()), Frame::Stdout(2, "three".into())]);
+        assert_eq!(frames(tail.read(1 << 20).unwrap()), [], "nothing new");
         tail.commit().unwrap();
         // More comes while nobody follows; a new reader starts after what was committed.
         let mut s = Segments { dir: d.clone(), n: 0, file: OpenOptions::new().append(true).open(segment(&d, 0)).unwrap(), size: 0 };
@@ -410,10 +417,14 @@ mod tests {
         frame(&mut f, END, &[]);
         // Half a frame is not read until the rest is there.
         s.write(&f[..3]).unwrap();
-        let mut again = Tail::open(&d).unwrap();
-        assert_eq!(again.read(1 << 20).unwrap(), []);
+        let mut again = Tail::open(&d, None).unwrap();
+        assert_eq!(frames(again.read(1 << 20).unwrap()), []);
         s.write(&f[3..]).unwrap();
-        assert_eq!(again.read(1 << 20).unwrap(), [Frame::Stdout(9, "four".into()), Frame::Exit(Some(7)), Frame::End]);
+        let read = again.read(1 << 20).unwrap();
+        assert_eq!(frames(read.clone()), [Frame::Stdout(9, "four".into()), Frame::Exit(Some(7)), Frame::End]);
+        // A tail opened at the position after "four" (as the database would say) reads on from there.
+        let mut from = Tail::open(&d, Some(read[0].1)).unwrap();
+        assert_eq!(frames(from.read(1 << 20).unwrap()), [Frame::Exit(Some(7)), Frame::End]);
         fs::remove_dir_all(d).unwrap();
     }
 
@@ -431,12 +442,12 @@ mod tests {
             s.write(&f).unwrap();
         }
         assert!(!segment(&d, 2).exists() && segment(&d, 3).exists() && segment(&d, SEGMENTS_KEPT + 2).exists());
-        let mut tail = Tail::open(&d).unwrap();
-        let first = tail.read(1 << 20).unwrap();
+        let mut tail = Tail::open(&d, None).unwrap();
+        let first = frames(tail.read(1 << 20).unwrap());
         assert_eq!(first[0], Frame::Lost(3 * SEGMENT_BYTES));
         let mut lines = first.len() - 1;
         loop {
-            let more = tail.read(4 << 20).unwrap();
+            let more = frames(tail.read(4 << 20).unwrap());
             if more.is_empty() {
                 break;
             }
@@ -473,20 +484,20 @@ mod tests {
         while !segment(&d, SEGMENTS_KEPT - 1).exists() {
             std::thread::yield_now();
         }
-        let mut tail = Tail::open(&d).unwrap();
-        let mut frames = Vec::new();
+        let mut tail = Tail::open(&d, None).unwrap();
+        let mut seen = Vec::new();
         loop {
             let done = writer.is_finished();
-            let more = tail.read(4 << 20).unwrap();
+            let more = frames(tail.read(4 << 20).unwrap());
             if more.is_empty() && done {
                 break;
             }
-            frames.extend(more);
+            seen.extend(more);
             tail.commit().unwrap();
         }
         writer.join().unwrap();
-        assert!(!frames.iter().any(|f| matches!(f, Frame::Lost(_))), "output was dropped while followed");
-        assert_eq!(frames.len() as u64, total);
+        assert!(!seen.iter().any(|f| matches!(f, Frame::Lost(_))), "output was dropped while followed");
+        assert_eq!(seen.len() as u64, total);
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -47,6 +47,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Record {
     pub instance_id: Uuid,
+    /// This run of the instance: the key of its stored position (`instance_log_cursors`).
+    #[serde(default)]
+    pub run_id: Uuid,
     pub deployment_id: Uuid,
     pub environment_id: Uuid,
     pub unit: String,
@@ -154,8 +157,10 @@ impl Local {
         unit.started(pid);
         let reaped = Arc::new(OnceLock::new());
         reap(child, Some(reaped.clone()));
+        let run_id = Uuid::new_v4();
         let record = Record {
             instance_id,
+            run_id,
             deployment_id,
             environment_id,
             unit: unit_name,
@@ -175,7 +180,7 @@ impl Local {
             let _ = fs::remove_dir_all(&dir);
             return Err(internal("record", e));
         }
-        Ok(follow(dir, unit, pid, monitor_pid, reaped, network, lock, logs))
+        Ok(follow(dir, run_id, None, unit, pid, monitor_pid, reaped, network, lock, logs))
     }
 
     /// Follows again an instance an earlier platform process (or this one, before it let go)
@@ -197,7 +202,14 @@ impl Local {
             return Ok(None);
         };
         let network = self.isolation.network(record.environment_id).await?;
-        Ok(Some(follow(dir, Arc::new(unit), record.pid, record.monitor_pid, Arc::new(OnceLock::new()), network, lock, logs)))
+        // Exactly after the last line stored (saved with it), whatever the folder's cursor says.
+        let stored: Option<(i64, i64)> = sqlx::query_as("SELECT segment, \"offset\" FROM instance_log_cursors WHERE run_id = $1")
+            .bind(record.run_id)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| RuntimeError::internal("Could not take the instance back.", e))?;
+        let from = stored.map(|(segment, offset)| super::monitor::Position { segment: segment as u64, offset: offset as u64 });
+        Ok(Some(follow(dir, record.run_id, from, Arc::new(unit), record.pid, record.monitor_pid, Arc::new(OnceLock::new()), network, lock, logs)))
     }
 
     /// Ends an instance no one follows (it is not wanted any more, or no longer runs) and
@@ -307,17 +319,30 @@ impl Monitored {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn follow(dir: PathBuf, unit: Arc<Unit>, pid: i32, monitor_pid: i32, reaped: Arc<OnceLock<i32>>, network: Option<NetLease>, lock: File, logs: (LogSink, LogSink)) -> Monitored {
+fn follow(
+    dir: PathBuf,
+    run: Uuid,
+    from: Option<super::monitor::Position>,
+    unit: Arc<Unit>,
+    pid: i32,
+    monitor_pid: i32,
+    reaped: Arc<OnceLock<i32>>,
+    network: Option<NetLease>,
+    lock: File,
+    logs: (LogSink, LogSink),
+) -> Monitored {
     let (exit_tx, exit) = watch::channel(None);
     let stop_following = CancellationToken::new();
-    let follower = tokio::spawn(follower(dir.clone(), logs, exit_tx, stop_following.clone()));
+    let follower = tokio::spawn(follower(dir.clone(), run, from, logs, exit_tx, stop_following.clone()));
     Monitored { unit, pid, monitor_pid, dir, exit, reaped, follower, stop_following, network, _lock: lock }
 }
 
-/// Hands the monitor's frames to the logs in batches, saving the cursor after each batch is
-/// stored, until the end frame (or until told to stop, between batches).
-async fn follower(dir: PathBuf, (out, err): (LogSink, LogSink), exit: watch::Sender<Option<Option<i32>>>, stop: CancellationToken) {
-    let mut tail = match Tail::open(&dir) {
+/// Hands the monitor's frames to the logs in batches — each line with the position after it,
+/// stored in the same transaction — until the end frame (or until told to stop, between
+/// batches). The folder's own cursor follows once a batch is stored: it lets the monitor drop
+/// what was read.
+async fn follower(dir: PathBuf, run: Uuid, from: Option<super::monitor::Position>, (out, err): (LogSink, LogSink), exit: watch::Sender<Option<Option<i32>>>, stop: CancellationToken) {
+    let mut tail = match Tail::open(&dir, from) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(dir = %dir.display(), error = %e, "cannot follow an instance's output");
@@ -355,10 +380,11 @@ async fn follower(dir: PathBuf, (out, err): (LogSink, LogSink), exit: watch::Sen
         }
         idle = Duration::ZERO;
         let mut ended = false;
-        for frame in frames {
+        for (frame, after) in frames {
+            let cursor = crate::logs::Cursor { run, segment: after.segment, offset: after.offset };
             match frame {
-                Frame::Stdout(at, line) => out.line_at(&line, at).await,
-                Frame::Stderr(at, line) => err.line_at(&line, at).await,
+                Frame::Stdout(at, line) => out.kept_line(&line, at, cursor).await,
+                Frame::Stderr(at, line) => err.kept_line(&line, at, cursor).await,
                 Frame::Exit(code) => {
                     let _ = exit.send(Some(code));
                 }
