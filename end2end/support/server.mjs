@@ -82,6 +82,9 @@ export async function startServer({ env = {} } = {}) {
     stop: async () => {
       child.kill('SIGTERM');
       await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      // Services outlive the platform process (the next one adopts them): a test that ends
+      // for good takes them down.
+      execFileSync(bin, ['runtime', 'destroy', dataDir]);
       psql(base, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
       rmSync(dataDir, { recursive: true, force: true });
     },

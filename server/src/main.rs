@@ -10,14 +10,18 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 fn main() -> std::process::ExitCode {
     // `roundhouse monitor DIR`: the keeper of one instance's output (`runtime::local::monitor`),
     // small and without the async runtime.
-    let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|a| a == "monitor") {
-        return match args.next() {
-            Some(dir) => server::runtime::local::monitor::main(std::path::Path::new(&dir)),
-            None => std::process::ExitCode::FAILURE,
-        };
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match args.iter().map(|a| a.to_str().unwrap_or_default()).collect::<Vec<_>>().as_slice() {
+        ["monitor", _] => server::runtime::local::monitor::main(std::path::Path::new(&args[1])),
+        // `roundhouse runtime destroy DATA_DIR`: stops every service the local runtime of that
+        // data folder runs (they outlive the platform process) and removes what it made on the
+        // machine: processes, cgroups, networks. For tools and tests that end for good.
+        ["runtime", "destroy", _] => {
+            server::runtime::local::LocalRuntime::destroy(std::path::Path::new(&args[2]));
+            std::process::ExitCode::SUCCESS
+        }
+        _ => serve(),
     }
-    serve()
 }
 
 #[tokio::main]

@@ -21,10 +21,10 @@ use uuid::Uuid;
 /// Rebuilds this replica's routing table from Postgres.
 pub async fn reload_routes(state: &AppState) {
     let rows: Vec<(Uuid, String, String, String, String, Option<String>, Option<String>)> = match sqlx::query_as(
-        "SELECT s.id, s.name, e.name, p.slug, s.source_kind, i.address, i.network
+        "SELECT s.id, s.name, e.name, p.slug, s.source_kind, COALESCE(i.address, '127.0.0.1:' || i.port), i.network
          FROM deployments d JOIN services s ON s.id = d.service_id JOIN environments e ON e.id = s.environment_id
          JOIN projects p ON p.id = e.project_id
-         LEFT JOIN instances i ON i.deployment_id = d.id AND i.state = 'healthy' AND i.address IS NOT NULL
+         LEFT JOIN instances i ON i.deployment_id = d.id AND i.state = 'healthy' AND (i.address IS NOT NULL OR i.port IS NOT NULL)
          WHERE d.status = 'running'
            -- During a switch-over two deployments run: traffic goes to the newer one.
            AND d.number = (SELECT max(number) FROM deployments n WHERE n.service_id = d.service_id AND n.status = 'running')
@@ -44,7 +44,13 @@ pub async fn reload_routes(state: &AppState) {
     let mut service_of_host = HashMap::new();
     for (id, service, env, slug, kind, address, network) in rows {
         // The address as the runtime answered it, whichever runtime that is.
-        let endpoint = address.and_then(|a| a.parse::<SocketAddr>().ok()).map(|addr| Endpoint { network, addr });
+        let endpoint = address.and_then(|a| match a.parse::<SocketAddr>() {
+            Ok(addr) => Some(Endpoint { network, addr }),
+            Err(_) => {
+                tracing::warn!(%a, service_id = %id, "an instance's address cannot be routed to");
+                None
+            }
+        });
         services.entry(id).or_default().extend(endpoint.clone());
         if kind != "database" {
             let host = state.config.service_host(&service, &env, &slug);

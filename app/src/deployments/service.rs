@@ -187,7 +187,11 @@ pub fn admit_owner(state: &AppState, owner: &crate::auth::User) -> AppResult<()>
             ))
         }
         Admission::Nobody(why) => {
-            return Err(AppError::conflict("runtime", format!("Deployments are paused: this machine cannot sandbox what runs ({why}).")))
+            return Err(AppError::conflict("runtime", {
+                // Why (host paths, missing programs) is the operator's: /readyz and the logs say it.
+                tracing::warn!(%why, "a deploy was refused: the sandbox cannot be set up");
+                "Deployments are paused: this machine cannot sandbox what runs. An administrator must fix it."
+            }))
         }
     }
     Ok(())

@@ -145,7 +145,10 @@ async fn store(db: &PgPool, batch: &[Queued], rows: &mut Vec<u8>) -> sqlx::Resul
         sqlx::query(
             "INSERT INTO instance_log_cursors AS c (run_id, segment, \"offset\")
              SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])
-             ON CONFLICT (run_id) DO UPDATE SET segment = excluded.segment, \"offset\" = excluded.\"offset\", updated_at = now()",
+             ON CONFLICT (run_id) DO UPDATE SET segment = excluded.segment, \"offset\" = excluded.\"offset\", updated_at = now()
+             -- Never backwards: a replica that let go may store its last lines after the next
+             -- one stored further ones.
+             WHERE (c.segment, c.\"offset\") < (excluded.segment, excluded.\"offset\")",
         )
         .bind(&runs)
         .bind(&segments)

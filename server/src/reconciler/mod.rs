@@ -287,7 +287,10 @@ impl Reconciler {
         }
         match self.state.admission() {
             Admission::Everyone => Ok(()),
-            Admission::Nobody(why) => Err(format!("This machine cannot sandbox what runs: {why}.")),
+            Admission::Nobody(why) => {
+                tracing::warn!(%why, "a deployment was stopped: the sandbox cannot be set up");
+                Err("This machine cannot sandbox what runs: an administrator must fix it.".into())
+            }
             Admission::AdminsOnly => {
                 let admin: bool = sqlx::query_scalar("SELECT u.role = 'admin' FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.id = $1")
                     .bind(spec.project_id)

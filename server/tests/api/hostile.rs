@@ -296,13 +296,15 @@ async fn without_a_sandbox_only_admins_deploy_and_readiness_says_why() {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments").fetch_one(&app.db).await.unwrap();
     assert_eq!(count, 1, "the refused deploy queued nothing");
 
-    // A machine where the sandbox cannot be set up: nothing deploys, and readiness says why.
+    // A machine where the sandbox cannot be set up: nothing deploys; the user is told an
+    // administrator must fix it, and readiness (the operator's) says why.
     let broken = TestApp::new().await;
     broken.state.set_admission(app::infra::Admission::Nobody("bubblewrap is not installed (apt-get install bubblewrap)".into()));
     let b = setup(&broken, &fixture(), json!({})).await;
     let r = broken.post(&format!("/services/{}/deployments", b.service), &b.token, json!({})).await;
     assert_eq!((r.status, r.error_field()), (StatusCode::CONFLICT, "runtime"));
-    assert!(r.error_message().contains("bubblewrap is not installed"), "{}", r.text);
+    assert!(r.error_message().contains("An administrator must fix it"), "{}", r.text);
+    assert!(!r.error_message().contains("bubblewrap"), "the machine's details are the operator's: {}", r.text);
     let ready = broken.send(axum::http::Request::builder().uri("/readyz").body(axum::body::Body::empty()).unwrap()).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["sandbox"]["detail"], "bubblewrap is not installed (apt-get install bubblewrap)");

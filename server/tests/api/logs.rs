@@ -233,3 +233,30 @@ async fn lines_past_the_retention_age_are_deleted_and_the_rest_kept() {
     assert_eq!(counted, actual, "the usage row loses what was deleted");
     assert_eq!(retention::prune_old(&app.db, chrono::Duration::days(30)).await.unwrap(), 0);
 }
+
+/// A kept line's position (`instance_log_cursors`) is stored with it, and never moves back: a
+/// replica that let go may store its last lines after the next one stored further ones.
+#[tokio::test]
+async fn the_position_of_kept_lines_is_stored_with_them_and_never_moves_back() {
+    use server::logs::Cursor;
+    let app = TestApp::new().await;
+    let id = deployments(&app, 1).await[0];
+    let run = Uuid::new_v4();
+    let tx = spawn_writer(app.db.clone());
+    let out = sink(&tx, id).stream(Stream::Stdout, Some(0));
+    let position = || sqlx::query_as::<_, (i64, i64)>("SELECT segment, \"offset\" FROM instance_log_cursors WHERE run_id = $1").bind(run).fetch_optional(&app.db);
+    let at = chrono::Utc::now().timestamp_micros();
+    out.kept_line("first", at, Cursor { run, segment: 1, offset: 100 }).await;
+    out.kept_line("second", at, Cursor { run, segment: 1, offset: 200 }).await;
+    out.flushed().await;
+    assert_eq!(stored(&app.db, id, 2).await.len(), 2);
+    assert_eq!(position().await.unwrap(), Some((1, 200)), "the last line's position, with it");
+    // An older position arriving later (another writer's) changes nothing.
+    out.kept_line("late", at, Cursor { run, segment: 0, offset: 50 }).await;
+    out.flushed().await;
+    assert_eq!(stored(&app.db, id, 3).await.len(), 3);
+    assert_eq!(position().await.unwrap(), Some((1, 200)));
+    // And the tenant's role cannot read the platform's positions.
+    let denied = app::infra::actor::acting_as(app::infra::actor::Actor::User(Uuid::new_v4()), sqlx::query("SELECT 1 FROM instance_log_cursors").execute(&app.db)).await;
+    assert!(denied.is_err(), "a tenant reads the positions");
+}

@@ -152,7 +152,11 @@ impl Local {
                      -c credential.helper= clone --depth 1 --quiet --no-recurse-submodules -- \"$ROUNDHOUSE_GIT_URL\" .";
                 // With an operator's CA, the clone (and only the clone) trusts the system's CAs
                 // and it: the bundle comes in on standard input, into the sandbox's private /tmp.
-                let ca_bundle = self.git_ca_bundle().await?;
+                let ca_bundle = self.git_ca_bundle().await.map_err(|detail| {
+                    // The operator's file, not the tenant's business: the detail is logged.
+                    tracing::error!(error = %detail, "the git CA file cannot be read");
+                    "The platform's extra CA certificates for git cannot be read: an administrator must fix it.".to_string()
+                })?;
                 let script = match ca_bundle {
                     Some(_) => format!(
                         "ca=$(mktemp) && cat > \"$ca\" && GIT_SSL_CAINFO=\"$ca\" {clone}; rc=$?; rm -f \"$ca\"; exit $rc"

@@ -146,7 +146,7 @@ impl Isolation {
         match self {
             Isolation::Sandboxed(s) => s.network(environment).await.map(Some),
             Isolation::Host(_) => Ok(None),
-            Isolation::Unavailable(why) => Err(unavailable(why)),
+            Isolation::Unavailable(why) => Err(unavailable(why).shown()),
         }
     }
 
@@ -172,14 +172,15 @@ impl Isolation {
                 Ok(Prepared { command: p.command, unit: Unit::Cgroup(p.unit), network: Some(p.network) })
             }
             Isolation::Host(h) => Ok(h.prepare(launch)),
-            Isolation::Unavailable(why) => Err(unavailable(why).into()),
+            Isolation::Unavailable(why) => Err(unavailable(why)),
         }
     }
 }
 
-fn unavailable(why: &str) -> String {
-    format!("Nothing runs on this machine until its sandbox can be set up: {why}.")
+fn unavailable(why: &str) -> crate::runtime::RuntimeError {
+    crate::runtime::RuntimeError::internal("Nothing runs on this machine until its sandbox can be set up: an administrator must fix it.", why)
 }
+
 
 impl Host {
     fn prepare(&self, launch: Launch) -> Prepared {

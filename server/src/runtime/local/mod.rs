@@ -88,6 +88,18 @@ impl Settings {
 
 pub struct LocalRuntime(Arc<Local>);
 
+/// The runtime folders taken down in this process (`LocalRuntime::destroy`): nothing starts
+/// there any more, even from a supervisor or pipeline of that runtime still at work (instances
+/// outlive their platform process, so one started after the teardown would be left behind).
+static RETIRED: std::sync::RwLock<Vec<PathBuf>> = std::sync::RwLock::new(Vec::new());
+
+/// Runs `spawn` unless the runtime at `root` was taken down; a teardown waits for it, so what it
+/// starts is there to be taken down.
+pub(super) fn unless_retired<T>(root: &Path, spawn: impl FnOnce() -> T) -> Option<T> {
+    let retired = RETIRED.read().unwrap_or_else(|e| e.into_inner());
+    (!retired.iter().any(|r| r == root)).then(spawn)
+}
+
 impl Deref for LocalRuntime {
     type Target = Local;
     fn deref(&self) -> &Local {
@@ -280,6 +292,7 @@ impl LocalRuntime {
     /// processes, cgroups, networks — without a database. For tests that end, and for tools.
     pub fn destroy(data_dir: &Path) {
         let Ok(names) = Names::of(data_dir) else { return };
+        RETIRED.write().unwrap_or_else(|e| e.into_inner()).push(names.root.clone());
         let tag = format!("{}={}", names.tag().0, names.tag().1);
         for pid in procfs::tagged(&tag) {
             procfs::signal(pid, libc::SIGKILL);

@@ -85,6 +85,9 @@ pub(super) struct Monitored {
     stop_following: CancellationToken,
     network: Option<NetLease>,
     _lock: File,
+    run: Uuid,
+    /// Where the run's stored position is forgotten once it ended.
+    db: Option<sqlx::PgPool>,
 }
 
 impl Local {
@@ -143,7 +146,8 @@ impl Local {
         // its output goes to the monitor, not through the platform.
         command.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w)).kill_on_drop(false);
         let unit = Arc::new(unit);
-        let child = match command.spawn() {
+        let spawned = super::unless_retired(&self.root, || command.spawn()).unwrap_or_else(|| Err(io::Error::other("the runtime was taken down")));
+        let child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 let u = unit.clone();
@@ -180,7 +184,9 @@ impl Local {
             let _ = fs::remove_dir_all(&dir);
             return Err(internal("record", e));
         }
-        Ok(follow(dir, run_id, None, unit, pid, monitor_pid, reaped, network, lock, logs))
+        let mut m = follow(dir, run_id, None, unit, pid, monitor_pid, reaped, network, lock, logs);
+        m.db = Some(self.db.clone());
+        Ok(m)
     }
 
     /// Follows again an instance an earlier platform process (or this one, before it let go)
@@ -203,13 +209,23 @@ impl Local {
         };
         let network = self.isolation.network(record.environment_id).await?;
         // Exactly after the last line stored (saved with it), whatever the folder's cursor says.
-        let stored: Option<(i64, i64)> = sqlx::query_as("SELECT segment, \"offset\" FROM instance_log_cursors WHERE run_id = $1")
-            .bind(record.run_id)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(|e| RuntimeError::internal("Could not take the instance back.", e))?;
-        let from = stored.map(|(segment, offset)| super::monitor::Position { segment: segment as u64, offset: offset as u64 });
-        Ok(Some(follow(dir, record.run_id, from, Arc::new(unit), record.pid, record.monitor_pid, Arc::new(OnceLock::new()), network, lock, logs)))
+        // A record without a run id (written before runs had one) starts a run of its own,
+        // from the folder's cursor.
+        let (run, from) = if record.run_id.is_nil() {
+            let run = Uuid::new_v4();
+            write_record(&dir, &Record { run_id: run, ..record.clone() }).map_err(|e| RuntimeError::internal("Could not take the instance back.", e))?;
+            (run, None)
+        } else {
+            let stored: Option<(i64, i64)> = sqlx::query_as("SELECT segment, \"offset\" FROM instance_log_cursors WHERE run_id = $1")
+                .bind(record.run_id)
+                .fetch_optional(&self.db)
+                .await
+                .map_err(|e| RuntimeError::internal("Could not take the instance back.", e))?;
+            (record.run_id, stored.map(|(segment, offset)| super::monitor::Position { segment: segment as u64, offset: offset as u64 }))
+        };
+        let mut m = follow(dir, run, from, Arc::new(unit), record.pid, record.monitor_pid, Arc::new(OnceLock::new()), network, lock, logs);
+        m.db = Some(self.db.clone());
+        Ok(Some(m))
     }
 
     /// Ends an instance no one follows (it is not wanted any more, or no longer runs) and
@@ -302,6 +318,9 @@ impl Monitored {
         end_monitor(self.monitor_pid, &self.dir);
         let _ = fs::remove_dir_all(&self.dir);
         drop(self.network.take());
+        if let Some(db) = &self.db {
+            let _ = sqlx::query("DELETE FROM instance_log_cursors WHERE run_id = $1").bind(self.run).execute(db).await;
+        }
         oom
     }
 
@@ -334,7 +353,7 @@ fn follow(
     let (exit_tx, exit) = watch::channel(None);
     let stop_following = CancellationToken::new();
     let follower = tokio::spawn(follower(dir.clone(), run, from, logs, exit_tx, stop_following.clone()));
-    Monitored { unit, pid, monitor_pid, dir, exit, reaped, follower, stop_following, network, _lock: lock }
+    Monitored { unit, pid, monitor_pid, dir, exit, reaped, follower, stop_following, network, _lock: lock, run, db: None }
 }
 
 /// Hands the monitor's frames to the logs in batches — each line with the position after it,
@@ -353,6 +372,9 @@ async fn follower(dir: PathBuf, run: Uuid, from: Option<super::monitor::Position
     let mut idle = Duration::ZERO;
     loop {
         if stop.is_cancelled() {
+            // Let go only once what was handed to the logs is stored: the next follower starts
+            // after it.
+            out.flushed().await;
             return;
         }
         let read = tokio::task::spawn_blocking(move || {
@@ -374,7 +396,7 @@ async fn follower(dir: PathBuf, run: Uuid, from: Option<super::monitor::Position
             idle = (idle * 2).clamp(POLL, POLL_IDLE);
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {}
             }
             continue;
         }
