@@ -55,6 +55,7 @@ APP_SOURCES := $(shell find app/src frontend/src -name '*.rs' 2>/dev/null)
 
 site: wasm $(PKG)/roundhouse.wasm $(PKG)/roundhouse.css
 	@cp -r public/. $(SITE)/
+	@node scripts/precompress.mjs $(PKG)/roundhouse.wasm $(PKG)/roundhouse.js $(PKG)/roundhouse.css
 
 wasm:
 	cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release

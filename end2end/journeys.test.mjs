@@ -552,3 +552,29 @@ test('an admin finds a user, opens their deployment and its logs, suspends them 
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('a returning visitor loads the dashboard without downloading the bundle again', async () => {
+  // A browser of its own: an empty cache to start from.
+  const own = await launch();
+  try {
+    const page = await own.context.newPage();
+    const loads = [];
+    page.on('requestfinished', async (req) => {
+      if (!req.url().endsWith('/pkg/roundhouse.wasm')) return;
+      const res = await req.response();
+      loads.push({ bytes: (await req.sizes()).responseBodySize, encoding: res?.headers()['content-encoding'] });
+    });
+    await register(page, { name: 'Rae', email: `rae-${Date.now()}@example.com`, password: 'raes password 123' });
+    await goto(page, '/dashboard');
+    await page.reload();
+    await page.waitForSelector('body[data-hydrated="true"]');
+    for (let i = 0; i < 50 && loads.length < 3; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(loads.length >= 3, `three page loads, each asking for the bundle: ${JSON.stringify(loads)}`);
+    const [first, ...later] = loads;
+    assert.ok(first.bytes > 0 && first.encoding === 'br', `the first load downloads it, brotli-compressed: ${JSON.stringify(first)}`);
+    assert.deepEqual(later.map((l) => l.bytes), later.map(() => 0), 'later loads revalidate it (304) and download nothing');
+    await page.screenshot({ path: `${SHOTS}returning-dashboard.png` });
+  } finally {
+    await own.close();
+  }
+});
