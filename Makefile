@@ -106,5 +106,7 @@ bench: tools release
 	DATABASE_URL_BASE="$$(./scripts/local-pg.sh postgres | sed 's#/postgres$$##')" BIN=$(TARGET)/release/roundhouse node scripts/bench-logs.mjs
 
 clean-data:
+	@# Deployed services outlive the platform process: take them down with their data.
+	@if [ -x $(BIN) ] && [ -d .data ]; then $(BIN) runtime destroy .data; fi
 	./scripts/local-pg.sh >/dev/null 2>&1 || true
 	rm -rf .data
