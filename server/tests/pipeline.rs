@@ -165,7 +165,15 @@ async fn the_pipeline_builds_starts_and_goes_live_and_counts_each_failure_by_pha
     let denied = deploy(&app, &token, &project, "cron", None, Some("serve --no-permission")).await;
     let d = settle(&app, &token, &denied).await;
     assert_eq!((d["deployment"]["status"].as_str(), d["deployment"]["reason"].as_str()), (Some("failed"), Some("The instance could not start.")));
-    let logs = app.get(&format!("/deployments/{denied}/logs"), &token).await.text;
+    // The failure's line reaches the logs through the writer, a moment after the status.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = app.get(&format!("/deployments/{denied}/logs"), &token).await.text;
+        if logs.contains("The instance could not start.") || std::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(logs.contains("The instance could not start.") && !logs.contains("/srv/"), "{logs}");
 
     let req = axum::http::Request::builder().uri("/metrics").body(axum::body::Body::empty()).unwrap();
