@@ -27,6 +27,11 @@ pub fn tagged(entry: &str) -> Vec<i32> {
     pids().filter(|&p| p != me && has_env(p, entry) && stat(p).is_some_and(|s| s.state != 'Z')).collect()
 }
 
+/// Whether one of the process's arguments is exactly `arg`.
+pub fn has_arg(pid: i32, arg: &[u8]) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg))
+}
+
 #[derive(Debug, Clone)]
 pub struct Stat {
     pub state: char,

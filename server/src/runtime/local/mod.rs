@@ -518,7 +518,7 @@ impl Local {
             if followed.contains(&id) {
                 continue;
             }
-            let busy = monitored::followed_elsewhere(&dir);
+            let busy = monitor::followed(&dir);
             match record {
                 Some(r) if busy || self.isolation.existing_unit(&r.unit).is_some() => found.push(r),
                 Some(r) => self.discard(&r).await,

@@ -123,10 +123,9 @@ impl Segments {
     /// instead: the instance never waits for a platform that is not there.
     fn wait_for_follower(&self) {
         let cursor = self.dir.join("cursor");
-        let lock = self.dir.join("lock");
         loop {
             let read = fs::read(&cursor).ok().and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)).unwrap_or(0);
-            if self.n < read + SEGMENTS_KEPT || !followed(&lock) {
+            if self.n < read + SEGMENTS_KEPT || !followed(&self.dir) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -134,10 +133,11 @@ impl Segments {
     }
 }
 
-/// Whether a platform process holds the lock of the instance's folder (it follows it).
-fn followed(lock: &Path) -> bool {
+/// Whether another process holds the lock of the instance's folder `dir` (a platform process
+/// follows the instance).
+pub fn followed(dir: &Path) -> bool {
     use std::os::fd::AsRawFd;
-    let Ok(f) = File::open(lock) else { return false };
+    let Ok(f) = File::open(dir.join("lock")) else { return false };
     // SAFETY: flock on an open descriptor; a lock taken here is released as `f` closes.
     unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
 }

@@ -296,7 +296,9 @@ impl Monitored {
                 }
                 return self.reaped.get().copied();
             }
-            let _ = tokio::time::timeout(Duration::from_millis(100), self.exit.changed()).await;
+            // The exit frame wakes this at once; the file and the monitor are looked at once a
+            // second (they matter only when the logs are far behind, or the monitor died).
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.exit.changed()).await;
         }
     }
 
@@ -446,8 +448,7 @@ fn end_monitor(pid: i32, dir: &Path) {
     if pid <= 0 || !procfs::alive(pid) {
         return;
     }
-    let ours = fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == dir.as_os_str().as_encoded_bytes()));
-    if ours {
+    if procfs::has_arg(pid, dir.as_os_str().as_encoded_bytes()) {
         procfs::signal(pid, libc::SIGKILL);
     }
 }
@@ -464,15 +465,6 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 fn lock_file(dir: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(dir.join("lock"))
-}
-
-/// Whether another platform process follows the instance of `dir` (holds its lock).
-pub(super) fn followed_elsewhere(dir: &Path) -> bool {
-    match File::open(dir.join("lock")) {
-        // Taken and given back at once (as the file closes) when nobody holds it.
-        Ok(f) => !try_lock(&f),
-        Err(_) => false,
-    }
 }
 
 /// Takes the lock unless another open file of it holds it (released when the file closes,

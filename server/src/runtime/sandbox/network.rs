@@ -174,7 +174,7 @@ impl Networks {
                 use std::os::unix::fs::MetadataExt;
                 let root = std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == 0);
                 let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-                let named = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == needle.as_slice()));
+                let named = crate::runtime::procfs::has_arg(pid, &needle);
                 root && named && exe.is_some() && exe.as_deref() == self.uplink.as_deref().and_then(|b| std::fs::canonicalize(b).ok()).as_deref()
             };
             let uplink = crate::runtime::procfs::tagged(&tag).into_iter().find(|&pid| is_uplink(pid)).map(Uplink::Adopted);
