@@ -126,6 +126,16 @@ async fn run() -> anyhow::Result<()> {
             let rt: Arc<dyn server::runtime::Runtime> = local;
             Some(rt)
         }
+        app::infra::RuntimeKind::Kubernetes => {
+            use server::runtime::kubernetes::{plans::PlanProjects, KubernetesRuntime, Settings};
+            let settings = Settings::from_env(&state.config.apps_domain);
+            let cluster = Arc::new(KubernetesRuntime::connect(settings, Arc::new(PlanProjects(db.clone()))).await?);
+            state.set_refused_sources(server::runtime::refusals(cluster.as_ref()));
+            tracing::info!("deploying to the Kubernetes cluster");
+            server::runtime::kubernetes::runtime::report_health(cluster.clone(), state.clone());
+            let rt: Arc<dyn server::runtime::Runtime> = cluster;
+            Some(rt)
+        }
         app::infra::RuntimeKind::None => None,
     };
     let reconciler = server::reconciler::spawn(state.clone(), runtime);

@@ -3,7 +3,7 @@
 
 use crate::{
     error::{AppError, AppResult},
-    infra::{secretbox::SecretBox, Config},
+    infra::{secretbox::SecretBox, Addressing, Config},
     services::SourceKind,
     variables::{resolve, service as vars},
 };
@@ -19,6 +19,8 @@ pub struct ServiceMeta {
     pub kind: SourceKind,
     pub source: String,
     pub private_port: u16,
+    /// The port it says it listens on, if it says.
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,7 @@ struct ServiceRow {
     source_kind: String,
     source: String,
     private_port: Option<i32>,
+    port: Option<i32>,
 }
 
 /// The built-in variables of a service. User variables of the same name override them.
@@ -99,19 +102,31 @@ pub fn builtins(config: &Config, sb: &SecretBox, s: &ServiceMeta, project: (&str
     let mut put = |k: &str, val: String| {
         v.insert(k.to_string(), val);
     };
-    put("PORT", s.private_port.to_string());
+    // Where the others reach it: on the platform's machine, its private port on the loopback
+    // of its environment's network; in a cluster, its Service, named as it is.
+    let (host, port) = match config.runtime.addressing() {
+        Addressing::Loopback => ("127.0.0.1".to_string(), s.private_port),
+        Addressing::ServiceName => {
+            let port = match s.kind {
+                SourceKind::Database => crate::services::engine_port(&s.source).unwrap_or(s.private_port),
+                _ => s.port.unwrap_or(8080),
+            };
+            (s.name.to_ascii_lowercase().replace('_', "-"), port)
+        }
+    };
+    put("PORT", port.to_string());
     put("ROUNDHOUSE_SERVICE_NAME", s.name.clone());
     put("ROUNDHOUSE_PROJECT_NAME", project_name.to_string());
     put("ROUNDHOUSE_ENVIRONMENT_NAME", environment.to_string());
     put("ROUNDHOUSE_PUBLIC_URL", config.service_url(&s.name, environment, project_slug));
-    put("ROUNDHOUSE_PRIVATE_DOMAIN", format!("127.0.0.1:{}", s.private_port));
-    put("ROUNDHOUSE_PRIVATE_HOST", "127.0.0.1".into());
+    put("ROUNDHOUSE_PRIVATE_DOMAIN", format!("{host}:{port}"));
+    put("ROUNDHOUSE_PRIVATE_HOST", host.clone());
     if s.kind == SourceKind::Database {
         let password = sb.derive(&format!("{}:{}", s.source, s.id));
         secrets.push(password.clone());
         match s.source.as_str() {
             "postgres" => {
-                put("PGHOST", "127.0.0.1".into());
+                put("PGHOST", host.clone());
                 put("PGPORT", "${{PORT}}".into());
                 put("PGUSER", "postgres".into());
                 put("PGPASSWORD", password);
@@ -119,7 +134,7 @@ pub fn builtins(config: &Config, sb: &SecretBox, s: &ServiceMeta, project: (&str
                 put("DATABASE_URL", "postgresql://${{PGUSER}}:${{PGPASSWORD}}@${{PGHOST}}:${{PGPORT}}/${{PGDATABASE}}".into());
             }
             "redis" => {
-                put("REDISHOST", "127.0.0.1".into());
+                put("REDISHOST", host.clone());
                 put("REDISPORT", "${{PORT}}".into());
                 put("REDISUSER", "default".into());
                 put("REDISPASSWORD", password);
@@ -141,7 +156,7 @@ pub async fn load(db: &PgPool, sb: &SecretBox, config: &Config, environment_id: 
     .await?
     .ok_or_else(|| AppError::not_found("Environment"))?;
     let rows: Vec<ServiceRow> = sqlx::query_as(
-        "SELECT id, name, source_kind, source, private_port FROM services WHERE environment_id = $1 ORDER BY name",
+        "SELECT id, name, source_kind, source, private_port, port FROM services WHERE environment_id = $1 ORDER BY name",
     )
     .bind(environment_id)
     .fetch_all(db)
@@ -163,6 +178,7 @@ pub async fn load(db: &PgPool, sb: &SecretBox, config: &Config, environment_id: 
             kind: SourceKind::parse(&r.source_kind).unwrap_or(SourceKind::Directory),
             source: r.source.clone(),
             private_port: r.private_port.unwrap_or(0) as u16,
+            port: r.port.and_then(|p| u16::try_from(p).ok()),
         };
         let (vars, secrets) = builtins(config, sb, &meta, (&out.project_name, &out.project_slug), &out.environment_name);
         out.secrets.extend(secrets);
@@ -187,4 +203,30 @@ pub async fn load(db: &PgPool, sb: &SecretBox, config: &Config, environment_id: 
     // Redacting very short values would blank ordinary words out of the logs.
     out.secrets.retain(|s| s.len() >= 4);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infra::RuntimeKind;
+
+    fn meta(kind: SourceKind, source: &str, port: Option<u16>) -> ServiceMeta {
+        ServiceMeta { id: Uuid::from_u128(1), name: "db".into(), kind, source: source.into(), private_port: 21234, port }
+    }
+
+    #[test]
+    fn services_are_addressed_where_their_runtime_puts_them() {
+        let sb = SecretBox::new(&[7u8; 32]);
+        let mut config = Config::for_tests("postgres://unused");
+        config.runtime = RuntimeKind::Local;
+        let (local, _) = builtins(&config, &sb, &meta(SourceKind::Database, "postgres", None), ("Shop", "shop"), "production");
+        assert_eq!((local["PGHOST"].as_str(), local["PORT"].as_str()), ("127.0.0.1", "21234"));
+        assert_eq!(local["ROUNDHOUSE_PRIVATE_DOMAIN"], "127.0.0.1:21234");
+        config.runtime = RuntimeKind::Kubernetes;
+        let (cluster, _) = builtins(&config, &sb, &meta(SourceKind::Database, "postgres", None), ("Shop", "shop"), "production");
+        assert_eq!((cluster["PGHOST"].as_str(), cluster["PORT"].as_str()), ("db", "5432"), "its Service, at the engine's port");
+        let (web, _) = builtins(&config, &sb, &meta(SourceKind::Image, "ghcr.io/acme/web:1", Some(3000)), ("Shop", "shop"), "production");
+        assert_eq!(web["ROUNDHOUSE_PRIVATE_DOMAIN"], "db:3000");
+        assert_eq!(web["ROUNDHOUSE_PRIVATE_HOST"], "db");
+    }
 }

@@ -147,7 +147,27 @@ pub enum SandboxMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeKind {
     Local,
+    /// A Kubernetes cluster (`KUBECONFIG` or the service account; `ROUNDHOUSE_K8S_*`).
+    Kubernetes,
     None,
+}
+
+/// How services of an environment reach each other, which depends on where they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// On the platform's machine: each service's private port on its network's loopback.
+    Loopback,
+    /// In a cluster: each service's name resolves to its Service, at the port it listens on.
+    ServiceName,
+}
+
+impl RuntimeKind {
+    pub fn addressing(self) -> Addressing {
+        match self {
+            RuntimeKind::Kubernetes => Addressing::ServiceName,
+            RuntimeKind::Local | RuntimeKind::None => Addressing::Loopback,
+        }
+    }
 }
 
 fn parse_port_range(name: &str, default: (u16, u16)) -> anyhow::Result<(u16, u16)> {
@@ -341,8 +361,9 @@ impl Config {
             secret_key: var("ROUNDHOUSE_SECRET_KEY").map(SecretString::from),
             runtime: match var("ROUNDHOUSE_RUNTIME").as_deref() {
                 None | Some("local") => RuntimeKind::Local,
+                Some("kubernetes") => RuntimeKind::Kubernetes,
                 Some("none") => RuntimeKind::None,
-                Some(other) => bail!("ROUNDHOUSE_RUNTIME must be local or none, not {other:?}"),
+                Some(other) => bail!("ROUNDHOUSE_RUNTIME must be local, kubernetes or none, not {other:?}"),
             },
             apps_domain: var("ROUNDHOUSE_APPS_DOMAIN").unwrap_or_else(|| "localhost".into()).trim_matches('.').to_string(),
             private_ports: parse_port_range("ROUNDHOUSE_PRIVATE_PORTS", (20000, 29999))?,

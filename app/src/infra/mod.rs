@@ -14,5 +14,5 @@ pub mod request;
 pub mod state;
 pub mod streams;
 
-pub use config::{Config, RuntimeKind, SandboxMode, TrustProxy};
+pub use config::{Addressing, Config, RuntimeKind, SandboxMode, TrustProxy};
 pub use state::{Admission, AppState};

@@ -33,6 +33,24 @@ pub use redact::{Redactor, MASK};
 pub use sink::{LogSink, MAX_LINE};
 pub use writer::spawn_writer;
 
+/// A sink whose lines are kept for a test to read (`Captured::lines`), not stored.
+#[cfg(test)]
+pub(crate) fn capture(deployment: Uuid) -> (LogSink, Captured) {
+    let (tx, queues) = LogTx::new();
+    (LogSink::new(tx, deployment, std::sync::Arc::new(Redactor::default())), Captured(queues))
+}
+
+#[cfg(test)]
+pub(crate) struct Captured(std::sync::Arc<queues::Queues>);
+
+#[cfg(test)]
+impl Captured {
+    /// The lines queued since the last call, in order, with their stream.
+    pub fn lines(&self) -> Vec<(Stream, String)> {
+        self.0.take(usize::MAX, usize::MAX).into_iter().map(|q| (q.record.stream, q.record.line.clone())).collect()
+    }
+}
+
 /// One captured line on its way to `deployment_logs`.
 #[derive(Debug)]
 pub struct Record {

@@ -34,6 +34,11 @@ impl LogSink {
         self.send(line, Utc::now(), None).await
     }
 
+    /// A line another system stamped (a cluster's pod log: when the container wrote it).
+    pub async fn line_at(&self, line: &str, at: chrono::DateTime<Utc>) {
+        self.send(line, at, None).await
+    }
+
     /// A line an instance's monitor kept, read at `micros` (since the epoch; now, if that
     /// cannot be a time); `cursor` is where its output stands once the line is stored.
     pub async fn kept_line(&self, line: &str, micros: i64, cursor: Cursor) {

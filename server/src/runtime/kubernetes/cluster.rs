@@ -3,7 +3,7 @@
 //! before anything is deployed), and applying objects with server-side apply under the field
 //! manager `roundhouse`, the namespace first.
 
-use super::manifests::{Object, MANAGED_BY};
+use super::manifests::{instance_selector, managed_selector, Object, LABEL_INSTANCE, MANAGED_BY};
 use k8s_openapi::{
     api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec},
     NamespaceResourceScope,
@@ -15,7 +15,7 @@ use kube::{
 use serde::{de::DeserializeOwned, Serialize};
 
 /// The kinds the runtime writes, with the API group RBAC knows them by.
-pub const KINDS: [(&str, &str); 10] = [
+pub const KINDS: [(&str, &str); 9] = [
     ("", "namespaces"),
     ("networking.k8s.io", "networkpolicies"),
     ("", "resourcequotas"),
@@ -24,12 +24,31 @@ pub const KINDS: [(&str, &str); 10] = [
     ("apps", "statefulsets"),
     ("", "services"),
     ("networking.k8s.io", "ingresses"),
-    ("batch", "cronjobs"),
     ("batch", "jobs"),
 ];
-/// What it does with each of them.
-pub const VERBS: [&str; 5] = ["get", "list", "watch", "patch", "delete"];
+/// What it does with each of them (a server-side apply that creates an object is authorized
+/// as `create` too).
+pub const VERBS: [&str; 6] = ["get", "list", "watch", "create", "patch", "delete"];
+/// What it only reads: the pods (their states, for every instance), the volume claims (what
+/// volumes are billed), and the pods' logs (group, resource, subresource, verb).
+pub const READS: [(&str, &str, &str, &str); 7] = [
+    ("", "pods", "", "get"),
+    ("", "pods", "", "list"),
+    ("", "pods", "", "watch"),
+    ("", "pods", "log", "get"),
+    ("", "persistentvolumeclaims", "", "get"),
+    ("", "persistentvolumeclaims", "", "list"),
+    ("", "persistentvolumeclaims", "", "watch"),
+];
 
+/// What `apply` learnt from the API server: the address the service's Service answers at in
+/// the cluster (its ClusterIP).
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub cluster_ip: Option<std::net::IpAddr>,
+}
+
+#[derive(Clone)]
 pub struct Cluster {
     client: Client,
 }
@@ -37,6 +56,10 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(client: Client) -> Self {
         Cluster { client }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The cluster from `KUBECONFIG` (or `~/.kube/config`), else the in-cluster service account.
@@ -49,25 +72,26 @@ impl Cluster {
     /// when it has all it needs.
     pub async fn missing_permissions(&self) -> Result<Vec<String>, kube::Error> {
         let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let writes = KINDS.iter().flat_map(|(group, resource)| VERBS.iter().map(move |verb| (*group, *resource, "", *verb)));
         let mut missing = Vec::new();
-        for (group, resource) in KINDS {
-            for verb in VERBS {
-                let review = SelfSubjectAccessReview {
-                    spec: SelfSubjectAccessReviewSpec {
-                        resource_attributes: Some(ResourceAttributes {
-                            group: Some(group.to_string()),
-                            resource: Some(resource.to_string()),
-                            verb: Some(verb.to_string()),
-                            ..Default::default()
-                        }),
+        for (group, resource, subresource, verb) in writes.chain(READS) {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some(group.to_string()),
+                        resource: Some(resource.to_string()),
+                        subresource: (!subresource.is_empty()).then(|| subresource.to_string()),
+                        verb: Some(verb.to_string()),
                         ..Default::default()
-                    },
+                    }),
                     ..Default::default()
-                };
-                let answer = api.create(&PostParams::default(), &review).await?;
-                if !answer.status.is_some_and(|s| s.allowed) {
-                    missing.push(if group.is_empty() { format!("{verb} {resource}") } else { format!("{verb} {group}/{resource}") });
-                }
+                },
+                ..Default::default()
+            };
+            let answer = api.create(&PostParams::default(), &review).await?;
+            if !answer.status.is_some_and(|s| s.allowed) {
+                let resource = if subresource.is_empty() { resource.to_string() } else { format!("{resource}/{subresource}") };
+                missing.push(if group.is_empty() { format!("{verb} {resource}") } else { format!("{verb} {group}/{resource}") });
             }
         }
         Ok(missing)
@@ -75,36 +99,55 @@ impl Cluster {
 
     /// Server-side applies `objects` in order (the environment's before a service's), taking
     /// over fields another manager set: what Roundhouse writes is what runs.
-    pub async fn apply(&self, objects: &[Object]) -> Result<(), kube::Error> {
+    pub async fn apply(&self, objects: &[Object]) -> Result<Applied, kube::Error> {
         let params = PatchParams::apply(MANAGED_BY).force();
+        let mut applied = Applied::default();
         for object in objects {
             match object {
                 Object::Namespace(o) => {
                     let name = o.metadata.name.clone().unwrap_or_default();
                     Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone()).patch(&name, &params, &Patch::Apply(o)).await?;
                 }
-                Object::NetworkPolicy(o) => self.apply_namespaced(o, &params).await?,
-                Object::ResourceQuota(o) => self.apply_namespaced(o, &params).await?,
-                Object::Secret(o) => self.apply_namespaced(o, &params).await?,
-                Object::Deployment(o) => self.apply_namespaced(o, &params).await?,
-                Object::StatefulSet(o) => self.apply_namespaced(o, &params).await?,
-                Object::Service(o) => self.apply_namespaced(o, &params).await?,
-                Object::Ingress(o) => self.apply_namespaced(o, &params).await?,
-                Object::CronJob(o) => self.apply_namespaced(o, &params).await?,
-                Object::Job(o) => self.apply_namespaced(o, &params).await?,
+                Object::NetworkPolicy(o) => {
+                    self.apply_namespaced(o, &params).await?;
+                }
+                Object::ResourceQuota(o) => {
+                    self.apply_namespaced(o, &params).await?;
+                }
+                Object::Secret(o) => {
+                    self.apply_namespaced(o, &params).await?;
+                }
+                Object::Deployment(o) => {
+                    self.apply_namespaced(o, &params).await?;
+                }
+                Object::StatefulSet(o) => {
+                    self.apply_namespaced(o, &params).await?;
+                }
+                Object::Service(o) => {
+                    let answered = self.apply_namespaced(o, &params).await?;
+                    // A headless Service has none ("None").
+                    if let Some(ip) = answered.spec.and_then(|s| s.cluster_ip).and_then(|ip| ip.parse().ok()) {
+                        applied.cluster_ip = Some(ip);
+                    }
+                }
+                Object::Ingress(o) => {
+                    self.apply_namespaced(o, &params).await?;
+                }
+                Object::Job(o) => {
+                    self.apply_namespaced(o, &params).await?;
+                }
             }
         }
-        Ok(())
+        Ok(applied)
     }
 
-    async fn apply_namespaced<K>(&self, object: &K, params: &PatchParams) -> Result<(), kube::Error>
+    async fn apply_namespaced<K>(&self, object: &K, params: &PatchParams) -> Result<K, kube::Error>
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + Serialize + DeserializeOwned,
     {
         let meta = object.meta();
         let (namespace, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
-        Api::<K>::namespaced(self.client.clone(), &namespace).patch(&name, params, &Patch::Apply(object)).await?;
-        Ok(())
+        Api::<K>::namespaced(self.client.clone(), &namespace).patch(&name, params, &Patch::Apply(object)).await
     }
 
     /// Deletes the objects of `kind` in `namespace` that carry `selector` but are not in `keep`
@@ -124,6 +167,110 @@ impl Cluster {
             }
         }
         Ok(deleted)
+    }
+
+    /// Deletes what one instance made — its Deployment or Job, its Secret, and the service's
+    /// StatefulSet while this instance still holds it (a newer instance that took it over
+    /// relabelled it) — waiting for what they own (foreground). Answers the namespace and
+    /// service of what it deleted.
+    pub async fn remove_instance(&self, instance: uuid::Uuid) -> Result<Option<(String, String)>, kube::Error> {
+        use k8s_openapi::api::{apps::v1::{Deployment, StatefulSet}, batch::v1::Job, core::v1::Secret};
+        let selector = instance_selector(instance);
+        let mut owner = None;
+        owner = owner.or(self.delete_all::<Deployment>(&selector).await?);
+        owner = owner.or(self.delete_all::<StatefulSet>(&selector).await?);
+        owner = owner.or(self.delete_all::<Job>(&selector).await?);
+        owner = owner.or(self.delete_all::<Secret>(&selector).await?);
+        Ok(owner)
+    }
+
+    /// Deletes every object of kind `K`, in any namespace, that carries `selector`; answers
+    /// the namespace and service label of the last one.
+    async fn delete_all<K>(&self, selector: &str) -> Result<Option<(String, String)>, kube::Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + Serialize + DeserializeOwned,
+    {
+        let mut owner = None;
+        for item in Api::<K>::all(self.client.clone()).list(&ListParams::default().labels(selector)).await? {
+            let meta = item.meta();
+            let (namespace, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+            let service = meta.labels.as_ref().and_then(|l| l.get(super::manifests::LABEL_SERVICE)).cloned().unwrap_or_default();
+            match Api::<K>::namespaced(self.client.clone(), &namespace).delete(&name, &DeleteParams::foreground()).await {
+                Ok(_) => {}
+                // Gone already: what was wanted.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+            owner = Some((namespace, service));
+        }
+        Ok(owner)
+    }
+
+    /// Waits (up to `patience`) until no pod of the instance is left; answers whether none is.
+    pub async fn pods_gone(&self, instance: uuid::Uuid, patience: std::time::Duration) -> bool {
+        let api = Api::<k8s_openapi::api::core::v1::Pod>::all(self.client.clone());
+        let params = ListParams::default().labels(&instance_selector(instance));
+        let until = tokio::time::Instant::now() + patience;
+        loop {
+            match api.list(&params).await {
+                Ok(list) if list.items.is_empty() => return true,
+                _ if tokio::time::Instant::now() >= until => return false,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// Once no instance of a service runs in `namespace`, its Service(s) and Ingress go too.
+    pub async fn prune_service(&self, namespace: &str, service: &str) -> Result<(), kube::Error> {
+        use k8s_openapi::api::{apps::v1::{Deployment, StatefulSet}, core::v1::Service, networking::v1::Ingress};
+        let selector = format!("{}={service}", super::manifests::LABEL_SERVICE);
+        let params = ListParams::default().labels(&selector);
+        let deployments = Api::<Deployment>::namespaced(self.client.clone(), namespace).list(&params).await?;
+        let sets = Api::<StatefulSet>::namespaced(self.client.clone(), namespace).list(&params).await?;
+        if deployments.items.is_empty() && sets.items.is_empty() {
+            self.prune::<Service>(namespace, &selector, &[]).await?;
+            self.prune::<Ingress>(namespace, &selector, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// The instances whose objects run in the cluster: every Deployment, StatefulSet and Job
+    /// the platform manages, by the instance label (builds are not instances).
+    pub async fn instances(&self) -> Result<Vec<uuid::Uuid>, kube::Error> {
+        use k8s_openapi::api::{apps::v1::{Deployment, StatefulSet}, batch::v1::Job};
+        let params = ListParams::default().labels(&format!("{},!{}", managed_selector(), super::manifests::LABEL_BUILD));
+        let mut found = Vec::new();
+        let mut take = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+            if let Some(id) = labels.and_then(|l| l.get(LABEL_INSTANCE)).and_then(|v| v.parse().ok()) {
+                found.push(id);
+            }
+        };
+        for d in Api::<Deployment>::all(self.client.clone()).list(&params).await? {
+            take(d.metadata.labels.as_ref());
+        }
+        for s in Api::<StatefulSet>::all(self.client.clone()).list(&params).await? {
+            take(s.metadata.labels.as_ref());
+        }
+        for j in Api::<Job>::all(self.client.clone()).list(&params).await? {
+            take(j.metadata.labels.as_ref());
+        }
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+
+    /// Each volume claim's capacity, by the service it belongs to (what volumes are billed by).
+    pub async fn volume_claims(&self) -> Result<Vec<(uuid::Uuid, u64)>, kube::Error> {
+        let claims = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::all(self.client.clone()).list(&ListParams::default().labels(&managed_selector())).await?;
+        Ok(claims
+            .items
+            .iter()
+            .filter_map(|c| {
+                let service = c.metadata.labels.as_ref()?.get(super::manifests::LABEL_SERVICE)?.parse().ok()?;
+                let capacity = c.status.as_ref()?.capacity.as_ref()?.get("storage")?;
+                Some((service, super::usage::bytes(&capacity.0)?))
+            })
+            .collect())
     }
 }
 

@@ -42,7 +42,16 @@ async fn objects_are_applied_server_side_in_order_under_the_roundhouse_field_man
     let t = target();
     let s = service("web", app::services::SourceKind::Image, "ghcr.io/acme/web:1");
     let env = std::collections::BTreeMap::new();
-    let w = manifests::Workload { target: &t, service: &s, deployment_id: uuid::Uuid::from_u128(4), number: 1, image: s.source.clone(), env: &env, volume_gb: 1 };
+    let w = manifests::Workload {
+        target: &t,
+        service: &s,
+        deployment_id: uuid::Uuid::from_u128(4),
+        instance_id: uuid::Uuid::from_u128(5 << 120),
+        command: None,
+        image: s.source.clone(),
+        env: &env,
+        volume_gb: 1,
+    };
     let quota = manifests::Quota { services: 3, replicas: 1, cpu_millis: 1000, memory_mb: 512, volume_gb: 1 };
     let mut objects = manifests::environment(&t, quota, &Settings::default());
     objects.extend(manifests::workload(&w, &Settings::default()));
@@ -50,8 +59,8 @@ async fn objects_are_applied_server_side_in_order_under_the_roundhouse_field_man
         ("/api/v1/namespaces/rh-shop-production", "Namespace"),
         ("/apis/networking.k8s.io/v1/namespaces/rh-shop-production/networkpolicies/roundhouse-isolation", "NetworkPolicy"),
         ("/api/v1/namespaces/rh-shop-production/resourcequotas/roundhouse-plan", "ResourceQuota"),
-        ("/api/v1/namespaces/rh-shop-production/secrets/web-1-env", "Secret"),
-        ("/apis/apps/v1/namespaces/rh-shop-production/deployments/web", "Deployment"),
+        ("/api/v1/namespaces/rh-shop-production/secrets/web-05000000-env", "Secret"),
+        ("/apis/apps/v1/namespaces/rh-shop-production/deployments/web-05000000", "Deployment"),
         ("/api/v1/namespaces/rh-shop-production/services/web", "Service"),
         ("/apis/networking.k8s.io/v1/namespaces/rh-shop-production/ingresses/web", "Ingress"),
     ];
@@ -74,18 +83,20 @@ async fn objects_are_applied_server_side_in_order_under_the_roundhouse_field_man
 async fn missing_rbac_verbs_are_named_at_start() {
     let (cluster, mut api) = mock_cluster();
     let server = tokio::spawn(async move {
-        for _ in 0..KINDS.len() * VERBS.len() {
+        for _ in 0..KINDS.len() * VERBS.len() + READS.len() {
             let (method, uri, _, mut review, send) = next(&mut api).await;
             assert_eq!((method.as_str(), uri.as_str()), ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews?"));
             let attrs = &review["spec"]["resourceAttributes"];
-            let denied = (attrs["verb"] == "delete" && attrs["resource"] == "statefulsets") || (attrs["verb"] == "watch" && attrs["resource"] == "ingresses");
+            let denied = (attrs["verb"] == "delete" && attrs["resource"] == "statefulsets")
+                || (attrs["verb"] == "watch" && attrs["resource"] == "ingresses")
+                || (attrs["verb"] == "get" && attrs["subresource"] == "log");
             review["status"] = json!({ "allowed": !denied });
             answer(send, &review);
         }
     });
     let missing = cluster.missing_permissions().await.unwrap();
     server.await.unwrap();
-    assert_eq!(missing, ["delete apps/statefulsets", "watch networking.k8s.io/ingresses"]);
+    assert_eq!(missing, ["delete apps/statefulsets", "watch networking.k8s.io/ingresses", "get pods/log"]);
 }
 
 #[tokio::test]

@@ -5,24 +5,31 @@
 //! - Environment → Namespace `rh-<project>-<environment>`, a NetworkPolicy that lets in only the
 //!   namespace's own pods and the ingress controller's (the cluster's counterpart of the local
 //!   sandbox's network), and a ResourceQuota from the owner's plan.
-//! - Deployment → a Secret with its resolved variables (`envFrom`).
-//! - Stateless service → Deployment (rolling, never below its replicas) + Service + Ingress.
-//! - A service with a volume, and databases → StatefulSet with a volume claim template +
-//!   headless Service + Service.
-//! - Cron service → CronJob (one run at a time).
+//! The platform's engine rolls deployments out itself, on every runtime alike (start the new
+//! instances, wait until they are ready, move traffic, stop the old ones: the same states and
+//! logs whichever runtime runs them), so what the cluster gets is per *instance*:
+//! - Instance → a Secret with its resolved variables (`envFrom`).
+//! - Instance of a stateless service → a Deployment of one pod (`<service>-<instance>`), which
+//!   the cluster reschedules if its node goes. The service's Service and Ingress select every
+//!   ready pod of the service, so the old and the new instances share traffic during a switch.
+//! - Instance of a service with a volume, or of a database → the service's StatefulSet (one
+//!   per service, so its volume claim `data-<service>-0` outlives deployments), taken over by
+//!   each new instance + headless Service + Service.
+//! - A one-off run (a pre-deploy command, a cron run; the platform keeps the schedule so that
+//!   it checks suspension and billing before each run) → a Job of one try.
 //! - Source build → Job running the builder, pushing to the configured registry.
 //!
 //! Every object carries `app.kubernetes.io/managed-by=roundhouse` and the project,
-//! environment, service and deployment it belongs to, so what is no longer needed can be found
-//! and pruned by label. Pods run as non-root, without privilege escalation or capabilities,
+//! environment, service, deployment and instance it belongs to, so what is no longer needed can
+//! be found and pruned by label. Pods run as non-root, without privilege escalation or capabilities,
 //! with the default seccomp profile and no service account token.
 
 use super::Settings;
-use app::services::{RestartPolicy, Service, SourceKind};
+use app::services::{Service, SourceKind};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet, StatefulSetSpec},
-        batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec},
+        batch::v1::{Job, JobSpec},
         core::v1::{
             Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, Namespace,
             PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota,
@@ -47,8 +54,12 @@ use uuid::Uuid;
 pub const MANAGED_BY: &str = "roundhouse";
 const LABEL_PROJECT: &str = "roundhouse.dev/project";
 const LABEL_ENVIRONMENT: &str = "roundhouse.dev/environment";
-const LABEL_SERVICE: &str = "roundhouse.dev/service";
+pub const LABEL_SERVICE: &str = "roundhouse.dev/service";
 const LABEL_DEPLOYMENT: &str = "roundhouse.dev/deployment";
+pub const LABEL_INSTANCE: &str = "roundhouse.dev/instance";
+/// On a build's Job and pod, whose instance label is its deployment (its logs and state are
+/// followed as an instance's are); builds are never adopted as instances.
+pub const LABEL_BUILD: &str = "roundhouse.dev/build";
 
 /// A project environment, as the cluster names it.
 #[derive(Debug, Clone)]
@@ -69,13 +80,15 @@ pub struct Quota {
     pub volume_gb: i32,
 }
 
-/// One deployment of one service.
+/// One instance of a deployment of a service.
 #[derive(Debug, Clone)]
 pub struct Workload<'a> {
     pub target: &'a Target,
     pub service: &'a Service,
     pub deployment_id: Uuid,
-    pub number: i32,
+    pub instance_id: Uuid,
+    /// A one-off command run once instead of the service (a pre-deploy step, a cron run).
+    pub command: Option<&'a str>,
     /// What runs: the image source, the build's pushed image, or the database's image.
     pub image: String,
     pub env: &'a BTreeMap<String, String>,
@@ -95,7 +108,6 @@ pub enum Object {
     StatefulSet(StatefulSet),
     Service(KService),
     Ingress(Ingress),
-    CronJob(CronJob),
     Job(Job),
 }
 
@@ -112,6 +124,14 @@ pub fn namespace_name(t: &Target) -> String {
 }
 
 fn labels(t: &Target, service: Option<&Service>, deployment: Option<Uuid>) -> BTreeMap<String, String> {
+    labels_of(t, service, deployment, None)
+}
+
+fn instance_labels(w: &Workload) -> BTreeMap<String, String> {
+    labels_of(w.target, Some(w.service), Some(w.deployment_id), Some(w.instance_id))
+}
+
+fn labels_of(t: &Target, service: Option<&Service>, deployment: Option<Uuid>, instance: Option<Uuid>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::from([
         ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
         (LABEL_PROJECT.to_string(), t.project_id.to_string()),
@@ -124,8 +144,22 @@ fn labels(t: &Target, service: Option<&Service>, deployment: Option<Uuid>) -> BT
     if let Some(d) = deployment {
         l.insert(LABEL_DEPLOYMENT.into(), d.to_string());
     }
+    if let Some(i) = instance {
+        l.insert(LABEL_INSTANCE.into(), i.to_string());
+    }
     l
 }
+
+/// The label selector of every object the platform manages in a cluster.
+pub fn managed_selector() -> String {
+    format!("app.kubernetes.io/managed-by={MANAGED_BY}")
+}
+
+/// The label selector of one instance's objects.
+pub fn instance_selector(instance: Uuid) -> String {
+    format!("{LABEL_INSTANCE}={instance}")
+}
+
 
 fn meta(name: &str, namespace: Option<String>, labels: BTreeMap<String, String>) -> ObjectMeta {
     ObjectMeta { name: Some(name.to_string()), namespace, labels: Some(labels), ..Default::default() }
@@ -187,23 +221,42 @@ pub fn environment(t: &Target, quota: Quota, settings: &Settings) -> Vec<Object>
     ]
 }
 
-fn secret_name(w: &Workload) -> String {
-    dns_label(&format!("{}-{}-env", w.service.name, w.number), 253)
+/// `<service>-<first 8 hex digits of the instance>`: what a Deployment or Job of one instance
+/// is called (the id itself is a label).
+pub fn instance_name(w: &Workload) -> String {
+    let short = &w.instance_id.simple().to_string()[..8];
+    format!("{}-{short}", dns_label(&w.service.name, 54))
 }
 
-/// The deployment's resolved variables.
+/// The platform's image pull secret, copied into an environment's namespace (its type and
+/// data only).
+pub fn pull_secret(t: &Target, name: &str, original: Secret) -> Object {
+    Object::Secret(Secret {
+        metadata: meta(name, Some(namespace_name(t)), labels(t, None, None)),
+        data: original.data,
+        type_: original.type_,
+        ..Default::default()
+    })
+}
+
+fn secret_name(w: &Workload) -> String {
+    format!("{}-env", instance_name(w))
+}
+
+/// The instance's resolved variables.
 pub fn secret(w: &Workload) -> Object {
     let mut data: BTreeMap<String, String> = w.env.clone();
     data.insert("PORT".into(), port(w.service).to_string());
     Object::Secret(Secret {
-        metadata: meta(&secret_name(w), Some(namespace_name(w.target)), labels(w.target, Some(w.service), Some(w.deployment_id))),
+        metadata: meta(&secret_name(w), Some(namespace_name(w.target)), instance_labels(w)),
         string_data: Some(data),
         type_: Some("Opaque".into()),
         ..Default::default()
     })
 }
 
-fn port(s: &Service) -> u16 {
+/// The port the service listens on in its pod (and is known by in its namespace).
+pub fn port(s: &Service) -> u16 {
     match (s.source_kind, s.source.as_str()) {
         (SourceKind::Database, "postgres") => 5432,
         (SourceKind::Database, "redis") => 6379,
@@ -257,7 +310,11 @@ fn container(w: &Workload) -> Container {
     Container {
         name: dns_label(&s.name, 63),
         image: Some(w.image.clone()),
-        command: s.start_command.as_ref().filter(|_| s.source_kind != SourceKind::Database).map(|c| vec!["/bin/sh".into(), "-c".into(), c.clone()]),
+        command: w
+            .command
+            .map(str::to_string)
+            .or_else(|| s.start_command.clone().filter(|_| s.source_kind != SourceKind::Database))
+            .map(|c| vec!["/bin/sh".into(), "-c".into(), c]),
         env: (!env.is_empty()).then_some(env),
         env_from: Some(vec![EnvFromSource { secret_ref: Some(SecretEnvSource { name: secret_name(w), optional: None }), ..Default::default() }]),
         ports: Some(vec![ContainerPort { container_port: p, name: Some("main".into()), ..Default::default() }]),
@@ -272,8 +329,9 @@ fn container(w: &Workload) -> Container {
             ])),
             ..Default::default()
         }),
-        readiness_probe: Some(probe_action(1)),
-        liveness_probe: Some(Probe { failure_threshold: Some(6), ..probe_action(s.healthcheck_timeout_secs.clamp(5, 600)) }),
+        // A one-off run is not probed: it is done when it exits.
+        readiness_probe: (!one_off(w)).then(|| probe_action(1)),
+        liveness_probe: (!one_off(w)).then(|| Probe { failure_threshold: Some(6), ..probe_action(s.healthcheck_timeout_secs.clamp(5, 600)) }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
@@ -314,8 +372,7 @@ fn pod_spec(w: &Workload, settings: &Settings, restart: &str) -> PodSpec {
 }
 
 fn template(w: &Workload, settings: &Settings, restart: &str) -> PodTemplateSpec {
-    let mut l = labels(w.target, Some(w.service), Some(w.deployment_id));
-    l.extend(selector(w));
+    let l = instance_labels(w);
     PodTemplateSpec { metadata: Some(ObjectMeta { labels: Some(l), ..Default::default() }), spec: Some(pod_spec(w, settings, restart)) }
 }
 
@@ -385,36 +442,39 @@ fn ingress(w: &Workload, settings: &Settings) -> Object {
     })
 }
 
-/// Everything one deployment of a service needs, after the environment's objects.
+/// Whether the instance runs once, to its end: a pre-deploy command, or a run of a cron service.
+fn one_off(w: &Workload) -> bool {
+    w.command.is_some() || w.service.cron_schedule.is_some()
+}
+
+/// Whether the service's instances take over one StatefulSet (a volume, a database) rather
+/// than each running its own Deployment.
+pub fn stateful(s: &Service) -> bool {
+    s.source_kind == SourceKind::Database || s.volume_path.is_some()
+}
+
+/// Everything one instance needs, after the environment's objects: its Secret, what runs it,
+/// and the service's Service(s) and Ingress (the same for every instance of the service).
 pub fn workload(w: &Workload, settings: &Settings) -> Vec<Object> {
     let s = w.service;
     let ns = namespace_name(w.target);
     let mut out = vec![secret(w)];
-    if let Some(schedule) = &s.cron_schedule {
-        let restart = if s.restart_policy == RestartPolicy::Never { "Never" } else { "OnFailure" };
-        out.push(Object::CronJob(CronJob {
-            metadata: meta(&name(w), Some(ns), labels(w.target, Some(s), Some(w.deployment_id))),
-            spec: Some(CronJobSpec {
-                schedule: schedule.clone(),
-                time_zone: Some("Etc/UTC".into()),
-                concurrency_policy: Some("Forbid".into()),
-                successful_jobs_history_limit: Some(3),
-                failed_jobs_history_limit: Some(3),
-                job_template: JobTemplateSpec {
-                    spec: Some(JobSpec { backoff_limit: Some(s.restart_max.clamp(0, 10)), template: template(w, settings, restart), ..Default::default() }),
-                    ..Default::default()
-                },
+    if one_off(w) {
+        out.push(Object::Job(Job {
+            metadata: meta(&instance_name(w), Some(ns), instance_labels(w)),
+            spec: Some(JobSpec {
+                // One try: the platform decides what a failure means (a failed pre-deploy step
+                // fails the deployment; a cron run is retried per the service's policy).
+                backoff_limit: Some(0),
+                ttl_seconds_after_finished: Some(600),
+                template: template(w, settings, "Never"),
                 ..Default::default()
             }),
             ..Default::default()
         }));
         return out;
     }
-    let stateful = s.source_kind == SourceKind::Database || s.volume_path.is_some();
-    let replicas = if s.source_kind == SourceKind::Database { 1 } else { s.replicas.max(1) };
-    let label_selector = LabelSelector { match_labels: Some(selector(w)), ..Default::default() };
-    let workload_labels = labels(w.target, Some(s), Some(w.deployment_id));
-    if stateful {
+    if stateful(s) {
         let claim = PersistentVolumeClaim {
             metadata: ObjectMeta { name: Some("data".into()), labels: Some(labels(w.target, Some(s), None)), ..Default::default() },
             spec: Some(PersistentVolumeClaimSpec {
@@ -428,10 +488,12 @@ pub fn workload(w: &Workload, settings: &Settings) -> Vec<Object> {
             ..Default::default()
         };
         out.push(Object::StatefulSet(StatefulSet {
-            metadata: meta(&name(w), Some(ns), workload_labels),
+            metadata: meta(&name(w), Some(ns), instance_labels(w)),
             spec: Some(StatefulSetSpec {
-                replicas: Some(replicas),
-                selector: label_selector,
+                // One writer of the volume at a time: a new instance replaces the old pod.
+                replicas: Some(1),
+                // Immutable once created: the service only, never the instance.
+                selector: LabelSelector { match_labels: Some(selector(w)), ..Default::default() },
                 service_name: Some(format!("{}-pods", name(w))),
                 template: template(w, settings, "Always"),
                 volume_claim_templates: Some(vec![claim]),
@@ -441,12 +503,15 @@ pub fn workload(w: &Workload, settings: &Settings) -> Vec<Object> {
         }));
         out.push(service(w, true));
     } else {
+        let mut own = selector(w);
+        own.insert(LABEL_INSTANCE.into(), w.instance_id.to_string());
         out.push(Object::Deployment(Deployment {
-            metadata: meta(&name(w), Some(ns), workload_labels),
+            metadata: meta(&instance_name(w), Some(ns), instance_labels(w)),
             spec: Some(DeploymentSpec {
-                replicas: Some(replicas),
-                selector: label_selector,
-                // Zero downtime: a new pod must be ready before an old one goes.
+                replicas: Some(1),
+                selector: LabelSelector { match_labels: Some(own), ..Default::default() },
+                // Should the cluster replace the pod (a node drained), the new one is ready
+                // before the old goes.
                 strategy: Some(DeploymentStrategy {
                     type_: Some("RollingUpdate".into()),
                     rolling_update: Some(RollingUpdateDeployment { max_unavailable: Some(IntOrString::Int(0)), max_surge: Some(IntOrString::Int(1)) }),
@@ -469,6 +534,17 @@ pub fn built_image(w: &Workload, registry: &str) -> String {
     format!("{}/{}:{}", registry.trim_end_matches('/'), w.service.id, w.deployment_id)
 }
 
+fn build_labels(w: &Workload) -> BTreeMap<String, String> {
+    let mut l = labels_of(w.target, Some(w.service), Some(w.deployment_id), Some(w.deployment_id));
+    l.insert(LABEL_BUILD.into(), "true".into());
+    l
+}
+
+/// `build-<service>-<first 8 hex digits of the deployment>`.
+pub fn build_name(w: &Workload) -> String {
+    format!("build-{}-{}", dns_label(&w.service.name, 48), &w.deployment_id.simple().to_string()[..8])
+}
+
 /// A Job building a git source with the builder and pushing the image. Without a registry
 /// there is nowhere to push to: the error says what to configure.
 pub fn build_job(w: &Workload, settings: &Settings) -> Result<Object, String> {
@@ -489,12 +565,12 @@ pub fn build_job(w: &Workload, settings: &Settings) -> Result<Object, String> {
         ..Default::default()
     };
     Ok(Object::Job(Job {
-        metadata: meta(&dns_label(&format!("build-{}-{}", s.name, w.number), 63), Some(namespace_name(w.target)), labels(w.target, Some(s), Some(w.deployment_id))),
+        metadata: meta(&build_name(w), Some(namespace_name(w.target)), build_labels(w)),
         spec: Some(JobSpec {
             backoff_limit: Some(0),
             ttl_seconds_after_finished: Some(3600),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels(w.target, Some(s), Some(w.deployment_id))), ..Default::default() }),
+                metadata: Some(ObjectMeta { labels: Some(build_labels(w)), ..Default::default() }),
                 spec: Some(PodSpec {
                     containers: vec![builder],
                     restart_policy: Some("Never".into()),
@@ -520,7 +596,7 @@ mod tests {
     }
 
     fn make<'a>(t: &'a Target, s: &'a Service, env: &'a BTreeMap<String, String>, image: &str) -> Workload<'a> {
-        Workload { target: t, service: s, deployment_id: Uuid::from_u128(0x44), number: 7, image: image.into(), env, volume_gb: 50 }
+        Workload { target: t, service: s, deployment_id: Uuid::from_u128(0x44), instance_id: Uuid::from_u128(0x55 << 120), command: None, image: image.into(), env, volume_gb: 50 }
     }
 
     fn settings() -> Settings {
@@ -554,12 +630,18 @@ mod tests {
     }
 
     #[test]
-    fn a_stateless_image_service_is_a_rolling_deployment_a_service_and_an_ingress() {
+    fn a_stateless_instance_is_a_deployment_of_one_pod_behind_the_services_service_and_ingress() {
         let (t, s, e) = (target(), service("web", SourceKind::Image, "nginx:1.27"), env());
         let objects = super::workload(&workload_of(&t, &s, &e, "nginx:1.27"), &settings());
         golden("stateless", &objects);
         let kinds: Vec<&str> = objects.iter().map(kind).collect();
         assert_eq!(kinds, ["Secret", "Deployment", "Service", "Ingress"]);
+        // The Deployment owns only its instance's pod; the Service reaches every pod of the service.
+        let (Object::Deployment(d), Object::Service(svc)) = (&objects[1], &objects[2]) else { unreachable!() };
+        let own = d.spec.as_ref().unwrap().selector.match_labels.as_ref().unwrap();
+        assert_eq!(own.get(LABEL_INSTANCE).map(String::as_str), Some("55000000-0000-0000-0000-000000000000"));
+        assert!(!svc.spec.as_ref().unwrap().selector.as_ref().unwrap().contains_key(LABEL_INSTANCE));
+        assert_eq!(d.metadata.name.as_deref(), Some("web-55000000"));
     }
 
     fn workload_of<'a>(t: &'a Target, s: &'a Service, e: &'a BTreeMap<String, String>, image: &str) -> Workload<'a> {
@@ -576,7 +658,6 @@ mod tests {
             Object::StatefulSet(_) => "StatefulSet",
             Object::Service(_) => "Service",
             Object::Ingress(_) => "Ingress",
-            Object::CronJob(_) => "CronJob",
             Object::Job(_) => "Job",
         }
     }
@@ -608,14 +689,24 @@ mod tests {
     }
 
     #[test]
-    fn a_cron_service_is_a_cron_job_that_never_overlaps() {
+    fn a_cron_run_is_a_job_of_one_try_without_probes() {
         let (t, e) = (target(), env());
         let mut s = service("nightly", SourceKind::Image, "alpine:3");
         s.cron_schedule = Some("0 3 * * *".into());
         s.start_command = Some("./backup.sh".into());
         let objects = super::workload(&workload_of(&t, &s, &e, "alpine:3"), &settings());
         golden("cron", &objects);
-        assert_eq!(objects.iter().map(kind).collect::<Vec<_>>(), ["Secret", "CronJob"]);
+        assert_eq!(objects.iter().map(kind).collect::<Vec<_>>(), ["Secret", "Job"]);
+        let Object::Job(job) = &objects[1] else { unreachable!() };
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert!(pod.containers[0].readiness_probe.is_none());
+        // A pre-deploy step runs its own command, once.
+        let mut w = workload_of(&t, &s, &e, "alpine:3");
+        w.command = Some("./migrate");
+        let Object::Job(job) = &super::workload(&w, &settings())[1] else { panic!("a one-off run is a Job") };
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.containers[0].command.as_deref().unwrap(), ["/bin/sh", "-c", "./migrate"]);
     }
 
     #[test]

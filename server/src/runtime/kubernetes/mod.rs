@@ -1,11 +1,23 @@
-//! The Kubernetes runtime, being built (issue 10): a project environment becomes a Namespace;
-//! each service becomes the objects `manifests.rs` writes, applied by `cluster.rs` (kube-rs,
-//! server-side apply under the field manager `roundhouse`, RBAC checked at start, pruning by
-//! label). Status from watches, pod logs and adoption come next, so `ROUNDHOUSE_RUNTIME` does
-//! not accept `kubernetes` yet.
+//! The Kubernetes runtime (`ROUNDHOUSE_RUNTIME=kubernetes`, docs/kubernetes.md): a project
+//! environment becomes a Namespace; each instance becomes the objects `manifests.rs` writes,
+//! applied by `cluster.rs` (kube-rs, server-side apply under the field manager `roundhouse`,
+//! RBAC checked at start, pruning by label). `runtime.rs` is the `Runtime`: states from one
+//! watch of the cluster's pods (`pods.rs`), output from the pod log API (`pod_logs.rs`), CPU and
+//! memory from metrics.k8s.io (`usage.rs`).
 
 pub mod cluster;
+/// The fake API server the tests run against (shared with the integration tests).
+#[cfg(test)]
+#[path = "../../../tests/support/fake_kube_api.rs"]
+pub(crate) mod fake_api;
 pub mod manifests;
+pub mod plans;
+pub mod pod_logs;
+pub mod pods;
+pub mod runtime;
+pub mod usage;
+
+pub use runtime::{KubernetesRuntime, ProjectFacts, Projects};
 
 /// How the objects are written for a cluster: configuration, not code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +27,11 @@ pub struct Settings {
     pub ingress_class: Option<String>,
     /// A cert-manager ClusterIssuer: when set, each Ingress gets TLS from it.
     pub cert_issuer: Option<String>,
-    /// A Secret of the platform's namespace copied into each environment's for image pulls.
+    /// A Secret of the platform's own namespace that each environment's pods pull images with
+    /// (copied into each environment's namespace).
     pub image_pull_secret: Option<String>,
+    /// The namespace the platform runs in (where the pull secret is read from).
+    pub platform_namespace: String,
     /// Where source builds push their images (`registry.example.com/roundhouse`).
     pub registry: Option<String>,
     /// The builder a build Job runs (BuildKit's or kaniko's executor image).
@@ -24,6 +39,28 @@ pub struct Settings {
     /// The namespace the ingress controller runs in: the only one besides the environment's
     /// own whose pods may reach its pods.
     pub ingress_namespace: String,
+}
+
+impl Settings {
+    /// From the environment: `ROUNDHOUSE_APPS_DOMAIN` (the same hosts the platform's own proxy
+    /// answers for) and the `ROUNDHOUSE_K8S_*` variables.
+    pub fn from_env(apps_domain: &str) -> Self {
+        let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let defaults = Settings::default();
+        Settings {
+            base_domain: apps_domain.to_string(),
+            ingress_class: var("ROUNDHOUSE_K8S_INGRESS_CLASS"),
+            cert_issuer: var("ROUNDHOUSE_K8S_CERT_ISSUER"),
+            image_pull_secret: var("ROUNDHOUSE_K8S_IMAGE_PULL_SECRET"),
+            registry: var("ROUNDHOUSE_K8S_REGISTRY"),
+            builder_image: var("ROUNDHOUSE_K8S_BUILDER_IMAGE").unwrap_or(defaults.builder_image),
+            ingress_namespace: var("ROUNDHOUSE_K8S_INGRESS_NAMESPACE").unwrap_or(defaults.ingress_namespace),
+            // The service account's own namespace when in the cluster.
+            platform_namespace: var("ROUNDHOUSE_K8S_NAMESPACE")
+                .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok().map(|n| n.trim().to_string()))
+                .unwrap_or(defaults.platform_namespace),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -36,6 +73,7 @@ impl Default for Settings {
             registry: None,
             builder_image: "gcr.io/kaniko-project/executor:v1.23.2".into(),
             ingress_namespace: "ingress-nginx".into(),
+            platform_namespace: "roundhouse".into(),
         }
     }
 }

@@ -1,0 +1,470 @@
+//! `KubernetesRuntime`: the `Runtime` trait on a cluster. Each instance is applied as the
+//! objects `manifests.rs` writes (server-side apply, field manager `roundhouse`); its state
+//! comes from the cluster-wide pod watch (`pods.rs`), its output from the pod log API
+//! (`pod_logs.rs`), its CPU and memory from metrics.k8s.io (`usage.rs`). Nothing lives only in
+//! this process: a restarted platform, or another replica, finds every instance by its labels
+//! (`adopt`) and follows it again without restarting it.
+
+use super::{
+    cluster::Cluster,
+    manifests::{self, Quota, Target, Workload},
+    pod_logs,
+    pods::{Observed, PodState, Pods},
+    usage, Settings,
+};
+use crate::{
+    logs::LogSink,
+    runtime::{Adoption, BuildJob, InstanceEvent, InstanceSpec, PrivateListener, Runtime, RuntimeError, Usage},
+};
+use app::{
+    deployments::Stream,
+    infra::live::Endpoint,
+    services::{RestartPolicy, Service, SourceKind},
+};
+use kube::Client;
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// What the runtime asks the platform about a project: the slug its namespaces are named by,
+/// and what its owner's plan allows (the namespace's ResourceQuota).
+#[derive(Debug, Clone)]
+pub struct ProjectFacts {
+    pub slug: String,
+    pub quota: Quota,
+}
+
+#[async_trait::async_trait]
+pub trait Projects: Send + Sync + 'static {
+    async fn project(&self, id: Uuid) -> anyhow::Result<ProjectFacts>;
+}
+
+/// How long `stop` waits for an instance's pods to be gone.
+const STOP_PATIENCE: Duration = Duration::from_secs(90);
+/// What a restart is announced with (the kubelet's back-off starts at 10 s).
+const RESTART_IN: Duration = Duration::from_secs(10);
+
+/// An instance this process follows: its supervisor and log follower end with `cancel`.
+struct Followed {
+    cancel: CancellationToken,
+    events: mpsc::UnboundedSender<InstanceEvent>,
+}
+
+pub struct KubernetesRuntime {
+    cluster: Cluster,
+    settings: Settings,
+    projects: Arc<dyn Projects>,
+    pods: Arc<Pods>,
+    watching: tokio::task::JoinHandle<()>,
+    followed: Arc<Mutex<HashMap<Uuid, Followed>>>,
+}
+
+impl Drop for KubernetesRuntime {
+    fn drop(&mut self) {
+        self.watching.abort();
+        for f in self.followed.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            f.cancel.cancel();
+        }
+    }
+}
+
+impl KubernetesRuntime {
+    /// A runtime on `client`'s cluster; starts watching its pods.
+    pub fn new(client: Client, settings: Settings, projects: Arc<dyn Projects>) -> Self {
+        let (pods, watching) = Pods::watch(client.clone());
+        KubernetesRuntime { cluster: Cluster::new(client), settings, projects, pods, watching, followed: Arc::default() }
+    }
+
+    /// The cluster of `KUBECONFIG` or the service account, checked before anything is
+    /// deployed: a cluster that cannot be reached or RBAC that lacks a verb is named at start.
+    pub async fn connect(settings: Settings, projects: Arc<dyn Projects>) -> anyhow::Result<Self> {
+        let cluster = Cluster::connect().await?;
+        let missing = cluster.missing_permissions().await.map_err(|e| anyhow::anyhow!("the Kubernetes cluster cannot be reached: {e}"))?;
+        anyhow::ensure!(
+            missing.is_empty(),
+            "Roundhouse's service account may not {} in the cluster: apply deploy/kubernetes/rbac.yaml (docs/kubernetes.md)",
+            missing.join(", ")
+        );
+        Ok(KubernetesRuntime::new(cluster.client().clone(), settings, projects))
+    }
+
+    /// How long the cluster has not answered the pod watch, if it has not (for `/readyz`).
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        self.pods.failing_for()
+    }
+
+    fn client(&self) -> &Client {
+        self.cluster.client()
+    }
+
+    async fn target(&self, s: &Service) -> Result<(Target, Quota), RuntimeError> {
+        let facts = self.projects.project(s.project_id).await.map_err(|e| RuntimeError::internal("The platform could not read the project.", e))?;
+        let target = Target { project_id: s.project_id, project_slug: facts.slug, environment_id: s.environment_id, environment: s.environment.clone() };
+        Ok((target, facts.quota))
+    }
+
+    /// The environment's Namespace, NetworkPolicy and ResourceQuota, and a copy of the
+    /// platform's image pull secret when one is configured.
+    async fn environment(&self, target: &Target, quota: Quota) -> Result<Vec<manifests::Object>, RuntimeError> {
+        let mut objects = manifests::environment(target, quota, &self.settings);
+        if let Some(name) = &self.settings.image_pull_secret {
+            let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(self.client().clone(), &self.settings.platform_namespace);
+            let original = api.get(name).await.map_err(|e| RuntimeError::internal("The platform's image pull secret could not be read.", e))?;
+            objects.push(manifests::pull_secret(target, name, original));
+        }
+        Ok(objects)
+    }
+
+    fn follow(&self, spec: &InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) {
+        let id = spec.instance_id;
+        let cancel = CancellationToken::new();
+        let previous = self.followed.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Followed { cancel: cancel.clone(), events: events.clone() });
+        if let Some(previous) = previous {
+            previous.cancel.cancel();
+        }
+        let out = logs.stream(Stream::Stdout, Some(spec.replica));
+        tokio::spawn(pod_logs::follow(self.client().clone(), self.pods.subscribe(id), out, cancel.clone()));
+        let supervisor = Supervisor {
+            id,
+            policy: spec.spec.restart_policy,
+            max: spec.spec.restart_max.max(0),
+            cluster: self.cluster.clone(),
+            followed: self.followed.clone(),
+            logs: logs.stream(Stream::System, Some(spec.replica)),
+            events,
+        };
+        tokio::spawn(supervisor.run(self.pods.subscribe(id), cancel));
+    }
+
+    /// Runs a build Job to its end: its log into `logs`, the image it pushed as the answer.
+    async fn build_in_cluster(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, RuntimeError> {
+        let registry = self.settings.registry.clone().ok_or("Building from source on this cluster needs a registry to push to: the platform's administrator sets ROUNDHOUSE_K8S_REGISTRY.")?;
+        let (target, quota) = self.target(&job.spec).await?;
+        let env = BTreeMap::new();
+        let w = Workload {
+            target: &target,
+            service: &job.spec,
+            deployment_id: job.deployment_id,
+            instance_id: job.deployment_id,
+            command: None,
+            image: String::new(),
+            env: &env,
+            volume_gb: quota.volume_gb,
+        };
+        let build = manifests::build_job(&w, &self.settings)?;
+        let image = manifests::built_image(&w, &registry);
+        let mut objects = self.environment(&target, quota).await?;
+        objects.push(build);
+        self.cluster.apply(&objects).await.map_err(|e| RuntimeError::internal("The cluster refused the build.", e))?;
+        logs.system(&format!("Building in the cluster with {}, pushing {image}", self.settings.builder_image)).await;
+        let stop = CancellationToken::new();
+        let output = tokio::spawn(pod_logs::follow(self.client().clone(), self.pods.subscribe(job.deployment_id), logs.stream(Stream::Build, None), stop.clone()));
+        let mut pod = self.pods.subscribe(job.deployment_id);
+        let outcome = loop {
+            let state = pod.borrow_and_update().state.clone();
+            match state {
+                PodState::Ended { exit_code: Some(0) } => break Ok(image),
+                PodState::Ended { exit_code } => {
+                    break Err(RuntimeError::user(format!("The build failed (exit code {}): its log above says why.", exit_code.map_or("unknown".into(), |c| c.to_string()))))
+                }
+                PodState::Stuck { user, internal } => break Err(RuntimeError::internal(format!("The build could not run: {user}"), internal)),
+                _ => {}
+            }
+            tokio::select! {
+                changed = pod.changed() => if changed.is_err() { break Err(RuntimeError::user("The build's pod is gone.")) },
+                _ = cancel.cancelled() => break Err(RuntimeError::user("The build was cancelled.")),
+            }
+        };
+        // A finished build's whole log is stored (the follower ends by itself); a failed or
+        // cancelled one's Job goes at once.
+        if outcome.is_ok() {
+            let _ = output.await;
+        } else {
+            stop.cancel();
+            if let Err(e) = self.cluster.remove_instance(job.deployment_id).await {
+                tracing::warn!(error = %e, deployment = %job.deployment_id, "deleting a build's Job");
+            }
+        }
+        self.pods.forget(job.deployment_id);
+        outcome
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for KubernetesRuntime {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn supports(&self, kind: SourceKind) -> Result<(), String> {
+        match kind {
+            SourceKind::Image | SourceKind::Database => Ok(()),
+            SourceKind::Git if self.settings.registry.is_some() => Ok(()),
+            SourceKind::Git => Err("This platform builds no git sources (its cluster has no registry to push builds to): deploy an image.".into()),
+            SourceKind::Upload => Err("Uploaded sources are not built on this platform's cluster yet: deploy an image or a git repository.".into()),
+            SourceKind::Directory => Err("A folder of the platform's machine cannot run on a cluster.".into()),
+        }
+    }
+
+    async fn adopt(&self) -> anyhow::Result<Adoption> {
+        let all = self.cluster.instances().await.map_err(|e| anyhow::anyhow!("listing the cluster's instances: {e}"))?;
+        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        let (running, found) = all.into_iter().partition(|id| followed.contains_key(id));
+        Ok(Adoption { running, found, cleaned: 0 })
+    }
+
+    async fn release(&self) {
+        for (_, f) in self.followed.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            f.cancel.cancel();
+        }
+    }
+
+    async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, RuntimeError> {
+        match job.spec.source_kind {
+            SourceKind::Image => {
+                logs.system(&format!("Deploying the image {}", job.spec.source)).await;
+                Ok(job.spec.source.clone())
+            }
+            SourceKind::Database => manifests::database_image(&job.spec.source)
+                .map(str::to_string)
+                .ok_or_else(|| RuntimeError::user(format!("No database engine is called {:?}.", job.spec.source))),
+            SourceKind::Git => self.build_in_cluster(job, logs, cancel).await,
+            kind => Err(RuntimeError::user(self.supports(kind).err().unwrap_or_default())),
+        }
+    }
+
+    /// Images live in registries the platform cannot list cheaply: a rollback pulls again, and
+    /// an image gone from its registry shows as the instance's pull error.
+    async fn has_artifact(&self, artifact: &str) -> bool {
+        !artifact.is_empty()
+    }
+
+    async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, RuntimeError> {
+        let (target, quota) = self.target(&spec.spec).await?;
+        let w = Workload {
+            target: &target,
+            service: &spec.spec,
+            deployment_id: spec.deployment_id,
+            instance_id: spec.instance_id,
+            command: spec.command.as_deref(),
+            image: spec.artifact.clone(),
+            env: &spec.env,
+            volume_gb: quota.volume_gb,
+        };
+        let mut objects = self.environment(&target, quota).await?;
+        objects.extend(manifests::workload(&w, &self.settings));
+        // Applying what already runs (an instance taken back) changes nothing, so nothing restarts.
+        let applied = self.cluster.apply(&objects).await.map_err(|e| RuntimeError::internal("The cluster refused the service's objects.", e))?;
+        self.follow(&spec, logs, events);
+        let ip = applied.cluster_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Ok(Endpoint { network: None, addr: SocketAddr::new(ip, manifests::port(&spec.spec)) })
+    }
+
+    async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), RuntimeError> {
+        let mut pod = self.pods.subscribe(instance_id);
+        let mut crashed: Option<Option<i32>> = None;
+        loop {
+            let now = pod.borrow_and_update().state.clone();
+            match now {
+                PodState::Running { ready: true, .. } => return Ok(()),
+                PodState::Stuck { user, internal } => return Err(RuntimeError::internal(user, internal)),
+                PodState::Ended { exit_code } => return Err(RuntimeError::user(exited(exit_code))),
+                PodState::Gone => return Err(RuntimeError::user("It was stopped before it was ready.")),
+                PodState::BackingOff { last_exit, .. } => crashed = Some(last_exit),
+                PodState::Running { .. } | PodState::Pending => {}
+            }
+            tokio::select! {
+                changed = pod.changed() => if changed.is_err() { return Err(RuntimeError::user("It was stopped before it was ready.")) },
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(RuntimeError::user(match crashed {
+                        Some(code) => format!("It was not ready in time: it keeps crashing ({}).", exited(code)),
+                        None => "It was not ready in time: its health check never passed.".to_string(),
+                    }));
+                }
+            }
+        }
+    }
+
+    async fn stop(&self, instance_id: Uuid) {
+        // The supervisor ends first, so the pods' going reads as a stop, not a crash.
+        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner()).remove(&instance_id);
+        if let Some(f) = &followed {
+            f.cancel.cancel();
+        }
+        remove(&self.cluster, instance_id).await;
+        self.pods.forget(instance_id);
+        if let Some(f) = followed {
+            let _ = f.events.send(InstanceEvent::Exited { instance_id, exit_code: None, reason: "Stopped".into(), stopped: true });
+        }
+    }
+
+    async fn usage(&self) -> Vec<(Uuid, Usage)> {
+        usage::usage(self.client()).await.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "the cluster's metrics API did not answer (is metrics-server installed?)");
+            Vec::new()
+        })
+    }
+
+    /// What each volume claim holds for its service (its provisioned size: what a cluster bills).
+    async fn volume_sizes(&self) -> Vec<(Uuid, u64)> {
+        self.cluster.volume_claims().await.unwrap_or_default()
+    }
+
+    async fn private_listener(&self, _environment_id: Uuid, _addr: std::net::SocketAddrV4) -> Result<PrivateListener, RuntimeError> {
+        Err(RuntimeError::user("Services on a cluster reach each other through its Services."))
+    }
+
+    /// None: an environment's namespace resolves each service's bare name to its Service.
+    fn private_addrs(&self, _private_port: u16, _known_ports: &[u16], _itself_on_private_port: bool) -> Vec<std::net::SocketAddrV4> {
+        Vec::new()
+    }
+}
+
+/// How long the cluster may fail to answer before deployments are held and `/readyz` says so.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Keeps the platform's admission in step with the cluster: while it has not answered for
+/// [`UNREACHABLE_AFTER`], nothing new is deployed and `/readyz` reports it.
+pub fn report_health(runtime: Arc<KubernetesRuntime>, state: app::infra::AppState) {
+    let runtime = Arc::downgrade(&runtime);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let Some(runtime) = runtime.upgrade() else { return };
+            let admission = match runtime.unreachable_for() {
+                Some(away) if away >= UNREACHABLE_AFTER => app::infra::Admission::Nobody(format!("the Kubernetes cluster has not answered for {}s", away.as_secs())),
+                _ => app::infra::Admission::Everyone,
+            };
+            if state.admission() != admission {
+                state.set_admission(admission);
+            }
+        }
+    });
+}
+
+fn exited(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("it exited with code {c}"),
+        None => "it exited".to_string(),
+    }
+}
+
+/// Deletes an instance's objects, waits for its pods, and prunes its service's Service and
+/// Ingress if it was the service's last instance.
+async fn remove(cluster: &Cluster, instance_id: Uuid) {
+    match cluster.remove_instance(instance_id).await {
+        Ok(owner) => {
+            if !cluster.pods_gone(instance_id, STOP_PATIENCE).await {
+                tracing::warn!(instance = %instance_id, "its pods were still there {}s after it was deleted", STOP_PATIENCE.as_secs());
+            }
+            if let Some((namespace, service)) = owner {
+                if let Err(e) = cluster.prune_service(&namespace, &service).await {
+                    tracing::warn!(error = %e, %namespace, %service, "pruning a service's Service and Ingress");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, instance = %instance_id, "deleting an instance's objects"),
+    }
+}
+
+/// Turns an instance's pod states into the platform's instance events, and applies the
+/// service's restart policy (the kubelet restarts a container always; the platform ends an
+/// instance whose policy says it is done).
+struct Supervisor {
+    id: Uuid,
+    policy: RestartPolicy,
+    max: i32,
+    cluster: Cluster,
+    followed: Arc<Mutex<HashMap<Uuid, Followed>>>,
+    logs: LogSink,
+    events: mpsc::UnboundedSender<InstanceEvent>,
+}
+
+impl Supervisor {
+    async fn run(self, mut pod: watch::Receiver<Observed>, cancel: CancellationToken) {
+        let id = self.id;
+        let mut started = false;
+        // Restarts before this process followed it (an instance taken back) were told already.
+        let mut seen: Option<i32> = None;
+        let mut stuck = false;
+        loop {
+            let now = pod.borrow_and_update().state.clone();
+            match now {
+                PodState::Running { restarts, last_exit, .. } | PodState::BackingOff { restarts, last_exit } => {
+                    let before = *seen.get_or_insert(restarts);
+                    if restarts > before {
+                        seen = Some(restarts);
+                        let code = last_exit;
+                        let restart = match self.policy {
+                            RestartPolicy::Never => false,
+                            RestartPolicy::OnFailure => code != Some(0) && restarts <= self.max,
+                            RestartPolicy::Always => true,
+                        };
+                        if !restart {
+                            let how = exited(code);
+                            let reason = if restarts > 1 { format!("{how} after {} restarts", restarts - 1) } else { how };
+                            self.end(reason, code).await;
+                            return;
+                        }
+                        self.logs.line(&format!("It exited ({}); the cluster starts it again (restart {restarts})", exited(code))).await;
+                        let _ = self.events.send(InstanceEvent::Restarting { instance_id: id, exit_code: code, restart_in: RESTART_IN });
+                    }
+                    if matches!(now, PodState::Running { .. }) && !started {
+                        started = true;
+                        let _ = self.events.send(InstanceEvent::Started { instance_id: id, pid: 0 });
+                    }
+                    stuck = false;
+                }
+                PodState::Ended { exit_code } => {
+                    self.finish(exited(exit_code), exit_code);
+                    return;
+                }
+                // Told once; the cluster keeps trying (a node may free up, an image appear).
+                PodState::Stuck { user, internal } if !stuck => {
+                    stuck = true;
+                    tracing::info!(instance = %id, detail = %internal, "{user}");
+                    self.logs.line(&user).await;
+                }
+                // A pod the cluster replaces (a node drained): its successor is on its way.
+                PodState::Stuck { .. } | PodState::Pending | PodState::Gone => {}
+            }
+            tokio::select! {
+                changed = pod.changed() => if changed.is_err() { return },
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// The policy says it is done: its objects go, and the platform is told why.
+    async fn end(&self, reason: String, code: Option<i32>) {
+        self.logs.line(&reason).await;
+        if let Some(f) = self.followed.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id) {
+            f.cancel.cancel();
+        }
+        remove(&self.cluster, self.id).await;
+        let _ = self.events.send(InstanceEvent::Exited { instance_id: self.id, exit_code: code, reason, stopped: false });
+    }
+
+    /// A one-off run ended by itself: its Job stays for the cluster's TTL.
+    fn finish(&self, reason: String, code: Option<i32>) {
+        if let Some(f) = self.followed.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id) {
+            // Its log follower stores the last lines and ends by itself.
+            drop(f);
+        }
+        let _ = self.events.send(InstanceEvent::Exited { instance_id: self.id, exit_code: code, reason, stopped: false });
+    }
+}
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

@@ -1,0 +1,138 @@
+//! The whole platform on the Kubernetes runtime, against the fake API server
+//! (`support/fake_kube_api.rs`): a user deploys through the API as on the local runtime, and
+//! sees the same deployment states, reasons and logs; the cluster gets the objects.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+#[allow(dead_code)]
+#[path = "support/fake_kube_api.rs"]
+mod fake_kube_api;
+
+use axum::http::{Method, StatusCode};
+use fake_kube_api::FakeApi;
+use helpers::*;
+use serde_json::{json, Value};
+use server::runtime::kubernetes::{plans::PlanProjects, KubernetesRuntime, Settings};
+use std::{sync::Arc, time::Duration};
+
+const NS: &str = "rh-shop-production";
+
+async fn settle(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = app.get(&format!("/deployments/{id}"), token).await;
+        let status = d.body["deployment"]["status"].as_str().unwrap_or_default().to_string();
+        if status == want {
+            return d.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "deployment stayed {status}, not {want}: {}", d.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The instance id of the one object named `<service>-…` of `resource`, once it is applied.
+async fn instance_of(cluster: &FakeApi, resource: &str, prefix: &str) -> (String, String) {
+    for _ in 0..600 {
+        if let Some(name) = cluster.names(resource).into_iter().find(|n| n.starts_with(prefix)) {
+            let object = cluster.object(resource, NS, &name).unwrap();
+            return (name, object["metadata"]["labels"]["roundhouse.dev/instance"].as_str().unwrap().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {resource} named {prefix}… was applied: {:?}", cluster.names(resource));
+}
+
+fn pod(name: &str, instance: &str, ready: bool, restarts: i32, state: Value, last: Option<i32>) -> Value {
+    json!({
+        "metadata": { "name": name, "namespace": NS, "labels": { "app.kubernetes.io/managed-by": "roundhouse", "roundhouse.dev/instance": instance } },
+        "spec": { "containers": [{ "name": "web" }] },
+        "status": { "phase": "Running", "containerStatuses": [{
+            "name": "web", "image": "ghcr.io/acme/web:2", "imageID": "", "ready": ready, "restartCount": restarts, "state": state,
+            "lastState": last.map_or(json!({}), |c| json!({ "terminated": { "exitCode": c } })),
+        }] },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_deploys_to_a_cluster_with_the_states_reasons_and_logs_of_any_runtime() {
+    let app = TestApp::with_config(|c| {
+        c.runtime = app::infra::RuntimeKind::Kubernetes;
+        c.apps_domain = "apps.example.com".into();
+    })
+    .await;
+    let (client, cluster) = FakeApi::start();
+    let settings = Settings { base_domain: "apps.example.com".into(), ..Settings::default() };
+    let runtime = Arc::new(KubernetesRuntime::new(client, settings, Arc::new(PlanProjects(app.db.clone()))));
+    app.state.set_refused_sources(server::runtime::refusals(runtime.as_ref()));
+    let _reconciler = server::reconciler::spawn(app.state.clone(), Some(runtime.clone())).expect("a reconciler");
+    let token = app.verified_user("Ada", "ada@example.com").await;
+    let p = app.post("/projects", &token, json!({ "name": "shop" })).await;
+    let project = p.body["id"].as_str().unwrap().to_string();
+
+    // A database and an image service referring to it.
+    let db = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "db", "source_kind": "database", "source": "postgres" })).await;
+    assert_eq!(db.status, StatusCode::CREATED, "{}", db.text);
+    let web = app
+        .post(
+            &format!("/projects/{project}/services"),
+            &token,
+            json!({ "name": "web", "source_kind": "image", "source": "ghcr.io/acme/web:2", "port": 3000, "restart_policy": "on_failure", "restart_max": 1 }),
+        )
+        .await;
+    assert_eq!(web.status, StatusCode::CREATED, "{}", web.text);
+    let web_id = web.body["id"].as_str().unwrap().to_string();
+    let r = app.api(Method::PUT, &format!("/services/{web_id}/variables/DATABASE_URL"), Some(&token), Some(json!({ "value": "${{db.DATABASE_URL}}" }))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let d = app.post(&format!("/services/{web_id}/deployments"), &token, json!({})).await;
+    assert_eq!(d.status, StatusCode::CREATED, "{}", d.text);
+    let deployment = d.body["id"].as_str().unwrap().to_string();
+    let (name, instance) = instance_of(&cluster, "deployments", "web-").await;
+
+    // The cluster schedules it, it logs, its readiness probe passes: running.
+    cluster.log("web-pod", &["2026-11-30T07:00:00.000000001Z listening on :3000"]);
+    cluster.put_pod(pod("web-pod", &instance, false, 0, json!({ "running": {} }), None));
+    cluster.put_pod(pod("web-pod", &instance, true, 0, json!({ "running": {} }), None));
+    let body = settle(&app, &token, &deployment, "running").await;
+    assert_eq!(body["deployment"]["reason"], "1 instance(s) ready");
+
+    // What it was given: the database by its Service's name, the plan's quota, its public host.
+    let secret = cluster.object("secrets", NS, &format!("{name}-env")).unwrap();
+    let url = secret["stringData"]["DATABASE_URL"].as_str().unwrap();
+    assert!(url.starts_with("postgresql://postgres:") && url.ends_with("@db:5432/postgres"), "{url}");
+    assert_eq!(secret["stringData"]["PORT"], "3000");
+    let ingress = cluster.object("ingresses", NS, "web").unwrap();
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "web.shop.apps.example.com");
+    let quota = cluster.object("resourcequotas", NS, "roundhouse-plan").unwrap();
+    let pods: i32 = sqlx::query_scalar("SELECT max_services * max_replicas FROM plans WHERE id = 'free'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(quota["spec"]["hard"]["pods"], pods.to_string(), "the owner's plan: its services × its replicas");
+    let instances: Vec<(String,)> = sqlx::query_as("SELECT address FROM instances WHERE id = $1::uuid").bind(&instance).fetch_all(&app.db).await.unwrap();
+    assert_eq!(instances, [("10.96.0.10:3000".to_string(),)], "where the cluster answers for it");
+
+    // Its output reaches its logs like any runtime's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = app.get(&format!("/deployments/{deployment}/logs"), &token).await.text;
+        if logs.contains("listening on :3000") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // It crashes more often than its policy allows: crashed, with the reason, and its objects go.
+    cluster.put_pod(pod("web-pod", &instance, false, 1, json!({ "waiting": { "reason": "CrashLoopBackOff" } }), Some(1)));
+    cluster.put_pod(pod("web-pod", &instance, false, 2, json!({ "waiting": { "reason": "CrashLoopBackOff" } }), Some(1)));
+    let body = settle(&app, &token, &deployment, "crashed").await;
+    assert_eq!(body["deployment"]["reason"], "it exited with code 1 after 1 restarts");
+    assert!(cluster.object("deployments", NS, &name).is_none() && cluster.object("services", NS, "web").is_none());
+
+    // What the cluster cannot build (no registry is configured) is refused before anything is queued.
+    let git = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "api", "source_kind": "git", "source": "https://github.com/acme/api" })).await;
+    assert_eq!(git.status, StatusCode::CREATED, "{}", git.text);
+    let r = app.post(&format!("/services/{}/deployments", git.body["id"].as_str().unwrap()), &token, json!({})).await;
+    assert!(r.status.is_client_error() && r.text.contains("no registry"), "{} {}", r.status, r.text);
+    assert!(cluster.names("jobs").is_empty(), "no build was started");
+    assert!(cluster.violations().is_empty(), "{:?}", cluster.violations());
+}
