@@ -3,8 +3,8 @@
 //! show every kind (stateless, volume, database, cron, image, build job), reviewed by eye.
 //!
 //! - Environment → Namespace `rh-<project>-<environment>`, a NetworkPolicy that lets in only the
-//!   namespace's own pods and the ingress controller's (the cluster's counterpart of the local
-//!   sandbox's network), and a ResourceQuota from the owner's plan.
+//!   namespace's own pods, the ingress controller's and the platform's (the cluster's
+//!   counterpart of the local sandbox's network), and a ResourceQuota from the owner's plan.
 //! The platform's engine rolls deployments out itself, on every runtime alike (start the new
 //! instances, wait until they are ready, move traffic, stop the old ones: the same states and
 //! logs whichever runtime runs them), so what the cluster gets is per *instance*:
@@ -174,6 +174,17 @@ fn quantity(s: String) -> Quantity {
     Quantity(s)
 }
 
+/// Every pod of the namespace called `name`.
+fn namespace_peer(name: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".to_string(), name.to_string())])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The environment's Namespace, NetworkPolicy and ResourceQuota.
 pub fn environment(t: &Target, quota: Quota, settings: &Settings) -> Vec<Object> {
     let ns = namespace_name(t);
@@ -189,13 +200,9 @@ pub fn environment(t: &Target, quota: Quota, settings: &Settings) -> Vec<Object>
                     // the environment's own pods
                     NetworkPolicyPeer { pod_selector: Some(everything), ..Default::default() },
                     // the ingress controller
-                    NetworkPolicyPeer {
-                        namespace_selector: Some(LabelSelector {
-                            match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".to_string(), settings.ingress_namespace.clone())])),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    },
+                    namespace_peer(&settings.ingress_namespace),
+                    // the platform (its proxy, when the apps' hosts point at it)
+                    namespace_peer(&settings.platform_namespace),
                 ]),
                 ..Default::default()
             }]),

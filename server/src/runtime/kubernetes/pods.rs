@@ -28,14 +28,20 @@ pub enum PodState {
     Running { ready: bool, restarts: i32, last_exit: Option<i32> },
     /// It exited and the kubelet waits before starting it again (CrashLoopBackOff).
     BackingOff { restarts: i32, last_exit: Option<i32> },
-    /// It cannot run as it is: its image cannot be pulled, no node can take it, its
-    /// configuration is refused. `user` is for the owner; `internal` is what the cluster said.
+    /// It cannot run as it is: its image cannot be pulled, its configuration is refused.
+    /// `user` is for the owner; `internal` is what the cluster said.
     Stuck { user: String, internal: String },
+    /// No node has room for it now; the cluster keeps trying (a node may free up or be added).
+    /// `internal` is what the scheduler said.
+    Unschedulable { internal: String },
     /// It ran to its end (a one-off run): its exit code.
     Ended { exit_code: Option<i32> },
     /// Its pod was deleted.
     Gone,
 }
+
+/// What the owner is told while no node has room for their instance.
+pub const NO_ROOM: &str = "No node of the cluster has room for it now (its CPU, memory or volume): the cluster keeps trying.";
 
 /// An instance's pod: its name (for its logs) and state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +69,7 @@ pub fn observe(pod: &Pod) -> PodState {
         .flatten()
         .find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"));
     if let Some(c) = unschedulable {
-        return PodState::Stuck {
-            user: "No node of the cluster has room for it now (its CPU, memory or volume); it will wait, or lower its size.".into(),
-            internal: c.message.clone().unwrap_or_default(),
-        };
+        return PodState::Unschedulable { internal: c.message.clone().unwrap_or_default() };
     }
     let Some(container) = status.container_statuses.iter().flatten().next() else {
         return match status.phase.as_deref() {
@@ -228,9 +231,8 @@ mod tests {
         assert!(user.contains("ghcr.io/acme/web:1 could not be pulled"), "{user}");
         assert!(!user.contains("node-7") && internal.contains("node-7"));
         let unschedulable = json!({ "phase": "Pending", "conditions": [{ "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory." }] });
-        let PodState::Stuck { user, internal } = observe(&pod(unschedulable)) else { panic!("stuck") };
-        assert!(user.contains("No node of the cluster has room"), "{user}");
-        assert!(internal.contains("0/3 nodes") && !user.contains("0/3"));
+        let PodState::Unschedulable { internal } = observe(&pod(unschedulable)) else { panic!("unschedulable") };
+        assert!(internal.contains("0/3 nodes"));
     }
 
     #[test]

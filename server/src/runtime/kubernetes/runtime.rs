@@ -9,7 +9,7 @@ use super::{
     cluster::Cluster,
     manifests::{self, Quota, Target, Workload},
     pod_logs,
-    pods::{Observed, PodState, Pods},
+    pods::{Observed, PodState, Pods, NO_ROOM},
     usage, Settings,
 };
 use crate::{
@@ -272,6 +272,7 @@ impl Runtime for KubernetesRuntime {
     async fn ready(&self, instance_id: Uuid, deadline: Instant) -> Result<(), RuntimeError> {
         let mut pod = self.pods.subscribe(instance_id);
         let mut crashed: Option<Option<i32>> = None;
+        let mut no_room: Option<String> = None;
         loop {
             let now = pod.borrow_and_update().state.clone();
             match now {
@@ -280,15 +281,18 @@ impl Runtime for KubernetesRuntime {
                 PodState::Ended { exit_code } => return Err(RuntimeError::user(exited(exit_code))),
                 PodState::Gone => return Err(RuntimeError::user("It was stopped before it was ready.")),
                 PodState::BackingOff { last_exit, .. } => crashed = Some(last_exit),
+                // It may yet be scheduled before the deadline.
+                PodState::Unschedulable { internal } => no_room = Some(internal),
                 PodState::Running { .. } | PodState::Pending => {}
             }
             tokio::select! {
                 changed = pod.changed() => if changed.is_err() { return Err(RuntimeError::user("It was stopped before it was ready.")) },
                 _ = tokio::time::sleep_until(deadline) => {
-                    return Err(RuntimeError::user(match crashed {
-                        Some(code) => format!("It was not ready in time: it keeps crashing ({}).", exited(code)),
-                        None => "It was not ready in time: its health check never passed.".to_string(),
-                    }));
+                    return Err(match (crashed, no_room) {
+                        (Some(code), _) => RuntimeError::user(format!("It was not ready in time: it keeps crashing ({}).", exited(code))),
+                        (None, Some(internal)) => RuntimeError::internal(format!("It was not ready in time. {NO_ROOM}"), internal),
+                        (None, None) => RuntimeError::user("It was not ready in time: its health check never passed."),
+                    });
                 }
             }
         }
@@ -435,8 +439,13 @@ impl Supervisor {
                     tracing::info!(instance = %id, detail = %internal, "{user}");
                     self.logs.line(&user).await;
                 }
+                PodState::Unschedulable { internal } if !stuck => {
+                    stuck = true;
+                    tracing::info!(instance = %id, detail = %internal, "{NO_ROOM}");
+                    self.logs.line(NO_ROOM).await;
+                }
                 // A pod the cluster replaces (a node drained): its successor is on its way.
-                PodState::Stuck { .. } | PodState::Pending | PodState::Gone => {}
+                PodState::Stuck { .. } | PodState::Unschedulable { .. } | PodState::Pending | PodState::Gone => {}
             }
             tokio::select! {
                 changed = pod.changed() => if changed.is_err() { return },

@@ -377,3 +377,19 @@ async fn the_platforms_image_pull_secret_is_copied_into_each_environment() {
     let deployment = api.object("deployments", NS, &format!("web-{}", short(id(0xa)))).unwrap();
     assert_eq!(deployment["spec"]["template"]["spec"]["imagePullSecrets"][0]["name"], "registry-auth");
 }
+
+#[tokio::test]
+async fn an_instance_no_node_has_room_for_waits_and_then_says_why() {
+    let (rt, api) = runtime();
+    let s = service("web", SourceKind::Image, "ghcr.io/acme/web:2");
+    let i = id(0xb);
+    let (sink, captured) = capture(id(0xdc));
+    let (tx, _events) = mpsc::unbounded_channel();
+    rt.start(spec(&s, i, id(0xdc), "ghcr.io/acme/web:2"), sink, tx).await.unwrap();
+    let unschedulable = json!({ "phase": "Pending", "conditions": [{ "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu." }] });
+    api.put_pod(pod("web-x", i, unschedulable));
+    let err = rt.ready(i, Instant::now() + Duration::from_millis(300)).await.unwrap_err();
+    assert_eq!(err.user, "It was not ready in time. No node of the cluster has room for it now (its CPU, memory or volume): the cluster keeps trying.");
+    assert_eq!(err.internal.as_deref(), Some("0/3 nodes are available: 3 Insufficient cpu."));
+    wait_line(&captured, super::NO_ROOM).await;
+}
