@@ -2,7 +2,6 @@
 //! status changes and new log lines (fed from Postgres `LISTEN`, so every replica sees every
 //! change), and the routing table of the service proxy.
 
-use crate::deployments::StatusChange;
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -16,11 +15,20 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
-    Status(StatusChange),
+    Status(StatusNotice),
     /// New log lines of a deployment are stored.
     Logs(Uuid),
     /// The listener reconnected: anything may have changed.
     Resync,
+}
+
+/// A deployment's status changed: whose it is (to filter by) and the change as the domain
+/// wrote it (`deployments::StatusChange` as JSON), passed on to whoever needs it as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusNotice {
+    pub deployment_id: Uuid,
+    pub project_id: Uuid,
+    pub json: Arc<str>,
 }
 
 /// Where an instance listens: an address in a network the runtime names (`None`: the host's

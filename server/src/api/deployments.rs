@@ -206,7 +206,7 @@ fn follow(state: AppState, auth: Authenticated, d: Deployment, after: i64, searc
                 loop {
                     match live.recv().await {
                         Ok(LiveEvent::Logs(id)) if id == d.id => return Some(None),
-                        Ok(LiveEvent::Status(StatusChange { deployment_id, status, .. })) if deployment_id == d.id => return Some(Some(status)),
+                        Ok(LiveEvent::Status(n)) if n.deployment_id == d.id => return Some(serde_json::from_str::<StatusChange>(&n.json).ok().map(|c| c.status)),
                         Ok(LiveEvent::Resync) | Err(RecvError::Lagged(_)) => return Some(None),
                         Ok(_) => continue,
                         Err(RecvError::Closed) => return None,
@@ -428,7 +428,7 @@ pub async fn project_events(State(state): State<AppState>, Caller(auth): Caller,
                 }
             };
             let event = match received {
-                Ok(LiveEvent::Status(change)) if change.project_id == id => Event::default().event("status").json_data(&change).ok(),
+                Ok(LiveEvent::Status(n)) if n.project_id == id => Some(Event::default().event("status").data(&*n.json)),
                 Ok(LiveEvent::Resync) | Err(RecvError::Lagged(_)) => Some(Event::default().event("resync").data("")),
                 Ok(_) => None,
                 Err(RecvError::Closed) => return,

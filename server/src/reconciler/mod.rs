@@ -171,7 +171,8 @@ async fn listen(state: AppState, reconciler: Option<Arc<Reconciler>>) {
                         // from the moment it is stopped, before its processes are gone.
                         proxy::reload_routes(&state).await;
                         if let Ok(change) = serde_json::from_str::<StatusChange>(n.payload()) {
-                            let _ = state.live.events.send(LiveEvent::Status(change));
+                            let notice = app::infra::live::StatusNotice { deployment_id: change.deployment_id, project_id: change.project_id, json: n.payload().into() };
+                            let _ = state.live.events.send(LiveEvent::Status(notice));
                         }
                     }
                     LOGS_CHANNEL => {
