@@ -128,7 +128,7 @@ async fn run() -> anyhow::Result<()> {
         }
         app::infra::RuntimeKind::Kubernetes => {
             use server::runtime::kubernetes::{plans::PlanProjects, KubernetesRuntime, Settings};
-            let settings = Settings::from_env(&state.config.apps_domain);
+            let settings = Settings::from_env(&state.config.apps_domain, state.config.build_timeout_secs)?;
             let cluster = Arc::new(KubernetesRuntime::connect(settings, Arc::new(PlanProjects(db.clone()))).await?);
             state.set_refused_sources(server::runtime::refusals(cluster.as_ref()));
             tracing::info!("deploying to the Kubernetes cluster");

@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use server::runtime::kubernetes::{plans::PlanProjects, KubernetesRuntime, Settings};
 use std::{sync::Arc, time::Duration};
 
-const NS: &str = "rh-shop-production";
 
 async fn settle(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -32,10 +31,10 @@ async fn settle(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
 }
 
 /// The instance id of the one object named `<service>-…` of `resource`, once it is applied.
-async fn instance_of(cluster: &FakeApi, resource: &str, prefix: &str) -> (String, String) {
+async fn instance_of(cluster: &FakeApi, ns: &str, resource: &str, prefix: &str) -> (String, String) {
     for _ in 0..600 {
         if let Some(name) = cluster.names(resource).into_iter().find(|n| n.starts_with(prefix)) {
-            let object = cluster.object(resource, NS, &name).unwrap();
+            let object = cluster.object(resource, ns, &name).unwrap();
             return (name, object["metadata"]["labels"]["roundhouse.dev/instance"].as_str().unwrap().to_string());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -43,9 +42,11 @@ async fn instance_of(cluster: &FakeApi, resource: &str, prefix: &str) -> (String
     panic!("no {resource} named {prefix}… was applied: {:?}", cluster.names(resource));
 }
 
-fn pod(name: &str, instance: &str, ready: bool, restarts: i32, state: Value, last: Option<i32>) -> Value {
+fn pod(ns: &str, name: &str, instance: &str, ready: bool, restarts: i32, state: Value, last: Option<i32>) -> Value {
     json!({
-        "metadata": { "name": name, "namespace": NS, "labels": { "app.kubernetes.io/managed-by": "roundhouse", "roundhouse.dev/instance": instance } },
+        "metadata": { "name": name, "namespace": ns, "labels": {
+            "app.kubernetes.io/managed-by": "roundhouse", "roundhouse.dev/installation": "default", "roundhouse.dev/instance": instance,
+        } },
         "spec": { "containers": [{ "name": "web" }] },
         "status": { "phase": "Running", "containerStatuses": [{
             "name": "web", "image": "ghcr.io/acme/web:2", "imageID": "", "ready": ready, "restartCount": restarts, "state": state,
@@ -88,25 +89,28 @@ async fn a_service_deploys_to_a_cluster_with_the_states_reasons_and_logs_of_any_
     let d = app.post(&format!("/services/{web_id}/deployments"), &token, json!({})).await;
     assert_eq!(d.status, StatusCode::CREATED, "{}", d.text);
     let deployment = d.body["id"].as_str().unwrap().to_string();
-    let (name, instance) = instance_of(&cluster, "deployments", "web-").await;
+    // The environment's namespace is named by its id.
+    let environment: uuid::Uuid = sqlx::query_scalar("SELECT environment_id FROM services WHERE id = $1::uuid").bind(&web_id).fetch_one(&app.db).await.unwrap();
+    let ns = &format!("rh-{}", environment.simple());
+    let (name, instance) = instance_of(&cluster, ns, "deployments", "web-").await;
 
     // The cluster schedules it, it logs, its readiness probe passes: running.
     cluster.log("web-pod", &["2026-11-30T07:00:00.000000001Z listening on :3000"]);
-    cluster.put_pod(pod("web-pod", &instance, false, 0, json!({ "running": {} }), None));
-    cluster.put_pod(pod("web-pod", &instance, true, 0, json!({ "running": {} }), None));
+    cluster.put_pod(pod(ns, "web-pod", &instance, false, 0, json!({ "running": {} }), None));
+    cluster.put_pod(pod(ns, "web-pod", &instance, true, 0, json!({ "running": {} }), None));
     let body = settle(&app, &token, &deployment, "running").await;
     assert_eq!(body["deployment"]["reason"], "1 instance(s) ready");
 
     // What it was given: the database by its Service's name, the plan's quota, its public host.
-    let secret = cluster.object("secrets", NS, &format!("{name}-env")).unwrap();
+    let secret = cluster.object("secrets", ns, &format!("{name}-env")).unwrap();
     let url = secret["stringData"]["DATABASE_URL"].as_str().unwrap();
     assert!(url.starts_with("postgresql://postgres:") && url.ends_with("@db:5432/postgres"), "{url}");
     assert_eq!(secret["stringData"]["PORT"], "3000");
-    let ingress = cluster.object("ingresses", NS, "web").unwrap();
+    let ingress = cluster.object("ingresses", ns, "web").unwrap();
     assert_eq!(ingress["spec"]["rules"][0]["host"], "web.shop.apps.example.com");
-    let quota = cluster.object("resourcequotas", NS, "roundhouse-plan").unwrap();
-    let pods: i32 = sqlx::query_scalar("SELECT max_services * max_replicas FROM plans WHERE id = 'free'").fetch_one(&app.db).await.unwrap();
-    assert_eq!(quota["spec"]["hard"]["pods"], pods.to_string(), "the owner's plan: its services × its replicas");
+    let quota = cluster.object("resourcequotas", ns, "roundhouse-plan").unwrap();
+    let pods: i32 = sqlx::query_scalar("SELECT max_services * max_replicas * 2 + 2 FROM plans WHERE id = 'free'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(quota["spec"]["hard"]["pods"], pods.to_string(), "the owner's plan: twice its services × replicas, a build and a run");
     let instances: Vec<(String,)> = sqlx::query_as("SELECT address FROM instances WHERE id = $1::uuid").bind(&instance).fetch_all(&app.db).await.unwrap();
     assert_eq!(instances, [("10.96.0.10:3000".to_string(),)], "where the cluster answers for it");
 
@@ -122,11 +126,11 @@ async fn a_service_deploys_to_a_cluster_with_the_states_reasons_and_logs_of_any_
     }
 
     // It crashes more often than its policy allows: crashed, with the reason, and its objects go.
-    cluster.put_pod(pod("web-pod", &instance, false, 1, json!({ "waiting": { "reason": "CrashLoopBackOff" } }), Some(1)));
-    cluster.put_pod(pod("web-pod", &instance, false, 2, json!({ "waiting": { "reason": "CrashLoopBackOff" } }), Some(1)));
+    cluster.put_pod(pod(ns, "web-pod", &instance, false, 1, json!({ "waiting": { "reason": "CrashLoopBackOff" } }), Some(1)));
+    cluster.put_pod(pod(ns, "web-pod", &instance, false, 2, json!({ "waiting": { "reason": "CrashLoopBackOff" } }), Some(1)));
     let body = settle(&app, &token, &deployment, "crashed").await;
     assert_eq!(body["deployment"]["reason"], "it exited with code 1 after 1 restarts");
-    assert!(cluster.object("deployments", NS, &name).is_none() && cluster.object("services", NS, "web").is_none());
+    assert!(cluster.object("deployments", ns, &name).is_none() && cluster.object("services", ns, "web").is_none());
 
     // What the cluster cannot build (no registry is configured) is refused before anything is queued.
     let git = app.post(&format!("/projects/{project}/services"), &token, json!({ "name": "api", "source_kind": "git", "source": "https://github.com/acme/api" })).await;

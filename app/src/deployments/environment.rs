@@ -111,7 +111,7 @@ pub fn builtins(config: &Config, sb: &SecretBox, s: &ServiceMeta, project: (&str
                 SourceKind::Database => crate::services::engine_port(&s.source).unwrap_or(s.private_port),
                 _ => s.port.unwrap_or(8080),
             };
-            (s.name.to_ascii_lowercase().replace('_', "-"), port)
+            (crate::services::dns_name(&s.name), port)
         }
     };
     put("PORT", port.to_string());

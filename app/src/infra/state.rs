@@ -27,6 +27,9 @@ pub struct AppState {
     /// The source kinds this replica's runtime cannot run, by name, with why (set by the
     /// server from `Runtime::supports` at start).
     pub refused_sources: Arc<std::sync::RwLock<Vec<(String, String)>>>,
+    /// What keeps the runtime from doing its work now (a cluster that does not answer), for
+    /// `/readyz`; `None` when nothing does.
+    pub runtime_trouble: Arc<std::sync::RwLock<Option<String>>>,
     /// Whether Postgres answers (`db.rs`): while it does not, requests get 503 at once.
     pub db_health: Arc<super::db::DbHealth>,
     /// Stripe, when configured (None: the local ledger bills).
@@ -56,6 +59,14 @@ impl AppState {
     /// Why the runtime cannot run a source of this kind (its name), if it cannot.
     pub fn refused_source(&self, kind: &str) -> Option<String> {
         self.refused_sources.read().unwrap_or_else(|e| e.into_inner()).iter().find(|(k, _)| k == kind).map(|(_, why)| why.clone())
+    }
+
+    pub fn runtime_trouble(&self) -> Option<String> {
+        self.runtime_trouble.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_runtime_trouble(&self, trouble: Option<String>) {
+        *self.runtime_trouble.write().unwrap_or_else(|e| e.into_inner()) = trouble;
     }
 
     pub fn set_refused_sources(&self, refused: Vec<(String, String)>) {
@@ -91,6 +102,7 @@ impl AppState {
             payments: None,
             db_health: Default::default(),
             refused_sources: Default::default(),
+            runtime_trouble: Default::default(),
         }
     }
 }

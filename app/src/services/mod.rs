@@ -27,6 +27,14 @@ pub enum SourceKind {
     Database,
 }
 
+/// The name a service is reached by where names are DNS labels (a cluster's Service): lower
+/// case, `-` for anything but letters and digits, at most 63 characters, no dash at either end.
+pub fn dns_name(name: &str) -> String {
+    let mut out: String = name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    out.truncate(63);
+    out.trim_matches('-').to_string()
+}
+
 /// The port a database engine is known by (`db:5432`).
 pub fn engine_port(engine: &str) -> Option<u16> {
     match engine {

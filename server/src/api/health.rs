@@ -22,6 +22,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     if let Admission::Nobody(_) = state.admission() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "sandbox unavailable", "sandbox": sandbox(&state) })));
     }
+    if let Some(why) = state.runtime_trouble() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "runtime unavailable", "detail": why })));
+    }
     // The cause is in the platform's log: what the server said (host names, roles) is not for
     // anyone who can reach this address.
     if let Some((for_how_long, _)) = state.db_health.away() {

@@ -57,10 +57,14 @@ fn urlencoding_decode(v: &str) -> String {
     form_urlencoded::parse(format!("v={v}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-/// Whether `labels` match a selector such as `a=b,c=d,!e`.
+/// Whether `labels` match a selector such as `a=b,c=d,!e,f!=g`.
 fn matches(labels: &Value, selector: &str) -> bool {
     selector.split(',').filter(|t| !t.is_empty()).all(|term| match term.strip_prefix('!') {
         Some(key) => labels.get(key).is_none(),
+        None if term.contains("!=") => {
+            let (k, v) = term.split_once("!=").unwrap();
+            labels.get(k).and_then(Value::as_str) != Some(v)
+        }
         None => {
             let (k, v) = term.split_once('=').unwrap_or((term, ""));
             labels.get(k).and_then(Value::as_str) == Some(v)

@@ -14,31 +14,32 @@ use kube::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-/// The kinds the runtime writes, with the API group RBAC knows them by.
-pub const KINDS: [(&str, &str); 9] = [
-    ("", "namespaces"),
-    ("networking.k8s.io", "networkpolicies"),
-    ("", "resourcequotas"),
-    ("", "secrets"),
-    ("apps", "deployments"),
-    ("apps", "statefulsets"),
-    ("", "services"),
-    ("networking.k8s.io", "ingresses"),
-    ("batch", "jobs"),
-];
-/// What it does with each of them (a server-side apply that creates an object is authorized
-/// as `create` too).
-pub const VERBS: [&str; 6] = ["get", "list", "watch", "create", "patch", "delete"];
-/// What it only reads: the pods (their states, for every instance), the volume claims (what
-/// volumes are billed), and the pods' logs (group, resource, subresource, verb).
-pub const READS: [(&str, &str, &str, &str); 7] = [
-    ("", "pods", "", "get"),
-    ("", "pods", "", "list"),
-    ("", "pods", "", "watch"),
-    ("", "pods", "log", "get"),
-    ("", "persistentvolumeclaims", "", "get"),
-    ("", "persistentvolumeclaims", "", "list"),
-    ("", "persistentvolumeclaims", "", "watch"),
+/// Writing is applying (a server-side apply that creates an object is authorized as `create`
+/// too).
+const APPLY: &[&str] = &["create", "patch"];
+/// What it prunes or deletes, it lists first.
+const APPLY_PRUNE: &[&str] = &["list", "create", "patch", "delete"];
+
+/// Each kind the runtime touches, with the API group and subresource RBAC knows it by, and the
+/// verbs it uses on it — those only: the start-up check asks for each, and
+/// deploy/kubernetes/rbac.yaml grants no more.
+pub const PERMISSIONS: &[(&str, &str, &str, &[&str])] = &[
+    ("", "namespaces", "", APPLY),
+    ("networking.k8s.io", "networkpolicies", "", APPLY),
+    ("", "resourcequotas", "", APPLY),
+    // `get`: the platform's image pull secret, copied into each environment.
+    ("", "secrets", "", &["get", "list", "create", "patch", "delete"]),
+    ("apps", "deployments", "", APPLY_PRUNE),
+    // `get`: the claim templates a StatefulSet was made with.
+    ("apps", "statefulsets", "", &["get", "list", "create", "patch", "delete"]),
+    ("", "services", "", APPLY_PRUNE),
+    ("networking.k8s.io", "ingresses", "", APPLY_PRUNE),
+    ("batch", "jobs", "", APPLY_PRUNE),
+    // The instances' states (one watch), and whether a stopped one's pods are gone.
+    ("", "pods", "", &["list", "watch"]),
+    ("", "pods", "log", &["get"]),
+    // What volumes are billed by.
+    ("", "persistentvolumeclaims", "", &["list"]),
 ];
 
 /// What `apply` learnt from the API server: the address the service's Service answers at in
@@ -51,11 +52,18 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct Cluster {
     client: Client,
+    /// The installation whose objects it lists (`Settings::installation`).
+    installation: String,
 }
 
 impl Cluster {
     pub fn new(client: Client) -> Self {
-        Cluster { client }
+        Cluster { client, installation: "default".into() }
+    }
+
+    /// The same cluster, listing only `installation`'s objects.
+    pub fn for_installation(self, installation: &str) -> Self {
+        Cluster { installation: installation.to_string(), ..self }
     }
 
     pub fn client(&self) -> &Client {
@@ -65,16 +73,16 @@ impl Cluster {
     /// The cluster from `KUBECONFIG` (or `~/.kube/config`), else the in-cluster service account.
     pub async fn connect() -> anyhow::Result<Self> {
         let client = Client::try_default().await.map_err(|e| anyhow::anyhow!("no Kubernetes cluster: set KUBECONFIG or run in a cluster ({e})"))?;
-        Ok(Cluster { client })
+        Ok(Cluster::new(client))
     }
 
     /// Every verb on every kind the platform may not use, as `verb group/resource`; empty
     /// when it has all it needs.
     pub async fn missing_permissions(&self) -> Result<Vec<String>, kube::Error> {
         let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
-        let writes = KINDS.iter().flat_map(|(group, resource)| VERBS.iter().map(move |verb| (*group, *resource, "", *verb)));
         let mut missing = Vec::new();
-        for (group, resource, subresource, verb) in writes.chain(READS) {
+        let each = PERMISSIONS.iter().flat_map(|(group, resource, subresource, verbs)| verbs.iter().map(move |verb| (*group, *resource, *subresource, *verb)));
+        for (group, resource, subresource, verb) in each {
             let review = SelfSubjectAccessReview {
                 spec: SelfSubjectAccessReviewSpec {
                     resource_attributes: Some(ResourceAttributes {
@@ -175,7 +183,7 @@ impl Cluster {
     /// service of what it deleted.
     pub async fn remove_instance(&self, instance: uuid::Uuid) -> Result<Option<(String, String)>, kube::Error> {
         use k8s_openapi::api::{apps::v1::{Deployment, StatefulSet}, batch::v1::Job, core::v1::Secret};
-        let selector = instance_selector(instance);
+        let selector = format!("{},{}", managed_selector(&self.installation), instance_selector(instance));
         let mut owner = None;
         owner = owner.or(self.delete_all::<Deployment>(&selector).await?);
         owner = owner.or(self.delete_all::<StatefulSet>(&selector).await?);
@@ -206,10 +214,35 @@ impl Cluster {
         Ok(owner)
     }
 
+    /// Deletes an instance's variables only (a finished run's, or an instance that handed its
+    /// StatefulSet back).
+    pub async fn remove_secrets(&self, instance: uuid::Uuid) -> Result<(), kube::Error> {
+        let selector = format!("{},{}", managed_selector(&self.installation), instance_selector(instance));
+        self.delete_all::<k8s_openapi::api::core::v1::Secret>(&selector).await.map(|_| ())
+    }
+
+    /// Deletes every build Job of this installation (an earlier leader's, nobody waits for);
+    /// answers how many.
+    pub async fn remove_builds(&self) -> Result<usize, kube::Error> {
+        let selector = format!("{},{}=build", managed_selector(&self.installation), super::manifests::LABEL_ROLE);
+        let jobs = Api::<k8s_openapi::api::batch::v1::Job>::all(self.client.clone()).list(&ListParams::default().labels(&selector)).await?;
+        let n = jobs.items.len();
+        if n > 0 {
+            self.delete_all::<k8s_openapi::api::batch::v1::Job>(&selector).await?;
+        }
+        Ok(n)
+    }
+
+    /// The volume claim templates of a StatefulSet, if it exists.
+    pub async fn claim_templates(&self, namespace: &str, name: &str) -> Result<Option<Vec<k8s_openapi::api::core::v1::PersistentVolumeClaim>>, kube::Error> {
+        let set = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(self.client.clone(), namespace).get_opt(name).await?;
+        Ok(set.and_then(|s| s.spec).and_then(|s| s.volume_claim_templates))
+    }
+
     /// Waits (up to `patience`) until no pod of the instance is left; answers whether none is.
     pub async fn pods_gone(&self, instance: uuid::Uuid, patience: std::time::Duration) -> bool {
         let api = Api::<k8s_openapi::api::core::v1::Pod>::all(self.client.clone());
-        let params = ListParams::default().labels(&instance_selector(instance));
+        let params = ListParams::default().labels(&format!("{},{}", managed_selector(&self.installation), instance_selector(instance)));
         let until = tokio::time::Instant::now() + patience;
         loop {
             match api.list(&params).await {
@@ -238,7 +271,7 @@ impl Cluster {
     /// the platform manages, by the instance label (builds are not instances).
     pub async fn instances(&self) -> Result<Vec<uuid::Uuid>, kube::Error> {
         use k8s_openapi::api::{apps::v1::{Deployment, StatefulSet}, batch::v1::Job};
-        let params = ListParams::default().labels(&format!("{},!{}", managed_selector(), super::manifests::LABEL_BUILD));
+        let params = ListParams::default().labels(&format!("{},{}!=build", managed_selector(&self.installation), super::manifests::LABEL_ROLE));
         let mut found = Vec::new();
         let mut take = |labels: Option<&std::collections::BTreeMap<String, String>>| {
             if let Some(id) = labels.and_then(|l| l.get(LABEL_INSTANCE)).and_then(|v| v.parse().ok()) {
@@ -261,7 +294,7 @@ impl Cluster {
 
     /// Each volume claim's capacity, by the service it belongs to (what volumes are billed by).
     pub async fn volume_claims(&self) -> Result<Vec<(uuid::Uuid, u64)>, kube::Error> {
-        let claims = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::all(self.client.clone()).list(&ListParams::default().labels(&managed_selector())).await?;
+        let claims = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::all(self.client.clone()).list(&ListParams::default().labels(&managed_selector(&self.installation))).await?;
         Ok(claims
             .items
             .iter()

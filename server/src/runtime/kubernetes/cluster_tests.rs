@@ -56,13 +56,13 @@ async fn objects_are_applied_server_side_in_order_under_the_roundhouse_field_man
     let mut objects = manifests::environment(&t, quota, &Settings::default());
     objects.extend(manifests::workload(&w, &Settings::default()));
     let expected = [
-        ("/api/v1/namespaces/rh-shop-production", "Namespace"),
-        ("/apis/networking.k8s.io/v1/namespaces/rh-shop-production/networkpolicies/roundhouse-isolation", "NetworkPolicy"),
-        ("/api/v1/namespaces/rh-shop-production/resourcequotas/roundhouse-plan", "ResourceQuota"),
-        ("/api/v1/namespaces/rh-shop-production/secrets/web-05000000-env", "Secret"),
-        ("/apis/apps/v1/namespaces/rh-shop-production/deployments/web-05000000", "Deployment"),
-        ("/api/v1/namespaces/rh-shop-production/services/web", "Service"),
-        ("/apis/networking.k8s.io/v1/namespaces/rh-shop-production/ingresses/web", "Ingress"),
+        ("/api/v1/namespaces/rh-00000000000000000000000000000022", "Namespace"),
+        ("/apis/networking.k8s.io/v1/namespaces/rh-00000000000000000000000000000022/networkpolicies/roundhouse-isolation", "NetworkPolicy"),
+        ("/api/v1/namespaces/rh-00000000000000000000000000000022/resourcequotas/roundhouse-plan", "ResourceQuota"),
+        ("/api/v1/namespaces/rh-00000000000000000000000000000022/secrets/web-05000000-env", "Secret"),
+        ("/apis/apps/v1/namespaces/rh-00000000000000000000000000000022/deployments/web-05000000", "Deployment"),
+        ("/api/v1/namespaces/rh-00000000000000000000000000000022/services/web", "Service"),
+        ("/apis/networking.k8s.io/v1/namespaces/rh-00000000000000000000000000000022/ingresses/web", "Ingress"),
     ];
     let server = tokio::spawn(async move {
         for (path, kind) in expected {
@@ -83,12 +83,12 @@ async fn objects_are_applied_server_side_in_order_under_the_roundhouse_field_man
 async fn missing_rbac_verbs_are_named_at_start() {
     let (cluster, mut api) = mock_cluster();
     let server = tokio::spawn(async move {
-        for _ in 0..KINDS.len() * VERBS.len() + READS.len() {
+        for _ in 0..PERMISSIONS.iter().map(|p| p.3.len()).sum::<usize>() {
             let (method, uri, _, mut review, send) = next(&mut api).await;
             assert_eq!((method.as_str(), uri.as_str()), ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews?"));
             let attrs = &review["spec"]["resourceAttributes"];
             let denied = (attrs["verb"] == "delete" && attrs["resource"] == "statefulsets")
-                || (attrs["verb"] == "watch" && attrs["resource"] == "ingresses")
+                || (attrs["verb"] == "list" && attrs["resource"] == "persistentvolumeclaims")
                 || (attrs["verb"] == "get" && attrs["subresource"] == "log");
             review["status"] = json!({ "allowed": !denied });
             answer(send, &review);
@@ -96,7 +96,7 @@ async fn missing_rbac_verbs_are_named_at_start() {
     });
     let missing = cluster.missing_permissions().await.unwrap();
     server.await.unwrap();
-    assert_eq!(missing, ["delete apps/statefulsets", "watch networking.k8s.io/ingresses", "get pods/log"]);
+    assert_eq!(missing, ["delete apps/statefulsets", "get pods/log", "list persistentvolumeclaims"]);
 }
 
 #[tokio::test]
@@ -105,16 +105,16 @@ async fn what_a_service_no_longer_needs_is_pruned_by_label_and_waits_for_its_pod
     let server = tokio::spawn(async move {
         let (method, uri, _, _, send) = next(&mut api).await;
         assert_eq!(method, "GET");
-        assert_eq!(uri, "/apis/apps/v1/namespaces/rh-shop-production/deployments?&labelSelector=roundhouse.dev%2Fservice%3D3");
-        let item = |name: &str| json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": name, "namespace": "rh-shop-production" } });
+        assert_eq!(uri, "/apis/apps/v1/namespaces/rh-00000000000000000000000000000022/deployments?&labelSelector=roundhouse.dev%2Fservice%3D3");
+        let item = |name: &str| json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": name, "namespace": "rh-00000000000000000000000000000022" } });
         answer(send, &json!({ "apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [item("web"), item("web-old")] }));
         let (method, uri, _, body, send) = next(&mut api).await;
-        assert_eq!((method.as_str(), uri.as_str()), ("DELETE", "/apis/apps/v1/namespaces/rh-shop-production/deployments/web-old?"));
+        assert_eq!((method.as_str(), uri.as_str()), ("DELETE", "/apis/apps/v1/namespaces/rh-00000000000000000000000000000022/deployments/web-old?"));
         assert_eq!(body["propagationPolicy"], "Foreground");
         answer(send, &json!({ "kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {} }));
     });
     let deleted = cluster
-        .prune::<k8s_openapi::api::apps::v1::Deployment>("rh-shop-production", "roundhouse.dev/service=3", &["web".to_string()])
+        .prune::<k8s_openapi::api::apps::v1::Deployment>("rh-00000000000000000000000000000022", "roundhouse.dev/service=3", &["web".to_string()])
         .await
         .unwrap();
     server.await.unwrap();

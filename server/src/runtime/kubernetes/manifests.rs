@@ -37,8 +37,9 @@ use k8s_openapi::{
             Service as KService, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
         },
         networking::v1::{
-            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec, IngressTLS,
-            NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec, ServiceBackendPort,
+            HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
+            IngressTLS, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+            NetworkPolicySpec, ServiceBackendPort,
         },
     },
     apimachinery::pkg::{
@@ -57,9 +58,13 @@ const LABEL_ENVIRONMENT: &str = "roundhouse.dev/environment";
 pub const LABEL_SERVICE: &str = "roundhouse.dev/service";
 const LABEL_DEPLOYMENT: &str = "roundhouse.dev/deployment";
 pub const LABEL_INSTANCE: &str = "roundhouse.dev/instance";
-/// On a build's Job and pod, whose instance label is its deployment (its logs and state are
-/// followed as an instance's are); builds are never adopted as instances.
-pub const LABEL_BUILD: &str = "roundhouse.dev/build";
+/// Which installation of Roundhouse made it: two installations may share a cluster, and
+/// neither lists, adopts or deletes the other's objects.
+const LABEL_INSTALLATION: &str = "roundhouse.dev/installation";
+/// What a pod is for: `serve` (an instance taking traffic: only these are behind the
+/// service's Service), `run` (a one-off run) or `build` (a build, whose instance label is its
+/// deployment; builds are never adopted as instances).
+pub const LABEL_ROLE: &str = "roundhouse.dev/role";
 
 /// A project environment, as the cluster names it.
 #[derive(Debug, Clone)]
@@ -68,6 +73,8 @@ pub struct Target {
     pub project_slug: String,
     pub environment_id: Uuid,
     pub environment: String,
+    /// The installation's name (`ROUNDHOUSE_K8S_INSTALLATION`).
+    pub installation: String,
 }
 
 /// What the owner's plan allows an environment, for its ResourceQuota.
@@ -119,8 +126,10 @@ fn dns_label(s: &str, max: usize) -> String {
     out.trim_matches('-').to_string()
 }
 
+/// `rh-<environment id>`: by id, so no two environments (whatever their projects' slugs and
+/// names, now or after a project is deleted and its slug taken again) share a namespace.
 pub fn namespace_name(t: &Target) -> String {
-    dns_label(&format!("rh-{}-{}", t.project_slug, t.environment), 63)
+    format!("rh-{}", t.environment_id.simple())
 }
 
 fn labels(t: &Target, service: Option<&Service>, deployment: Option<Uuid>) -> BTreeMap<String, String> {
@@ -134,6 +143,7 @@ fn instance_labels(w: &Workload) -> BTreeMap<String, String> {
 fn labels_of(t: &Target, service: Option<&Service>, deployment: Option<Uuid>, instance: Option<Uuid>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::from([
         ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (LABEL_INSTALLATION.to_string(), t.installation.clone()),
         (LABEL_PROJECT.to_string(), t.project_id.to_string()),
         (LABEL_ENVIRONMENT.to_string(), t.environment_id.to_string()),
     ]);
@@ -150,9 +160,9 @@ fn labels_of(t: &Target, service: Option<&Service>, deployment: Option<Uuid>, in
     l
 }
 
-/// The label selector of every object the platform manages in a cluster.
-pub fn managed_selector() -> String {
-    format!("app.kubernetes.io/managed-by={MANAGED_BY}")
+/// The label selector of every object this installation manages in a cluster.
+pub fn managed_selector(installation: &str) -> String {
+    format!("app.kubernetes.io/managed-by={MANAGED_BY},{LABEL_INSTALLATION}={installation}")
 }
 
 /// The label selector of one instance's objects.
@@ -165,13 +175,39 @@ fn meta(name: &str, namespace: Option<String>, labels: BTreeMap<String, String>)
     ObjectMeta { name: Some(name.to_string()), namespace, labels: Some(labels), ..Default::default() }
 }
 
-/// The pods of one service (the selector its workload and Services share).
+/// The serving pods of one service (the selector its StatefulSet and Services share): not its
+/// builds, not its one-off runs.
 fn selector(w: &Workload) -> BTreeMap<String, String> {
-    BTreeMap::from([(LABEL_SERVICE.to_string(), w.service.id.to_string())])
+    BTreeMap::from([(LABEL_SERVICE.to_string(), w.service.id.to_string()), (LABEL_ROLE.to_string(), "serve".to_string())])
 }
 
 fn quantity(s: String) -> Quantity {
     Quantity(s)
+}
+
+/// The disk a container may write outside its volume (its image's layer, logs, temporary
+/// files), so that one tenant cannot fill a node's disk.
+const EPHEMERAL_GB: i64 = 4;
+
+/// Where an environment's pods may connect to: each other, the cluster's DNS, and the
+/// internet — not the cluster's own networks, private ranges or cloud metadata (the platform,
+/// its database, the API server, the kubelets, other tenants' pods by address).
+fn egress(own_pods: NetworkPolicyPeer, settings: &Settings) -> Vec<NetworkPolicyEgressRule> {
+    let dns = ["UDP", "TCP"].map(|protocol| NetworkPolicyPort { port: Some(IntOrString::Int(53)), protocol: Some(protocol.into()), ..Default::default() });
+    let everywhere_but = |cidr: &str, except: Vec<String>| NetworkPolicyPeer { ip_block: Some(IPBlock { cidr: cidr.into(), except: Some(except) }), ..Default::default() };
+    let mut v4: Vec<String> = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "0.0.0.0/8"].map(String::from).to_vec();
+    let mut v6: Vec<String> = ["fc00::/7", "fe80::/10", "::1/128", "fd00:ec2::254/128"].map(String::from).to_vec();
+    for cidr in &settings.blocked_cidrs {
+        if cidr.contains(':') { v6.push(cidr.clone()) } else { v4.push(cidr.clone()) }
+    }
+    vec![
+        NetworkPolicyEgressRule { to: Some(vec![own_pods]), ..Default::default() },
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer { namespace_selector: Some(LabelSelector::default()), ..Default::default() }]),
+            ports: Some(dns.to_vec()),
+        },
+        NetworkPolicyEgressRule { to: Some(vec![everywhere_but("0.0.0.0/0", v4), everywhere_but("::/0", v6)]), ..Default::default() },
+    ]
 }
 
 /// Every pod of the namespace called `name`.
@@ -190,15 +226,17 @@ pub fn environment(t: &Target, quota: Quota, settings: &Settings) -> Vec<Object>
     let ns = namespace_name(t);
     let l = labels(t, None, None);
     let everything = LabelSelector::default();
+    let own_pods = NetworkPolicyPeer { pod_selector: Some(everything.clone()), ..Default::default() };
     let policy = NetworkPolicy {
         metadata: meta("roundhouse-isolation", Some(ns.clone()), l.clone()),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(everything.clone()),
-            policy_types: Some(vec!["Ingress".into()]),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            egress: Some(egress(own_pods.clone(), settings)),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![
                     // the environment's own pods
-                    NetworkPolicyPeer { pod_selector: Some(everything), ..Default::default() },
+                    own_pods,
                     // the ingress controller
                     namespace_peer(&settings.ingress_namespace),
                     // the platform (its proxy, when the apps' hosts point at it)
@@ -209,16 +247,24 @@ pub fn environment(t: &Target, quota: Quota, settings: &Settings) -> Vec<Object>
             ..Default::default()
         }),
     };
-    let pods = quota.services * quota.replicas;
+    // Everything the plan allows running twice over (a switch runs the old and the new
+    // instances side by side), plus a build and a one-off run; each pod at the plan's largest.
+    let pods = i64::from(quota.services) * i64::from(quota.replicas) * 2 + 2;
     let hard = BTreeMap::from([
         ("pods".to_string(), quantity(pods.to_string())),
-        ("limits.cpu".to_string(), quantity(format!("{}m", i64::from(quota.cpu_millis) * i64::from(pods)))),
-        ("limits.memory".to_string(), quantity(format!("{}Mi", i64::from(quota.memory_mb) * i64::from(pods)))),
+        ("limits.cpu".to_string(), quantity(format!("{}m", i64::from(quota.cpu_millis) * pods))),
+        ("limits.memory".to_string(), quantity(format!("{}Mi", i64::from(quota.memory_mb) * pods))),
+        ("limits.ephemeral-storage".to_string(), quantity(format!("{}Gi", EPHEMERAL_GB * pods))),
         ("requests.storage".to_string(), quantity(format!("{}Gi", i64::from(quota.volume_gb) * i64::from(quota.services)))),
         ("persistentvolumeclaims".to_string(), quantity(quota.services.to_string())),
+        // An instance's variables, and the pull secret.
+        ("secrets".to_string(), quantity((pods + 2).to_string())),
     ]);
+    let mut namespace = meta(&ns, None, l.clone());
+    // For people reading the cluster: which project and environment it is.
+    namespace.annotations = Some(BTreeMap::from([("roundhouse.dev/name".to_string(), format!("{}/{}", t.project_slug, t.environment))]));
     vec![
-        Object::Namespace(Namespace { metadata: meta(&ns, None, l.clone()), ..Default::default() }),
+        Object::Namespace(Namespace { metadata: namespace, ..Default::default() }),
         Object::NetworkPolicy(policy),
         Object::ResourceQuota(ResourceQuota {
             metadata: meta("roundhouse-plan", Some(ns), l),
@@ -274,7 +320,8 @@ pub fn port(s: &Service) -> u16 {
 /// The official image of a database engine.
 pub fn database_image(engine: &str) -> Option<&'static str> {
     match engine {
-        "postgres" => Some("postgres:17-alpine"),
+        // Debian's: its postgres user is uid 999, as the pod runs it (Alpine's is 70).
+        "postgres" => Some("postgres:17"),
         "redis" => Some("redis:7-alpine"),
         _ => None,
     }
@@ -329,6 +376,7 @@ fn container(w: &Workload) -> Container {
             limits: Some(BTreeMap::from([
                 ("cpu".to_string(), quantity(format!("{}m", s.cpu_millis))),
                 ("memory".to_string(), quantity(format!("{}Mi", s.memory_mb))),
+                ("ephemeral-storage".to_string(), quantity(format!("{EPHEMERAL_GB}Gi"))),
             ])),
             requests: Some(BTreeMap::from([
                 ("cpu".to_string(), quantity(format!("{cpu_request}m"))),
@@ -379,18 +427,33 @@ fn pod_spec(w: &Workload, settings: &Settings, restart: &str) -> PodSpec {
 }
 
 fn template(w: &Workload, settings: &Settings, restart: &str) -> PodTemplateSpec {
-    let l = instance_labels(w);
+    let mut l = instance_labels(w);
+    l.insert(LABEL_ROLE.into(), if one_off(w) { "run" } else { "serve" }.into());
     PodTemplateSpec { metadata: Some(ObjectMeta { labels: Some(l), ..Default::default() }), spec: Some(pod_spec(w, settings, restart)) }
 }
 
+/// The service's Service and Ingress: its name as the others address it.
 fn name(w: &Workload) -> String {
-    dns_label(&w.service.name, 63)
+    service_dns_name(&w.service.name)
+}
+
+/// The name a service is reached by in its namespace (`db`, `api`); the same rule as the
+/// built-in variables' (`PGHOST=db`).
+pub fn service_dns_name(name: &str) -> String {
+    app::services::dns_name(name)
+}
+
+/// `state-<service id>`: the StatefulSet of a service with a volume, and its headless Service
+/// (its claim is `data-state-<service id>-0`). By id, so a renamed service keeps its data and a
+/// new service of an old name never mounts another's.
+pub fn stateful_name(s: &Service) -> String {
+    format!("state-{}", s.id.simple())
 }
 
 /// The Service other services reach it at, by its bare name (`db:5432`, `http://api/`).
 fn service(w: &Workload, headless: bool) -> Object {
     let p = i32::from(port(w.service));
-    let name = if headless { format!("{}-pods", name(w)) } else { name(w) };
+    let name = if headless { stateful_name(w.service) } else { name(w) };
     // An HTTP service also answers on 80 (`http://api/`); a database only on its own port.
     let known = if headless || p == 80 || w.service.source_kind == SourceKind::Database { vec![p] } else { vec![p, 80] };
     Object::Service(KService {
@@ -495,13 +558,13 @@ pub fn workload(w: &Workload, settings: &Settings) -> Vec<Object> {
             ..Default::default()
         };
         out.push(Object::StatefulSet(StatefulSet {
-            metadata: meta(&name(w), Some(ns), instance_labels(w)),
+            metadata: meta(&stateful_name(s), Some(ns), instance_labels(w)),
             spec: Some(StatefulSetSpec {
                 // One writer of the volume at a time: a new instance replaces the old pod.
                 replicas: Some(1),
                 // Immutable once created: the service only, never the instance.
                 selector: LabelSelector { match_labels: Some(selector(w)), ..Default::default() },
-                service_name: Some(format!("{}-pods", name(w))),
+                service_name: Some(stateful_name(s)),
                 template: template(w, settings, "Always"),
                 volume_claim_templates: Some(vec![claim]),
                 ..Default::default()
@@ -510,8 +573,7 @@ pub fn workload(w: &Workload, settings: &Settings) -> Vec<Object> {
         }));
         out.push(service(w, true));
     } else {
-        let mut own = selector(w);
-        own.insert(LABEL_INSTANCE.into(), w.instance_id.to_string());
+        let own = BTreeMap::from([(LABEL_SERVICE.to_string(), s.id.to_string()), (LABEL_INSTANCE.to_string(), w.instance_id.to_string())]);
         out.push(Object::Deployment(Deployment {
             metadata: meta(&instance_name(w), Some(ns), instance_labels(w)),
             spec: Some(DeploymentSpec {
@@ -543,7 +605,7 @@ pub fn built_image(w: &Workload, registry: &str) -> String {
 
 fn build_labels(w: &Workload) -> BTreeMap<String, String> {
     let mut l = labels_of(w.target, Some(w.service), Some(w.deployment_id), Some(w.deployment_id));
-    l.insert(LABEL_BUILD.into(), "true".into());
+    l.insert(LABEL_ROLE.into(), "build".into());
     l
 }
 
@@ -554,19 +616,58 @@ pub fn build_name(w: &Workload) -> String {
 
 /// A Job building a git source with the builder and pushing the image. Without a registry
 /// there is nowhere to push to: the error says what to configure.
-pub fn build_job(w: &Workload, settings: &Settings) -> Result<Object, String> {
+/// What a build may use: the plan's largest service, at most a core and 2 GiB, for at most the
+/// platform's build timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildLimits {
+    pub cpu_millis: i32,
+    pub memory_mb: i32,
+    pub timeout_secs: u64,
+}
+
+impl BuildLimits {
+    pub fn of(quota: Quota, timeout_secs: u64) -> Self {
+        BuildLimits { cpu_millis: quota.cpu_millis.clamp(100, 1000), memory_mb: quota.memory_mb.clamp(256, 2048), timeout_secs }
+    }
+}
+
+/// A Job building a git source with the builder and pushing the image. Without a registry
+/// there is nowhere to push to: the error says what to configure. The builder runs the
+/// tenant's build steps as root in its container, so the pod gets only the capabilities an
+/// image build needs, the runtime's default seccomp profile, no service account token, a
+/// deadline and a disk limit.
+pub fn build_job(w: &Workload, settings: &Settings, limits: BuildLimits) -> Result<Object, String> {
     let s = w.service;
     let registry = settings.registry.as_deref().ok_or("Building from source on Kubernetes needs a registry to push to: set ROUNDHOUSE_K8S_REGISTRY.")?;
     if s.source_kind != SourceKind::Git {
         return Err(format!("The Kubernetes runtime builds git sources; a {} source is not built there yet.", s.source_kind.as_str()));
     }
-    let context = format!("git://{}", s.source.trim_start_matches("https://"));
+    // Credentials in the URL would land in the Job's arguments, readable by anyone who can read
+    // the cluster's Jobs; ssh is not spoken by the builder.
+    let rest = s.source.strip_prefix("https://").ok_or("On this platform's cluster, a git source is cloned over https (https://host/owner/repo).")?;
+    if rest.split('/').next().unwrap_or_default().contains('@') {
+        return Err("On this platform's cluster, a git URL cannot carry credentials: use a public repository.".into());
+    }
+    let context = format!("git://{rest}");
     let builder = Container {
         name: "build".into(),
         image: Some(settings.builder_image.clone()),
         args: Some(vec![format!("--context={context}"), format!("--destination={}", built_image(w, registry)), "--cache=true".into()]),
         resources: Some(ResourceRequirements {
-            limits: Some(BTreeMap::from([("cpu".to_string(), quantity("1000m".into())), ("memory".to_string(), quantity("2048Mi".into()))])),
+            limits: Some(BTreeMap::from([
+                ("cpu".to_string(), quantity(format!("{}m", limits.cpu_millis))),
+                ("memory".to_string(), quantity(format!("{}Mi", limits.memory_mb))),
+                ("ephemeral-storage".to_string(), quantity(format!("{EPHEMERAL_GB}Gi"))),
+            ])),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                // What unpacking layers and running build steps as their users needs.
+                add: Some(["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID"].map(String::from).to_vec()),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -575,6 +676,7 @@ pub fn build_job(w: &Workload, settings: &Settings) -> Result<Object, String> {
         metadata: meta(&build_name(w), Some(namespace_name(w.target)), build_labels(w)),
         spec: Some(JobSpec {
             backoff_limit: Some(0),
+            active_deadline_seconds: Some(limits.timeout_secs as i64),
             ttl_seconds_after_finished: Some(3600),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(build_labels(w)), ..Default::default() }),
@@ -582,7 +684,12 @@ pub fn build_job(w: &Workload, settings: &Settings) -> Result<Object, String> {
                     containers: vec![builder],
                     restart_policy: Some("Never".into()),
                     automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
                     image_pull_secrets: settings.image_pull_secret.as_ref().map(|n| vec![LocalObjectReference { name: n.clone() }]),
+                    security_context: Some(PodSecurityContext {
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
             },
@@ -721,11 +828,17 @@ mod tests {
         let (t, e) = (target(), env());
         let s = service("api", SourceKind::Git, "https://github.com/acme/api");
         let w = workload_of(&t, &s, &e, "");
-        golden("build-job", &[build_job(&w, &settings()).unwrap()]);
-        let err = build_job(&w, &Settings::default()).unwrap_err();
+        let limits = BuildLimits::of(Quota { services: 3, replicas: 1, cpu_millis: 1000, memory_mb: 512, volume_gb: 1 }, 900);
+        golden("build-job", &[build_job(&w, &settings(), limits).unwrap()]);
+        let err = build_job(&w, &Settings::default(), limits).unwrap_err();
         assert!(err.contains("ROUNDHOUSE_K8S_REGISTRY"), "{err}");
         let upload = service("api", SourceKind::Upload, "");
-        assert!(build_job(&workload_of(&t, &upload, &e, ""), &settings()).is_err());
+        assert!(build_job(&workload_of(&t, &upload, &e, ""), &settings(), limits).is_err());
+        // No credentials in a Job's arguments, no ssh.
+        for source in ["https://user:token@github.com/acme/api", "git@github.com:acme/api.git"] {
+            let s = service("api", SourceKind::Git, source);
+            assert!(build_job(&workload_of(&t, &s, &e, ""), &settings(), limits).is_err(), "{source}");
+        }
     }
 
     #[test]
@@ -733,9 +846,10 @@ mod tests {
         let mut t = target();
         t.project_slug = "My_Shop!".into();
         t.environment = "Staging".into();
-        assert_eq!(namespace_name(&t), "rh-my-shop--staging");
-        let long = Target { project_slug: "x".repeat(80), ..target() };
-        assert!(namespace_name(&long).len() <= 63);
+        // By the environment's id: no slug or name, however long or alike, makes two the same.
+        assert_eq!(namespace_name(&t), "rh-00000000000000000000000000000022");
+        let other = Target { project_slug: "my".into(), environment: "shop--staging".into(), environment_id: Uuid::from_u128(0x23), ..t.clone() };
+        assert_ne!(namespace_name(&other), namespace_name(&t));
         let (s, e) = (service("web", SourceKind::Image, "nginx"), env());
         assert_eq!(host(&workload_of(&target(), &s, &e, "nginx"), &settings()), "web.shop.apps.example.com");
         assert_eq!(host(&workload_of(&t, &s, &e, "nginx"), &settings()), "web-staging.my-shop.apps.example.com");

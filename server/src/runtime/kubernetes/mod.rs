@@ -32,6 +32,14 @@ pub struct Settings {
     pub image_pull_secret: Option<String>,
     /// The namespace the platform runs in (where the pull secret is read from).
     pub platform_namespace: String,
+    /// This installation's name, on every object it makes (two installations may share a
+    /// cluster without touching each other's objects).
+    pub installation: String,
+    /// Networks besides the private ranges that tenants' pods may not connect to (the
+    /// cluster's pod and service ranges, when they are public addresses).
+    pub blocked_cidrs: Vec<String>,
+    /// How long a build may run (`ROUNDHOUSE_BUILD_TIMEOUT_SECS`): its Job's deadline.
+    pub build_timeout_secs: u64,
     /// Where source builds push their images (`registry.example.com/roundhouse`).
     pub registry: Option<String>,
     /// The builder a build Job runs (BuildKit's or kaniko's executor image).
@@ -44,10 +52,20 @@ pub struct Settings {
 impl Settings {
     /// From the environment: `ROUNDHOUSE_APPS_DOMAIN` (the same hosts the platform's own proxy
     /// answers for) and the `ROUNDHOUSE_K8S_*` variables.
-    pub fn from_env(apps_domain: &str) -> Self {
+    pub fn from_env(apps_domain: &str, build_timeout_secs: u64) -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let defaults = Settings::default();
-        Settings {
+        let installation = var("ROUNDHOUSE_K8S_INSTALLATION").unwrap_or(defaults.installation);
+        anyhow::ensure!(
+            installation.len() <= 63 && !installation.is_empty() && installation.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'),
+            "ROUNDHOUSE_K8S_INSTALLATION must be a label value (letters, digits, -, _ and ., at most 63), not {installation:?}"
+        );
+        let blocked_cidrs: Vec<String> = var("ROUNDHOUSE_K8S_BLOCKED_CIDRS").map(|v| v.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()).unwrap_or_default();
+        for cidr in &blocked_cidrs {
+            let (ip, bits) = cidr.split_once('/').unwrap_or((cidr, ""));
+            anyhow::ensure!(ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok(), "ROUNDHOUSE_K8S_BLOCKED_CIDRS: {cidr:?} is not a CIDR (10.0.0.0/8)");
+        }
+        Ok(Settings {
             base_domain: apps_domain.to_string(),
             ingress_class: var("ROUNDHOUSE_K8S_INGRESS_CLASS"),
             cert_issuer: var("ROUNDHOUSE_K8S_CERT_ISSUER"),
@@ -59,7 +77,10 @@ impl Settings {
             platform_namespace: var("ROUNDHOUSE_K8S_NAMESPACE")
                 .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok().map(|n| n.trim().to_string()))
                 .unwrap_or(defaults.platform_namespace),
-        }
+            installation,
+            blocked_cidrs,
+            build_timeout_secs,
+        })
     }
 }
 
@@ -74,6 +95,9 @@ impl Default for Settings {
             builder_image: "gcr.io/kaniko-project/executor:v1.23.2".into(),
             ingress_namespace: "ingress-nginx".into(),
             platform_namespace: "roundhouse".into(),
+            installation: "default".into(),
+            blocked_cidrs: Vec::new(),
+            build_timeout_secs: 900,
         }
     }
 }
@@ -92,6 +116,7 @@ pub(crate) mod fixtures {
             project_slug: "shop".into(),
             environment_id: Uuid::from_u128(0x22),
             environment: "production".into(),
+            installation: "default".into(),
         }
     }
 

@@ -4,8 +4,8 @@
 //! seconds) are skipped, so no line is stored twice.
 
 use super::pods::{Observed, PodState};
-use crate::logs::LogSink;
-use futures_util::{AsyncBufReadExt, StreamExt};
+use crate::logs::{LogSink, MAX_LINE};
+use futures_util::{AsyncBufRead, AsyncBufReadExt};
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::{api::LogParams, Api, Client};
 use std::time::Duration;
@@ -27,10 +27,40 @@ fn has_run(state: &PodState) -> bool {
     matches!(state, PodState::Running { .. } | PodState::BackingOff { .. } | PodState::Ended { .. })
 }
 
+/// The longest line kept: the kubelet's time, a space, and what the sink keeps of a line.
+const KEPT: usize = 40 + MAX_LINE;
+
+/// The next line of `reader`, at most [`KEPT`] bytes of it: the rest of a longer line is read
+/// and dropped, never held (the kubelet joins a container's partial lines, so a line may be as
+/// long as its output). `None` at the end.
+pub async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> Option<()> {
+    line.clear();
+    let mut read_any = false;
+    loop {
+        let buf = reader.fill_buf().await.ok()?;
+        if buf.is_empty() {
+            return read_any.then_some(());
+        }
+        read_any = true;
+        let (chunk, ends) = match buf.iter().position(|b| *b == b'\n') {
+            Some(at) => (&buf[..at], Some(at + 1)),
+            None => (buf, None),
+        };
+        let room = KEPT.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = ends.unwrap_or(buf.len());
+        reader.consume_unpin(used);
+        if ends.is_some() {
+            return Some(());
+        }
+    }
+}
+
 /// Follows the pod of `pod` into `sink` until `cancel`, or until a one-off run's pod ended and
-/// its whole log is stored.
-pub async fn follow(client: Client, mut pod: watch::Receiver<Observed>, sink: LogSink, cancel: CancellationToken) {
-    let mut last: Option<Timestamp> = None;
+/// its whole log is stored. `since`: where the log was already read to (an instance another
+/// process followed: lines from before it was taken back are not read again).
+pub async fn follow(client: Client, mut pod: watch::Receiver<Observed>, sink: LogSink, cancel: CancellationToken, since: Option<Timestamp>) {
+    let mut last: Option<Timestamp> = since;
     loop {
         let (namespace, name, ended) = loop {
             {
@@ -48,13 +78,17 @@ pub async fn follow(client: Client, mut pod: watch::Receiver<Observed>, sink: Lo
         let params = LogParams { follow: !ended, timestamps: true, since_time: last, ..Default::default() };
         match api.log_stream(&name, &params).await {
             Ok(stream) => {
-                let mut lines = std::pin::pin!(stream.lines());
+                let mut stream = std::pin::pin!(stream);
+                let mut bytes = Vec::new();
                 loop {
-                    let line = tokio::select! {
-                        line = lines.next() => line,
+                    let more = tokio::select! {
+                        more = next_line(&mut stream, &mut bytes) => more,
                         _ = cancel.cancelled() => return,
                     };
-                    let Some(Ok(line)) = line else { break };
+                    if more.is_none() {
+                        break;
+                    }
+                    let line = String::from_utf8_lossy(&bytes);
                     let (at, text) = split(&line);
                     if let (Some(at), Some(before)) = (at, last) {
                         if at <= before {
@@ -76,11 +110,11 @@ pub async fn follow(client: Client, mut pod: watch::Receiver<Observed>, sink: Lo
         if ended {
             return;
         }
-        // The log ends with the container's run: wait for the next one (or the pod's next
-        // state), a moment at most.
+        // The log ends with the container's run: open it again when the pod changes (its next
+        // run, a new pod), or after a while should the connection alone have ended.
         tokio::select! {
             _ = pod.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             _ = cancel.cancelled() => return,
         }
     }
@@ -89,6 +123,20 @@ pub async fn follow(client: Client, mut pod: watch::Receiver<Observed>, sink: Lo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_line_longer_than_kept_is_cut_without_being_held() {
+        let long = "x".repeat(KEPT * 3);
+        let text = format!("first\n{long}\nlast");
+        let mut reader = futures_util::io::BufReader::with_capacity(4096, futures_util::io::Cursor::new(text.into_bytes()));
+        let mut line = Vec::new();
+        let mut lines = Vec::new();
+        while next_line(&mut reader, &mut line).await.is_some() {
+            assert!(line.capacity() < KEPT * 2, "the long line was never held whole");
+            lines.push(line.len());
+        }
+        assert_eq!(lines, [5, KEPT, 4]);
+    }
 
     #[test]
     fn a_log_line_is_split_into_the_kubelets_time_and_the_line() {

@@ -28,9 +28,12 @@ pub enum PodState {
     Running { ready: bool, restarts: i32, last_exit: Option<i32> },
     /// It exited and the kubelet waits before starting it again (CrashLoopBackOff).
     BackingOff { restarts: i32, last_exit: Option<i32> },
-    /// It cannot run as it is: its image cannot be pulled, its configuration is refused.
+    /// It cannot run as it is: its image's name is invalid, its configuration is refused.
     /// `user` is for the owner; `internal` is what the cluster said.
     Stuck { user: String, internal: String },
+    /// Its image cannot be pulled now; the kubelet keeps trying (a registry's rate limit, a
+    /// tag pushed a moment later).
+    Pulling { user: String, internal: String },
     /// No node has room for it now; the cluster keeps trying (a node may free up or be added).
     /// `internal` is what the scheduler said.
     Unschedulable { internal: String },
@@ -57,7 +60,8 @@ impl Default for Observed {
     }
 }
 
-const PULL_FAILURES: [&str; 4] = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
+const PULL_FAILURES: [&str; 2] = ["ErrImagePull", "ImagePullBackOff"];
+const BAD_IMAGES: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
 const CONFIG_FAILURES: [&str; 3] = ["CreateContainerConfigError", "CreateContainerError", "RunContainerError"];
 
 /// Reads a pod's status the way the platform's states need it.
@@ -83,12 +87,15 @@ pub fn observe(pod: &Pod) -> PodState {
     if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
         let reason = waiting.reason.as_deref().unwrap_or_default();
         let internal = format!("{reason}: {}", waiting.message.as_deref().unwrap_or_default());
+        let image = container.image.clone();
         if PULL_FAILURES.contains(&reason) {
-            let image = container.image.clone();
-            return PodState::Stuck {
+            return PodState::Pulling {
                 user: format!("The image {image} could not be pulled: check its name and tag, and that it is public or the cluster's pull secret can read it."),
                 internal,
             };
+        }
+        if BAD_IMAGES.contains(&reason) {
+            return PodState::Stuck { user: format!("The image {image} cannot be pulled: its name is not one a registry serves."), internal };
         }
         if CONFIG_FAILURES.contains(&reason) {
             return PodState::Stuck { user: "The cluster could not create its container (its command or configuration was refused).".into(), internal };
@@ -122,23 +129,36 @@ pub struct Pods {
     instances: Mutex<HashMap<Uuid, watch::Sender<Observed>>>,
     /// Since when the watch has failed without a success in between (the cluster is away).
     failing_since: Mutex<Option<std::time::Instant>>,
+    /// The instances a (re)list has shown so far, between its `Init` and `InitDone`.
+    listed: Mutex<Option<std::collections::HashSet<Uuid>>>,
 }
 
 impl Pods {
     /// Starts watching the cluster's pods; the watch ends with the answer.
-    pub fn watch(client: Client) -> (Arc<Pods>, tokio::task::JoinHandle<()>) {
+    pub fn watch(client: Client, installation: &str) -> (Arc<Pods>, tokio::task::JoinHandle<()>) {
+        let selector = managed_selector(installation);
         let pods = Arc::new(Pods::default());
         let this = pods.clone();
         let task = tokio::spawn(async move {
             let api: Api<Pod> = Api::all(client);
-            let config = watcher::Config::default().labels(&managed_selector());
+            let config = watcher::Config::default().labels(&selector);
             let mut events = std::pin::pin!(watcher(api, config).default_backoff());
             while let Some(event) = events.next().await {
                 let ok = event.is_ok();
                 match event {
-                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => this.saw(&pod),
+                    Ok(watcher::Event::Apply(pod)) => this.saw(&pod),
+                    Ok(watcher::Event::InitApply(pod)) => {
+                        if let (Some(listed), Some(instance)) = (this.listed.lock().unwrap_or_else(|e| e.into_inner()).as_mut(), instance_of(&pod)) {
+                            listed.insert(instance);
+                        }
+                        this.saw(&pod);
+                    }
                     Ok(watcher::Event::Delete(pod)) => this.deleted(&pod),
-                    Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                    Ok(watcher::Event::Init) => *this.listed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Default::default()),
+                    Ok(watcher::Event::InitDone) => {
+                        let listed = this.listed.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+                        this.relisted(&listed);
+                    }
                     // The watcher lists again after its backoff.
                     Err(e) => tracing::warn!(error = %e, "watching the cluster's pods"),
                 }
@@ -159,6 +179,7 @@ impl Pods {
 
     fn saw(&self, pod: &Pod) {
         let Some(instance) = instance_of(pod) else { return };
+        self.sweep();
         let observed = Observed { pod: pod.metadata.name.clone(), namespace: pod.metadata.namespace.clone(), state: observe(pod) };
         self.sender(instance).send_if_modified(|now| {
             let changed = *now != observed;
@@ -171,13 +192,41 @@ impl Pods {
     /// deletion may come after its successor was seen).
     fn deleted(&self, pod: &Pod) {
         let Some(instance) = instance_of(pod) else { return };
-        self.sender(instance).send_if_modified(|now| {
+        // An instance nobody asked about needs no entry for its end.
+        let Some(sender) = self.instances.lock().unwrap_or_else(|e| e.into_inner()).get(&instance).cloned() else { return };
+        sender.send_if_modified(|now| {
             if now.pod.is_some() && now.pod != pod.metadata.name {
                 return false;
             }
             *now = Observed { state: PodState::Gone, ..now.clone() };
             true
         });
+    }
+
+    /// After a (re)list: pods deleted while the watch was away sent no deletion, so every
+    /// instance whose pod the list did not show is gone.
+    fn relisted(&self, listed: &std::collections::HashSet<Uuid>) {
+        let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        for (instance, sender) in instances.iter() {
+            if !listed.contains(instance) {
+                sender.send_if_modified(|now| {
+                    if now.pod.is_none() || now.state == PodState::Gone {
+                        return false;
+                    }
+                    now.state = PodState::Gone;
+                    true
+                });
+            }
+        }
+    }
+
+    /// Forgets instances nobody follows whose pod is gone or ended, so the map holds what is
+    /// followed and what runs (one entry per pod of the cluster at most).
+    fn sweep(&self) {
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| s.receiver_count() > 0 || !matches!(s.borrow().state, PodState::Gone | PodState::Ended { .. }));
     }
 
     /// How long the watch has been failing, if it is.
@@ -227,7 +276,7 @@ mod tests {
     #[test]
     fn what_keeps_a_pod_from_running_is_told_without_the_clusters_insides() {
         let pulling = container(json!({ "waiting": { "reason": "ImagePullBackOff", "message": "pull access denied for node-7.internal" } }), 0, None);
-        let PodState::Stuck { user, internal } = observe(&pod(json!({ "phase": "Pending", "containerStatuses": [pulling] }))) else { panic!("stuck") };
+        let PodState::Pulling { user, internal } = observe(&pod(json!({ "phase": "Pending", "containerStatuses": [pulling] }))) else { panic!("pulling") };
         assert!(user.contains("ghcr.io/acme/web:1 could not be pulled"), "{user}");
         assert!(!user.contains("node-7") && internal.contains("node-7"));
         let unschedulable = json!({ "phase": "Pending", "conditions": [{ "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory." }] });

@@ -66,6 +66,13 @@ pub struct KubernetesRuntime {
     pods: Arc<Pods>,
     watching: tokio::task::JoinHandle<()>,
     followed: Arc<Mutex<HashMap<Uuid, Followed>>>,
+    /// Instances `adopt` found running without this process, and when: their logs are
+    /// followed from then on, not read again from their start.
+    found: Mutex<HashMap<Uuid, k8s_openapi::jiff::Timestamp>>,
+    /// For each service with a StatefulSet, the instances that applied it, oldest first: the
+    /// last holds it. A newer instance that is stopped (a failed deploy) hands it back to the
+    /// one before rather than deleting what still serves.
+    holders: Mutex<HashMap<Uuid, Vec<(Uuid, manifests::Object)>>>,
 }
 
 impl Drop for KubernetesRuntime {
@@ -80,8 +87,9 @@ impl Drop for KubernetesRuntime {
 impl KubernetesRuntime {
     /// A runtime on `client`'s cluster; starts watching its pods.
     pub fn new(client: Client, settings: Settings, projects: Arc<dyn Projects>) -> Self {
-        let (pods, watching) = Pods::watch(client.clone());
-        KubernetesRuntime { cluster: Cluster::new(client), settings, projects, pods, watching, followed: Arc::default() }
+        let (pods, watching) = Pods::watch(client.clone(), &settings.installation);
+        let cluster = Cluster::new(client).for_installation(&settings.installation);
+        KubernetesRuntime { cluster, settings, projects, pods, watching, followed: Arc::default(), found: Mutex::default(), holders: Mutex::default() }
     }
 
     /// The cluster of `KUBECONFIG` or the service account, checked before anything is
@@ -97,6 +105,21 @@ impl KubernetesRuntime {
         Ok(KubernetesRuntime::new(cluster.client().clone(), settings, projects))
     }
 
+    /// Takes `instance` off its service's StatefulSet holders; answers the StatefulSet of the
+    /// instance before it when `instance` held it and that one still runs.
+    fn hand_back(&self, instance: Uuid) -> Option<manifests::Object> {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        let (service, list) = holders.iter_mut().find(|(_, list)| list.iter().any(|(i, _)| *i == instance))?;
+        let service = *service;
+        let held = list.last().is_some_and(|(i, _)| *i == instance);
+        list.retain(|(i, _)| *i != instance);
+        let previous = if held { list.last().map(|(_, set)| set.clone()) } else { None };
+        if list.is_empty() {
+            holders.remove(&service);
+        }
+        previous
+    }
+
     /// How long the cluster has not answered the pod watch, if it has not (for `/readyz`).
     pub fn unreachable_for(&self) -> Option<Duration> {
         self.pods.failing_for()
@@ -108,7 +131,13 @@ impl KubernetesRuntime {
 
     async fn target(&self, s: &Service) -> Result<(Target, Quota), RuntimeError> {
         let facts = self.projects.project(s.project_id).await.map_err(|e| RuntimeError::internal("The platform could not read the project.", e))?;
-        let target = Target { project_id: s.project_id, project_slug: facts.slug, environment_id: s.environment_id, environment: s.environment.clone() };
+        let target = Target {
+            project_id: s.project_id,
+            project_slug: facts.slug,
+            environment_id: s.environment_id,
+            environment: s.environment.clone(),
+            installation: self.settings.installation.clone(),
+        };
         Ok((target, facts.quota))
     }
 
@@ -132,9 +161,11 @@ impl KubernetesRuntime {
             previous.cancel.cancel();
         }
         let out = logs.stream(Stream::Stdout, Some(spec.replica));
-        tokio::spawn(pod_logs::follow(self.client().clone(), self.pods.subscribe(id), out, cancel.clone()));
+        let since = self.found.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        tokio::spawn(pod_logs::follow(self.client().clone(), self.pods.subscribe(id), out, cancel.clone(), since));
         let supervisor = Supervisor {
             id,
+            one_off: spec.command.is_some() || spec.spec.cron_schedule.is_some(),
             policy: spec.spec.restart_policy,
             max: spec.spec.restart_max.max(0),
             cluster: self.cluster.clone(),
@@ -160,14 +191,17 @@ impl KubernetesRuntime {
             env: &env,
             volume_gb: quota.volume_gb,
         };
-        let build = manifests::build_job(&w, &self.settings)?;
+        let build = manifests::build_job(&w, &self.settings, manifests::BuildLimits::of(quota, self.settings.build_timeout_secs))?;
         let image = manifests::built_image(&w, &registry);
         let mut objects = self.environment(&target, quota).await?;
         objects.push(build);
         self.cluster.apply(&objects).await.map_err(|e| RuntimeError::internal("The cluster refused the build.", e))?;
-        logs.system(&format!("Building in the cluster with {}, pushing {image}", self.settings.builder_image)).await;
+        // Should this future be dropped (the build timed out, the platform shuts down), the
+        // Job goes too; its own deadline covers a platform that dies.
+        let mut guard = BuildGuard { cluster: self.cluster.clone(), deployment: job.deployment_id, armed: true };
+        logs.system("Building the image in the cluster").await;
         let stop = CancellationToken::new();
-        let output = tokio::spawn(pod_logs::follow(self.client().clone(), self.pods.subscribe(job.deployment_id), logs.stream(Stream::Build, None), stop.clone()));
+        let output = tokio::spawn(pod_logs::follow(self.client().clone(), self.pods.subscribe(job.deployment_id), logs.stream(Stream::Build, None), stop.clone(), None));
         let mut pod = self.pods.subscribe(job.deployment_id);
         let outcome = loop {
             let state = pod.borrow_and_update().state.clone();
@@ -176,7 +210,10 @@ impl KubernetesRuntime {
                 PodState::Ended { exit_code } => {
                     break Err(RuntimeError::user(format!("The build failed (exit code {}): its log above says why.", exit_code.map_or("unknown".into(), |c| c.to_string()))))
                 }
-                PodState::Stuck { user, internal } => break Err(RuntimeError::internal(format!("The build could not run: {user}"), internal)),
+                PodState::Stuck { user, internal } | PodState::Pulling { user, internal } => {
+                    break Err(RuntimeError::internal(format!("The build could not run: {user}"), internal))
+                }
+                PodState::Gone => break Err(RuntimeError::user("The build's pod was deleted before it finished.")),
                 _ => {}
             }
             tokio::select! {
@@ -186,6 +223,7 @@ impl KubernetesRuntime {
         };
         // A finished build's whole log is stored (the follower ends by itself); a failed or
         // cancelled one's Job goes at once.
+        guard.armed = false;
         if outcome.is_ok() {
             let _ = output.await;
         } else {
@@ -217,9 +255,20 @@ impl Runtime for KubernetesRuntime {
 
     async fn adopt(&self) -> anyhow::Result<Adoption> {
         let all = self.cluster.instances().await.map_err(|e| anyhow::anyhow!("listing the cluster's instances: {e}"))?;
-        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
-        let (running, found) = all.into_iter().partition(|id| followed.contains_key(id));
-        Ok(Adoption { running, found, cleaned: 0 })
+        // Builds an earlier leader ran have nobody waiting for them: their deployments are
+        // built again or failed by the reconciler.
+        let cleaned = if self.followed.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            self.cluster.remove_builds().await.map_err(|e| anyhow::anyhow!("deleting orphaned builds: {e}"))?
+        } else {
+            0
+        };
+        let (running, found): (Vec<Uuid>, Vec<Uuid>) = {
+            let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+            all.into_iter().partition(|id| followed.contains_key(id))
+        };
+        let now = k8s_openapi::jiff::Timestamp::now();
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).extend(found.iter().map(|id| (*id, now)));
+        Ok(Adoption { running, found, cleaned })
     }
 
     async fn release(&self) {
@@ -231,6 +280,14 @@ impl Runtime for KubernetesRuntime {
     async fn build(&self, job: BuildJob, logs: LogSink, cancel: CancellationToken) -> Result<String, RuntimeError> {
         match job.spec.source_kind {
             SourceKind::Image => {
+                // The platform's registry holds every tenant's builds; they are deployed
+                // through their own services' builds, never named by another tenant.
+                if let Some(registry) = &self.settings.registry {
+                    let prefix = format!("{}/", registry.trim_end_matches('/'));
+                    if job.spec.source.starts_with(&prefix) || job.spec.source == registry.trim_end_matches('/') {
+                        return Err(RuntimeError::user("Images of the platform's own registry are deployed through the services that build them."));
+                    }
+                }
                 logs.system(&format!("Deploying the image {}", job.spec.source)).await;
                 Ok(job.spec.source.clone())
             }
@@ -262,6 +319,20 @@ impl Runtime for KubernetesRuntime {
         };
         let mut objects = self.environment(&target, quota).await?;
         objects.extend(manifests::workload(&w, &self.settings));
+        for object in objects.iter_mut() {
+            if let manifests::Object::StatefulSet(set) = object {
+                // A claim template cannot change once made (the plan's volume size may have):
+                // the one the StatefulSet has is kept.
+                let existing = self.cluster.claim_templates(&manifests::namespace_name(&target), &manifests::stateful_name(&spec.spec)).await;
+                if let (Ok(Some(claims)), Some(set_spec)) = (existing, set.spec.as_mut()) {
+                    set_spec.volume_claim_templates = Some(claims);
+                }
+                let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+                let list = holders.entry(spec.spec.id).or_default();
+                list.retain(|(i, _)| *i != spec.instance_id);
+                list.push((spec.instance_id, manifests::Object::StatefulSet(set.clone())));
+            }
+        }
         // Applying what already runs (an instance taken back) changes nothing, so nothing restarts.
         let applied = self.cluster.apply(&objects).await.map_err(|e| RuntimeError::internal("The cluster refused the service's objects.", e))?;
         self.follow(&spec, logs, events);
@@ -273,11 +344,14 @@ impl Runtime for KubernetesRuntime {
         let mut pod = self.pods.subscribe(instance_id);
         let mut crashed: Option<Option<i32>> = None;
         let mut no_room: Option<String> = None;
+        let mut pulling: Option<(String, String)> = None;
         loop {
             let now = pod.borrow_and_update().state.clone();
             match now {
                 PodState::Running { ready: true, .. } => return Ok(()),
                 PodState::Stuck { user, internal } => return Err(RuntimeError::internal(user, internal)),
+                // The kubelet keeps trying; said at the deadline if it never succeeds.
+                PodState::Pulling { user, internal } => pulling = Some((user, internal)),
                 PodState::Ended { exit_code } => return Err(RuntimeError::user(exited(exit_code))),
                 PodState::Gone => return Err(RuntimeError::user("It was stopped before it was ready.")),
                 PodState::BackingOff { last_exit, .. } => crashed = Some(last_exit),
@@ -288,10 +362,11 @@ impl Runtime for KubernetesRuntime {
             tokio::select! {
                 changed = pod.changed() => if changed.is_err() { return Err(RuntimeError::user("It was stopped before it was ready.")) },
                 _ = tokio::time::sleep_until(deadline) => {
-                    return Err(match (crashed, no_room) {
-                        (Some(code), _) => RuntimeError::user(format!("It was not ready in time: it keeps crashing ({}).", exited(code))),
-                        (None, Some(internal)) => RuntimeError::internal(format!("It was not ready in time. {NO_ROOM}"), internal),
-                        (None, None) => RuntimeError::user("It was not ready in time: its health check never passed."),
+                    return Err(match (pulling, crashed, no_room) {
+                        (Some((user, internal)), _, _) => RuntimeError::internal(user, internal),
+                        (None, Some(code), _) => RuntimeError::user(format!("It was not ready in time: it keeps crashing ({}).", exited(code))),
+                        (None, None, Some(internal)) => RuntimeError::internal(format!("It was not ready in time. {NO_ROOM}"), internal),
+                        (None, None, None) => RuntimeError::user("It was not ready in time: its health check never passed."),
                     });
                 }
             }
@@ -304,7 +379,20 @@ impl Runtime for KubernetesRuntime {
         if let Some(f) = &followed {
             f.cancel.cancel();
         }
-        remove(&self.cluster, instance_id).await;
+        match self.hand_back(instance_id) {
+            Some(previous) => {
+                // A newer instance stopped while an older one still serves: the older one's
+                // StatefulSet is applied again (its pod comes back), and only this one's
+                // variables go.
+                if let Err(e) = self.cluster.apply(&[previous]).await {
+                    tracing::warn!(error = %e, instance = %instance_id, "handing a StatefulSet back to the instance before");
+                }
+                if let Err(e) = self.cluster.remove_secrets(instance_id).await {
+                    tracing::warn!(error = %e, instance = %instance_id, "deleting an instance's variables");
+                }
+            }
+            None => remove(&self.cluster, instance_id).await,
+        }
         self.pods.forget(instance_id);
         if let Some(f) = followed {
             let _ = f.events.send(InstanceEvent::Exited { instance_id, exit_code: None, reason: "Stopped".into(), stopped: true });
@@ -312,7 +400,7 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn usage(&self) -> Vec<(Uuid, Usage)> {
-        usage::usage(self.client()).await.unwrap_or_else(|e| {
+        usage::usage(self.client(), &self.settings.installation).await.unwrap_or_else(|e| {
             tracing::debug!(error = %e, "the cluster's metrics API did not answer (is metrics-server installed?)");
             Vec::new()
         })
@@ -333,11 +421,12 @@ impl Runtime for KubernetesRuntime {
     }
 }
 
-/// How long the cluster may fail to answer before deployments are held and `/readyz` says so.
+/// How long the cluster may fail to answer before `/readyz` says so.
 const UNREACHABLE_AFTER: Duration = Duration::from_secs(30);
 
-/// Keeps the platform's admission in step with the cluster: while it has not answered for
-/// [`UNREACHABLE_AFTER`], nothing new is deployed and `/readyz` reports it.
+/// Keeps `/readyz` in step with the cluster: while it has not answered for
+/// [`UNREACHABLE_AFTER`], the replica reports it (admission is left alone: an outage holds
+/// reconciling up, it must not fail or stop anyone's deployment).
 pub fn report_health(runtime: Arc<KubernetesRuntime>, state: app::infra::AppState) {
     let runtime = Arc::downgrade(&runtime);
     tokio::spawn(async move {
@@ -345,13 +434,11 @@ pub fn report_health(runtime: Arc<KubernetesRuntime>, state: app::infra::AppStat
         loop {
             tick.tick().await;
             let Some(runtime) = runtime.upgrade() else { return };
-            let admission = match runtime.unreachable_for() {
-                Some(away) if away >= UNREACHABLE_AFTER => app::infra::Admission::Nobody(format!("the Kubernetes cluster has not answered for {}s", away.as_secs())),
-                _ => app::infra::Admission::Everyone,
+            let trouble = match runtime.unreachable_for() {
+                Some(away) if away >= UNREACHABLE_AFTER => Some(format!("the Kubernetes cluster has not answered for {}s", away.as_secs())),
+                _ => None,
             };
-            if state.admission() != admission {
-                state.set_admission(admission);
-            }
+            state.set_runtime_trouble(trouble);
         }
     });
 }
@@ -381,11 +468,38 @@ async fn remove(cluster: &Cluster, instance_id: Uuid) {
     }
 }
 
+/// Deletes a build's Job if the build is dropped before it finished.
+struct BuildGuard {
+    cluster: Cluster,
+    deployment: Uuid,
+    armed: bool,
+}
+
+impl Drop for BuildGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let (cluster, deployment) = (self.cluster.clone(), self.deployment);
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(e) = cluster.remove_instance(deployment).await {
+                        tracing::warn!(error = %e, %deployment, "deleting an abandoned build's Job");
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// Turns an instance's pod states into the platform's instance events, and applies the
 /// service's restart policy (the kubelet restarts a container always; the platform ends an
-/// instance whose policy says it is done).
+/// instance whose policy says it is done — a run later than on the local runtime, where the
+/// platform decides before restarting: under `never`, a crashed container may have been
+/// started once more when it is deleted).
 struct Supervisor {
     id: Uuid,
+    /// A one-off run (a Job): its end is the instance's. A serving pod that ends (evicted, its
+    /// node lost) is replaced by its controller instead.
+    one_off: bool,
     policy: RestartPolicy,
     max: i32,
     cluster: Cluster,
@@ -398,16 +512,24 @@ impl Supervisor {
     async fn run(self, mut pod: watch::Receiver<Observed>, cancel: CancellationToken) {
         let id = self.id;
         let mut started = false;
-        // Restarts before this process followed it (an instance taken back) were told already.
-        let mut seen: Option<i32> = None;
-        let mut stuck = false;
+        // The restarts of each pod this process has seen: counted from the first look, so
+        // restarts before it followed the instance (taken back) are not told again, and a
+        // replacement pod's count starts afresh.
+        let mut seen: Option<(String, i32)> = None;
+        let mut told = false;
         loop {
-            let now = pod.borrow_and_update().state.clone();
-            match now {
+            let now = pod.borrow_and_update().clone();
+            match now.state {
                 PodState::Running { restarts, last_exit, .. } | PodState::BackingOff { restarts, last_exit } => {
-                    let before = *seen.get_or_insert(restarts);
+                    let name = now.pod.clone().unwrap_or_default();
+                    let before = match &seen {
+                        Some((p, n)) if *p == name => *n,
+                        // A pod that replaced one this process saw: all its restarts are new.
+                        Some(_) => 0,
+                        None => restarts,
+                    };
+                    seen = Some((name, restarts));
                     if restarts > before {
-                        seen = Some(restarts);
                         let code = last_exit;
                         let restart = match self.policy {
                             RestartPolicy::Never => false,
@@ -422,30 +544,32 @@ impl Supervisor {
                         }
                         self.logs.line(&format!("It exited ({}); the cluster starts it again (restart {restarts})", exited(code))).await;
                         let _ = self.events.send(InstanceEvent::Restarting { instance_id: id, exit_code: code, restart_in: RESTART_IN });
+                        started = false;
                     }
-                    if matches!(now, PodState::Running { .. }) && !started {
+                    if matches!(now.state, PodState::Running { .. }) && !started {
                         started = true;
                         let _ = self.events.send(InstanceEvent::Started { instance_id: id, pid: 0 });
                     }
-                    stuck = false;
+                    told = false;
                 }
-                PodState::Ended { exit_code } => {
-                    self.finish(exited(exit_code), exit_code);
+                PodState::Ended { exit_code } if self.one_off => {
+                    self.finish(exited(exit_code), exit_code).await;
                     return;
                 }
+                PodState::Ended { .. } => self.logs.line("Its pod ended (evicted, or its node went away); the cluster starts another.").await,
                 // Told once; the cluster keeps trying (a node may free up, an image appear).
-                PodState::Stuck { user, internal } if !stuck => {
-                    stuck = true;
+                PodState::Stuck { user, internal } | PodState::Pulling { user, internal } if !told => {
+                    told = true;
                     tracing::info!(instance = %id, detail = %internal, "{user}");
                     self.logs.line(&user).await;
                 }
-                PodState::Unschedulable { internal } if !stuck => {
-                    stuck = true;
+                PodState::Unschedulable { internal } if !told => {
+                    told = true;
                     tracing::info!(instance = %id, detail = %internal, "{NO_ROOM}");
                     self.logs.line(NO_ROOM).await;
                 }
                 // A pod the cluster replaces (a node drained): its successor is on its way.
-                PodState::Stuck { .. } | PodState::Unschedulable { .. } | PodState::Pending | PodState::Gone => {}
+                PodState::Stuck { .. } | PodState::Pulling { .. } | PodState::Unschedulable { .. } | PodState::Pending | PodState::Gone => {}
             }
             tokio::select! {
                 changed = pod.changed() => if changed.is_err() { return },
@@ -454,21 +578,26 @@ impl Supervisor {
         }
     }
 
-    /// The policy says it is done: its objects go, and the platform is told why.
-    async fn end(&self, reason: String, code: Option<i32>) {
-        self.logs.line(&reason).await;
+    fn unfollow(&self) {
         if let Some(f) = self.followed.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id) {
             f.cancel.cancel();
         }
+    }
+
+    /// The policy says it is done: its objects go, and the platform is told why.
+    async fn end(&self, reason: String, code: Option<i32>) {
+        self.logs.line(&reason).await;
+        self.unfollow();
         remove(&self.cluster, self.id).await;
         let _ = self.events.send(InstanceEvent::Exited { instance_id: self.id, exit_code: code, reason, stopped: false });
     }
 
-    /// A one-off run ended by itself: its Job stays for the cluster's TTL.
-    fn finish(&self, reason: String, code: Option<i32>) {
-        if let Some(f) = self.followed.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id) {
-            // Its log follower stores the last lines and ends by itself.
-            drop(f);
+    /// A one-off run ended by itself: its variables go at once; its Job stays for the
+    /// cluster's TTL (its log follower stores the last lines and ends by itself).
+    async fn finish(&self, reason: String, code: Option<i32>) {
+        self.followed.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        if let Err(e) = self.cluster.remove_secrets(self.id).await {
+            tracing::warn!(error = %e, instance = %self.id, "deleting a finished run's variables");
         }
         let _ = self.events.send(InstanceEvent::Exited { instance_id: self.id, exit_code: code, reason, stopped: false });
     }

@@ -8,7 +8,8 @@ use crate::{
 };
 use serde_json::{json, Value};
 
-const NS: &str = "rh-shop-production";
+/// The fixtures' environment (`0x22`), as the cluster names it.
+const NS: &str = "rh-00000000000000000000000000000022";
 
 struct Fixed;
 
@@ -52,7 +53,9 @@ fn spec(s: &Service, instance: Uuid, deployment: Uuid, artifact: &str) -> Instan
 
 fn pod(name: &str, instance: Uuid, status: Value) -> Value {
     json!({
-        "metadata": { "name": name, "namespace": NS, "labels": { "app.kubernetes.io/managed-by": "roundhouse", "roundhouse.dev/instance": instance.to_string() } },
+        "metadata": { "name": name, "namespace": NS, "labels": {
+            "app.kubernetes.io/managed-by": "roundhouse", "roundhouse.dev/installation": "default", "roundhouse.dev/instance": instance.to_string(),
+        } },
         "spec": { "containers": [{ "name": "web" }] },
         "status": status,
     })
@@ -110,7 +113,7 @@ async fn an_instance_is_applied_in_order_is_ready_when_its_pod_is_and_its_log_is
     assert_eq!(
         api.take_writes(),
         [
-            "PATCH namespaces/rh-shop-production".to_string(),
+            format!("PATCH namespaces/{NS}"),
             "PATCH networkpolicies/roundhouse-isolation".into(),
             "PATCH resourcequotas/roundhouse-plan".into(),
             format!("PATCH secrets/{w}-env"),
@@ -120,7 +123,7 @@ async fn an_instance_is_applied_in_order_is_ready_when_its_pod_is_and_its_log_is
         ]
     );
     let quota = api.object("resourcequotas", NS, "roundhouse-plan").unwrap();
-    assert_eq!(quota["spec"]["hard"]["pods"], "10", "the plan's services × replicas");
+    assert_eq!(quota["spec"]["hard"]["pods"], "22", "twice the plan's services × replicas (old and new side by side), a build and a run");
     let secret = api.object("secrets", NS, &format!("{w}-env")).unwrap();
     assert_eq!(secret["stringData"]["GREETING"], "hello");
     assert_eq!(secret["stringData"]["PORT"], "3000");
@@ -147,19 +150,20 @@ async fn an_instance_is_applied_in_order_is_ready_when_its_pod_is_and_its_log_is
 async fn what_keeps_an_instance_from_running_is_its_owners_reason() {
     let (rt, api) = runtime();
     let s = service("web", SourceKind::Image, "ghcr.io/acme/nope:1");
-    let i1 = id(2);
-    let (sink, _captured) = capture(id(0xd2));
+    let (i1, i2) = (id(2), id(0xc));
     let (tx, _events) = mpsc::unbounded_channel();
-    rt.start(spec(&s, i1, id(0xd2), "ghcr.io/acme/nope:1"), sink, tx).await.unwrap();
-    let ready = tokio::spawn({
-        let rt = rt.clone();
-        async move { rt.ready(i1, deadline()).await }
-    });
+    rt.start(spec(&s, i1, id(0xd2), "ghcr.io/acme/nope:1"), capture(id(0xd2)).0, tx.clone()).await.unwrap();
+    rt.start(spec(&s, i2, id(0xd2), "ghcr.io/acme/nope:1"), capture(id(0xd2)).0, tx).await.unwrap();
+    // A pull that fails may yet succeed (a registry's rate limit): said at the deadline.
     api.put_pod(pod("web-x", i1, waiting("ImagePullBackOff", "Back-off pulling image: pull access denied on node-3.internal", 0, None)));
-    let err = ready.await.unwrap().unwrap_err();
+    let err = rt.ready(i1, Instant::now() + Duration::from_millis(300)).await.unwrap_err();
     assert!(err.user.contains("could not be pulled"), "{}", err.user);
     assert!(!err.user.contains("node-3"), "the cluster's insides stay out of the owner's sight");
     assert!(err.internal.unwrap().contains("node-3.internal"));
+    // A name no registry serves never will: said at once.
+    api.put_pod(pod("web-y", i2, waiting("InvalidImageName", "couldn't parse image reference", 0, None)));
+    let err = rt.ready(i2, deadline()).await.unwrap_err();
+    assert!(err.user.contains("its name is not one a registry serves"), "{}", err.user);
 }
 
 #[tokio::test]
@@ -180,7 +184,17 @@ async fn the_services_restart_policy_decides_when_a_crashing_instance_ends() {
         InstanceEvent::Restarting { exit_code, .. } => assert_eq!(exit_code, Some(2)),
         other => panic!("a restart, not {other:?}"),
     }
-    api.put_pod(pod("web-x", i1, waiting("CrashLoopBackOff", "back-off 20s", 2, Some(2))));
+    api.put_pod(pod("web-x", i1, running(false, 1, Some(2))));
+    assert!(matches!(next(&mut events).await, InstanceEvent::Started { .. }), "running again after its restart");
+    // Evicted: its Deployment makes another pod; the instance goes on.
+    api.put_pod(pod("web-x", i1, json!({ "phase": "Failed", "reason": "Evicted", "containerStatuses": [container(false, 1, json!({ "terminated": { "exitCode": 137 } }), Some(2))] })));
+    api.put_pod(pod("web-y", i1, running(false, 0, None)));
+    api.put_pod(pod("web-y", i1, waiting("CrashLoopBackOff", "back-off 10s", 1, Some(2))));
+    match next(&mut events).await {
+        InstanceEvent::Restarting { exit_code, .. } => assert_eq!(exit_code, Some(2), "the new pod's first restart"),
+        other => panic!("the eviction ended nothing, yet: {other:?}"),
+    }
+    api.put_pod(pod("web-y", i1, waiting("CrashLoopBackOff", "back-off 20s", 2, Some(2))));
     match next(&mut events).await {
         InstanceEvent::Exited { exit_code, reason, stopped, .. } => {
             assert_eq!((exit_code, stopped), (Some(2), false));
@@ -234,13 +248,58 @@ async fn a_new_instance_takes_over_a_volumes_stateful_set_and_stopping_the_old_o
     let (tx, _events) = mpsc::unbounded_channel();
     rt.start(spec(&s, i1, id(0xd6), "ghcr.io/acme/uploads:1"), capture(id(0xd6)).0, tx.clone()).await.unwrap();
     rt.start(spec(&s, i2, id(0xd7), "ghcr.io/acme/uploads:2"), capture(id(0xd7)).0, tx).await.unwrap();
-    let set = api.object("statefulsets", NS, "uploads").unwrap();
+    let set_name = manifests::stateful_name(&s);
+    let set = api.object("statefulsets", NS, &set_name).unwrap();
     assert_eq!(set["metadata"]["labels"]["roundhouse.dev/instance"], i2.to_string(), "the newer instance holds it");
     assert_eq!(set["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "5Gi", "the plan's volume size");
     api.take_writes();
     rt.stop(i1).await;
     assert_eq!(api.take_writes(), [format!("DELETE secrets/uploads-{}-env", short(i1))]);
-    assert!(api.object("statefulsets", NS, "uploads").is_some(), "the volume's StatefulSet stays");
+    assert!(api.object("statefulsets", NS, &set_name).is_some(), "the volume's StatefulSet stays");
+
+    // A newer deployment that fails is stopped: the StatefulSet goes back to the instance
+    // that still serves, rather than being deleted under it.
+    let i3 = id(0xe);
+    let (tx, _events) = mpsc::unbounded_channel();
+    rt.start(spec(&s, i3, id(0xde), "ghcr.io/acme/uploads:3"), capture(id(0xde)).0, tx).await.unwrap();
+    api.take_writes();
+    rt.stop(i3).await;
+    assert_eq!(api.take_writes(), [format!("PATCH statefulsets/{set_name}"), format!("DELETE secrets/uploads-{}-env", short(i3))]);
+    let set = api.object("statefulsets", NS, &set_name).unwrap();
+    assert_eq!(set["metadata"]["labels"]["roundhouse.dev/instance"], i2.to_string());
+    assert_eq!(set["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/acme/uploads:2");
+    // Its claim template is the one it was made with, whatever the plan says now.
+    assert_eq!(set["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "5Gi");
+    rt.stop(i2).await;
+    assert!(api.object("statefulsets", NS, &set_name).is_none(), "the last holder stopped: it goes (its claim stays)");
+}
+
+#[tokio::test]
+async fn a_build_given_up_on_takes_its_job_with_it() {
+    let (rt, api) = runtime();
+    let s = service("api", SourceKind::Git, "https://github.com/acme/api");
+    let d = id(0xdf);
+    let job = BuildJob { deployment_id: d, spec: s, env: BTreeMap::new(), archive: None };
+    let build = tokio::spawn({
+        let rt = rt.clone();
+        async move { rt.build(job, capture(d).0, CancellationToken::new()).await }
+    });
+    let name = format!("build-api-{}", short(d));
+    for _ in 0..200 {
+        if api.object("jobs", NS, &name).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The pipeline's build timeout drops the build.
+    build.abort();
+    for _ in 0..200 {
+        if api.object("jobs", NS, &name).is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the abandoned build's Job is still there");
 }
 
 #[tokio::test]
@@ -255,18 +314,28 @@ async fn another_process_adopts_what_runs_and_takes_it_back_without_restarting_i
     first.release().await;
     drop(first);
 
+    // Another installation's instance in the same cluster is none of this one's business.
+    api.put("deployments", "rh-other", "web-99", json!({ "metadata": { "name": "web-99", "namespace": "rh-other", "labels": {
+        "app.kubernetes.io/managed-by": "roundhouse", "roundhouse.dev/installation": "staging", "roundhouse.dev/instance": id(0x99).to_string() } } }));
+    // What the instance wrote before it was taken back was stored by the process before.
+    api.log("web-1", &["2000-01-01T00:00:00Z stored by the first process", "2999-01-01T00:00:00Z written after the take-over"]);
+
     let second = Arc::new(KubernetesRuntime::new(api.connect(), settings(), Arc::new(Fixed)));
     let adoption = second.adopt().await.unwrap();
     assert_eq!((adoption.found, adoption.running, adoption.cleaned), (vec![i1], vec![], 0));
     api.take_writes();
     let (tx, mut events) = mpsc::unbounded_channel();
-    let endpoint = second.start(spec(&s, i1, id(0xd8), "ghcr.io/acme/web:2"), capture(id(0xd8)).0, tx).await.unwrap();
+    let (sink, captured) = capture(id(0xd8));
+    let endpoint = second.start(spec(&s, i1, id(0xd8), "ghcr.io/acme/web:2"), sink, tx).await.unwrap();
     assert_eq!(endpoint.addr.port(), 3000);
     assert!(api.take_writes().iter().all(|w| w.starts_with("PATCH")), "the same objects applied again: nothing deleted, nothing restarted");
     // Its pod is followed from where it stands: its three earlier restarts are not new.
     assert!(matches!(next(&mut events).await, InstanceEvent::Started { instance_id, .. } if instance_id == i1));
     second.ready(i1, deadline()).await.unwrap();
     assert_eq!(second.adopt().await.unwrap().running, [i1]);
+    let lines = wait_line(&captured, "written after the take-over").await;
+    assert!(!lines.iter().any(|(_, l)| l.contains("stored by the first process")), "{lines:?}");
+    assert!(api.object("deployments", "rh-other", "web-99").is_some());
 }
 
 #[tokio::test]
@@ -289,11 +358,11 @@ async fn a_git_source_is_built_by_a_job_whose_log_is_the_builds() {
     }
     assert_eq!(
         api.take_writes(),
-        ["PATCH namespaces/rh-shop-production".to_string(), "PATCH networkpolicies/roundhouse-isolation".into(), "PATCH resourcequotas/roundhouse-plan".into(), format!("PATCH jobs/{name}")]
+        [format!("PATCH namespaces/{NS}"), "PATCH networkpolicies/roundhouse-isolation".into(), "PATCH resourcequotas/roundhouse-plan".into(), format!("PATCH jobs/{name}")]
     );
     api.log("build-pod", &["2026-11-30T07:00:01Z INFO[0001] Retrieving image manifest", "2026-11-30T07:00:09Z INFO[0009] Pushed image"]);
     let mut p = pod("build-pod", d, ended(0));
-    p["metadata"]["labels"]["roundhouse.dev/build"] = json!("true");
+    p["metadata"]["labels"]["roundhouse.dev/role"] = json!("build");
     api.put_pod(p);
     let image = build.await.unwrap().unwrap();
     assert_eq!(image, format!("registry.example.com/roundhouse/{}:{d}", s.id));
@@ -342,6 +411,10 @@ async fn a_pre_deploy_command_runs_once_as_a_job_and_its_exit_code_is_told() {
         InstanceEvent::Exited { exit_code, stopped, .. } => assert_eq!((exit_code, stopped), (Some(3), false)),
         other => panic!("{other:?}"),
     }
+    // Its variables go at once (a run a minute would otherwise pile Secrets up); its Job stays
+    // for the cluster's TTL.
+    assert_eq!(api.take_writes(), [format!("DELETE secrets/web-{}-env", short(i))]);
+    assert!(api.object("jobs", NS, &format!("web-{}", short(i))).is_some());
 }
 
 #[test]

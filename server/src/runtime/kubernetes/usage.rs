@@ -2,7 +2,7 @@
 //! metrics-server), which copies the pods' labels, so one list by label answers for every
 //! instance. A cluster without it answers no usage: charts stay empty, nothing fails.
 
-use super::manifests::{managed_selector, LABEL_INSTANCE};
+use super::manifests::{managed_selector, LABEL_INSTANCE, LABEL_ROLE};
 use crate::runtime::Usage;
 use kube::{
     api::{ApiResource, DynamicObject, ListParams},
@@ -28,7 +28,7 @@ pub fn bytes(q: &str) -> Option<u64> {
     number.parse::<f64>().ok().map(|n| (n * scale) as u64)
 }
 
-pub async fn usage(client: &Client) -> Result<Vec<(Uuid, Usage)>, kube::Error> {
+pub async fn usage(client: &Client, installation: &str) -> Result<Vec<(Uuid, Usage)>, kube::Error> {
     let resource = ApiResource {
         group: "metrics.k8s.io".into(),
         version: "v1beta1".into(),
@@ -37,7 +37,9 @@ pub async fn usage(client: &Client) -> Result<Vec<(Uuid, Usage)>, kube::Error> {
         plural: "pods".into(),
     };
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let list = api.list(&ListParams::default().labels(&managed_selector())).await?;
+    // Builds are not instances.
+    let selector = format!("{},{LABEL_ROLE}!=build", managed_selector(installation));
+    let list = api.list(&ListParams::default().labels(&selector)).await?;
     Ok(list
         .items
         .iter()
