@@ -140,3 +140,64 @@ async fn a_service_deploys_to_a_cluster_with_the_states_reasons_and_logs_of_any_
     assert!(cluster.names("jobs").is_empty(), "no build was started");
     assert!(cluster.violations().is_empty(), "{:?}", cluster.violations());
 }
+
+/// Runs the platform binary against the cluster a kubeconfig names; answers its exit status
+/// and what it printed on stderr.
+async fn start_platform(app: &TestApp, server: &str) -> (std::process::ExitStatus, String) {
+    let dir = std::env::temp_dir().join(format!("rh-k8s-start-{}-{}", std::process::id(), server.rsplit(':').next().unwrap()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{ name: c, cluster: {{ server: \"{server}\" }} }}]\nusers: [{{ name: u, user: {{ token: t }} }}]\ncontexts: [{{ name: x, context: {{ cluster: c, user: u }} }}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_roundhouse"))
+        .env("DATABASE_URL", app._database.url())
+        .env("ROUNDHOUSE_ADDR", &addr)
+        .env("ROUNDHOUSE_DATA_DIR", &dir)
+        .env("ROUNDHOUSE_SECRET_KEY", test_key_base64())
+        .env("ROUNDHOUSE_DEV_ADMIN_EMAIL", "")
+        .env("ROUNDHOUSE_RUNTIME", "kubernetes")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("LEPTOS_OUTPUT_NAME", "roundhouse")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the roundhouse binary starts");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("it ends by itself").unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_names_the_rbac_verbs_the_platform_lacks_and_an_unreachable_cluster() {
+    let app = TestApp::new().await;
+    // An API server whose RBAC denies deleting StatefulSets and reading pods' logs.
+    let api = axum::Router::new().route(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        axum::routing::post(|axum::Json(mut review): axum::Json<Value>| async move {
+            let a = review["spec"]["resourceAttributes"].clone();
+            let denied = (a["verb"] == "delete" && a["resource"] == "statefulsets") || (a["verb"] == "get" && a["subresource"] == "log");
+            review["status"] = json!({ "allowed": !denied });
+            axum::Json(review)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+
+    let (status, stderr) = start_platform(&app, &format!("http://127.0.0.1:{port}")).await;
+    assert!(!status.success());
+    assert!(stderr.contains("may not delete apps/statefulsets, get pods/log in the cluster"), "{stderr}");
+    assert!(stderr.contains("deploy/kubernetes/rbac.yaml"), "{stderr}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (status, stderr) = start_platform(&app, &format!("http://127.0.0.1:{closed}")).await;
+    assert!(!status.success());
+    assert!(stderr.contains("the Kubernetes cluster cannot be reached"), "{stderr}");
+}
