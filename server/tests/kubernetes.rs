@@ -138,6 +138,23 @@ async fn a_service_deploys_to_a_cluster_with_the_states_reasons_and_logs_of_any_
     let r = app.post(&format!("/services/{}/deployments", git.body["id"].as_str().unwrap()), &token, json!({})).await;
     assert!(r.status.is_client_error() && r.text.contains("no registry"), "{} {}", r.status, r.text);
     assert!(cluster.names("jobs").is_empty(), "no build was started");
+    // The project is deleted: what outlives its instances in the cluster — the database's
+    // volume claim, the environment's namespace — goes at the leader's next pass over volumes.
+    let db_id = db.body["id"].as_str().unwrap();
+    cluster.put("persistentvolumeclaims", ns, "data-state-db-0", json!({ "metadata": { "name": "data-state-db-0", "namespace": ns, "labels": {
+        "app.kubernetes.io/managed-by": "roundhouse", "roundhouse.dev/installation": "default", "roundhouse.dev/service": db_id } },
+        "status": { "capacity": { "storage": "1Gi" } } }));
+    let volumes = server::runtime::Runtime::volume_sizes(runtime.as_ref()).await;
+    assert_eq!(volumes, [(db_id.parse().unwrap(), 1 << 30)], "a claim is billed by its capacity");
+    let kept = server::reconciler::leftovers::remove(&app.db, runtime.as_ref(), &volumes).await.unwrap();
+    assert_eq!((kept.volumes, kept.environments), (0, 0), "nothing of a live project is touched");
+    cluster.take_writes();
+    let r = app.api(Method::DELETE, &format!("/projects/{project}"), Some(&token), None).await;
+    assert!(r.status.is_success(), "{} {}", r.status, r.text);
+    let removed = server::reconciler::leftovers::remove(&app.db, runtime.as_ref(), &volumes).await.unwrap();
+    assert_eq!((removed.volumes, removed.environments), (1, 1));
+    let writes = cluster.take_writes();
+    assert!(writes.contains(&"DELETE persistentvolumeclaims/data-state-db-0".to_string()) && writes.contains(&format!("DELETE namespaces/{ns}")), "{writes:?}");
     assert!(cluster.violations().is_empty(), "{:?}", cluster.violations());
 }
 

@@ -17,6 +17,7 @@ mod desired;
 mod forwarders;
 mod instances;
 mod leader;
+pub mod leftovers;
 mod pipeline;
 mod sampling;
 

@@ -204,6 +204,24 @@ pub trait Runtime: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Removes what a deleted service left behind that outlives its instances: its volume.
+    /// Called only for services the platform no longer has.
+    async fn remove_volume(&self, service_id: Uuid) -> Result<(), RuntimeError> {
+        let _ = service_id;
+        Ok(())
+    }
+
+    /// The environments this runtime holds something of their own for (a cluster's
+    /// namespaces); `remove_environment` removes it once the environment is deleted.
+    async fn environments(&self) -> Result<Vec<Uuid>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_environment(&self, environment_id: Uuid) -> Result<(), RuntimeError> {
+        let _ = environment_id;
+        Ok(())
+    }
+
     /// A listener at `addr` in the network the environment's services share: how a service is
     /// reachable by the others at a stable address (`ROUNDHOUSE_PRIVATE_DOMAIN`, and its bare
     /// name: see `private_addrs`). The network stays up while the listener lives.

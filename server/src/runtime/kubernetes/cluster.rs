@@ -24,7 +24,8 @@ const APPLY_PRUNE: &[&str] = &["list", "create", "patch", "delete"];
 /// verbs it uses on it — those only: the start-up check asks for each, and
 /// deploy/kubernetes/rbac.yaml grants no more.
 pub const PERMISSIONS: &[(&str, &str, &str, &[&str])] = &[
-    ("", "namespaces", "", APPLY),
+    // `list`, `delete`: a deleted environment's namespace goes.
+    ("", "namespaces", "", &["list", "create", "patch", "delete"]),
     ("networking.k8s.io", "networkpolicies", "", APPLY),
     ("", "resourcequotas", "", APPLY),
     // `get`: the platform's image pull secret, copied into each environment.
@@ -38,8 +39,8 @@ pub const PERMISSIONS: &[(&str, &str, &str, &[&str])] = &[
     // The instances' states (one watch), and whether a stopped one's pods are gone.
     ("", "pods", "", &["list", "watch"]),
     ("", "pods", "log", &["get"]),
-    // What volumes are billed by.
-    ("", "persistentvolumeclaims", "", &["list"]),
+    // What volumes are billed by; a deleted service's claim goes.
+    ("", "persistentvolumeclaims", "", &["list", "delete"]),
 ];
 
 /// What `apply` learnt from the API server: the address the service's Service answers at in
@@ -237,6 +238,27 @@ impl Cluster {
     pub async fn claim_templates(&self, namespace: &str, name: &str) -> Result<Option<Vec<k8s_openapi::api::core::v1::PersistentVolumeClaim>>, kube::Error> {
         let set = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(self.client.clone(), namespace).get_opt(name).await?;
         Ok(set.and_then(|s| s.spec).and_then(|s| s.volume_claim_templates))
+    }
+
+    /// Deletes a service's volume claims, in any namespace.
+    pub async fn remove_claims(&self, service: uuid::Uuid) -> Result<(), kube::Error> {
+        let selector = format!("{},{}={service}", managed_selector(&self.installation), super::manifests::LABEL_SERVICE);
+        self.delete_all::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&selector).await.map(|_| ())
+    }
+
+    /// The environments this installation has a namespace for.
+    pub async fn namespaces(&self) -> Result<Vec<uuid::Uuid>, kube::Error> {
+        let list = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone()).list(&ListParams::default().labels(&managed_selector(&self.installation))).await?;
+        Ok(list.items.iter().filter_map(|n| n.metadata.labels.as_ref()?.get(super::manifests::LABEL_ENVIRONMENT)?.parse().ok()).collect())
+    }
+
+    /// Deletes an environment's namespace and all in it (the API server finishes it).
+    pub async fn remove_namespace(&self, name: &str) -> Result<(), kube::Error> {
+        match Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone()).delete(name, &DeleteParams::foreground()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits (up to `patience`) until no pod of the instance is left; answers whether none is.

@@ -54,7 +54,7 @@ use uuid::Uuid;
 
 pub const MANAGED_BY: &str = "roundhouse";
 const LABEL_PROJECT: &str = "roundhouse.dev/project";
-const LABEL_ENVIRONMENT: &str = "roundhouse.dev/environment";
+pub const LABEL_ENVIRONMENT: &str = "roundhouse.dev/environment";
 pub const LABEL_SERVICE: &str = "roundhouse.dev/service";
 const LABEL_DEPLOYMENT: &str = "roundhouse.dev/deployment";
 pub const LABEL_INSTANCE: &str = "roundhouse.dev/instance";
@@ -129,7 +129,11 @@ fn dns_label(s: &str, max: usize) -> String {
 /// `rh-<environment id>`: by id, so no two environments (whatever their projects' slugs and
 /// names, now or after a project is deleted and its slug taken again) share a namespace.
 pub fn namespace_name(t: &Target) -> String {
-    format!("rh-{}", t.environment_id.simple())
+    namespace_of(t.environment_id)
+}
+
+pub fn namespace_of(environment: Uuid) -> String {
+    format!("rh-{}", environment.simple())
 }
 
 fn labels(t: &Target, service: Option<&Service>, deployment: Option<Uuid>) -> BTreeMap<String, String> {

@@ -411,6 +411,18 @@ impl Runtime for KubernetesRuntime {
         self.cluster.volume_claims().await.unwrap_or_default()
     }
 
+    async fn remove_volume(&self, service_id: Uuid) -> Result<(), RuntimeError> {
+        self.cluster.remove_claims(service_id).await.map_err(|e| RuntimeError::internal("The volume could not be removed.", e))
+    }
+
+    async fn environments(&self) -> Result<Vec<Uuid>, RuntimeError> {
+        self.cluster.namespaces().await.map_err(|e| RuntimeError::internal("The cluster's namespaces could not be listed.", e))
+    }
+
+    async fn remove_environment(&self, environment_id: Uuid) -> Result<(), RuntimeError> {
+        self.cluster.remove_namespace(&manifests::namespace_of(environment_id)).await.map_err(|e| RuntimeError::internal("The environment's namespace could not be removed.", e))
+    }
+
     async fn private_listener(&self, _environment_id: Uuid, _addr: std::net::SocketAddrV4) -> Result<PrivateListener, RuntimeError> {
         Err(RuntimeError::user("Services on a cluster reach each other through its Services."))
     }

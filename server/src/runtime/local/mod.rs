@@ -721,6 +721,16 @@ impl Runtime for LocalRuntime {
         tokio::task::spawn_blocking(move || volumes::sizes(&dir)).await.unwrap_or_default()
     }
 
+    async fn remove_volume(&self, service_id: Uuid) -> Result<(), RuntimeError> {
+        let dir = self.root.join("volumes").join(service_id.to_string());
+        match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Ok(Err(e)) => Err(RuntimeError::internal("The volume could not be removed.", e)),
+            Err(e) => Err(RuntimeError::internal("The volume could not be removed.", e)),
+        }
+    }
+
     async fn usage(&self) -> Vec<(Uuid, Usage)> {
         let ctls: Vec<Arc<Ctl>> = self.instances.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         let mut last = self.last_cpu.lock().unwrap_or_else(|e| e.into_inner());
