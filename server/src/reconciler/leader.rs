@@ -74,7 +74,7 @@ impl Reconciler {
                         last_volumes = Some(Instant::now());
                         let volumes = self.runtime.volume_sizes().await;
                         failed("metering", crate::metering::record_volumes(&self.state.db, &volumes).await);
-                        failed("leftovers", leftovers::remove(&self.state.db, self.runtime.as_ref(), &volumes).await.map(|_| ()));
+                        failed("leftovers", self.leftovers.pass(&self.state.db, self.runtime.as_ref(), &volumes).await.map(|_| ()));
                     }
                     failed("limits", app::billing::limits::enforce_all(&self.state).await);
                     failed("grace", app::billing::subscription::enforce_grace(&self.state, Utc::now()).await);

@@ -113,6 +113,8 @@ pub struct Reconciler {
     wake: Notify,
     /// Held while the private forwarders are brought in line (`ensure_forwarders`).
     forwarding: tokio::sync::Mutex<()>,
+    /// What deleted services and environments left in the runtime (`leftovers.rs`).
+    leftovers: leftovers::Leftovers,
 }
 
 enum Mode {
@@ -134,6 +136,7 @@ pub fn spawn(state: AppState, runtime: Option<Arc<dyn Runtime>>) -> Option<Arc<R
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
             forwarding: tokio::sync::Mutex::new(()),
+            leftovers: leftovers::Leftovers::default(),
         });
         tokio::spawn(r.clone().handle_instance_events(events_rx));
         tokio::spawn(r.clone().lead());

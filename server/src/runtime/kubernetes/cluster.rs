@@ -28,6 +28,7 @@ pub const PERMISSIONS: &[(&str, &str, &str, &[&str])] = &[
     ("", "namespaces", "", &["list", "create", "patch", "delete"]),
     ("networking.k8s.io", "networkpolicies", "", APPLY),
     ("", "resourcequotas", "", APPLY),
+    ("", "limitranges", "", APPLY),
     // `get`: the platform's image pull secret, copied into each environment.
     ("", "secrets", "", &["get", "list", "create", "patch", "delete"]),
     ("apps", "deployments", "", APPLY_PRUNE),
@@ -42,6 +43,14 @@ pub const PERMISSIONS: &[(&str, &str, &str, &[&str])] = &[
     // What volumes are billed by; a deleted service's claim goes.
     ("", "persistentvolumeclaims", "", &["list", "delete"]),
 ];
+
+/// What `remove_instance` deleted: the namespace and service label of what it deleted, and
+/// whether that included the service's StatefulSet.
+#[derive(Debug, Default)]
+pub struct Retired {
+    pub owner: Option<(String, String)>,
+    pub stateful_set: bool,
+}
 
 /// What `apply` learnt from the API server: the address the service's Service answers at in
 /// the cluster (its ClusterIP).
@@ -120,6 +129,9 @@ impl Cluster {
                 Object::NetworkPolicy(o) => {
                     self.apply_namespaced(o, &params).await?;
                 }
+                Object::LimitRange(o) => {
+                    self.apply_namespaced(o, &params).await?;
+                }
                 Object::ResourceQuota(o) => {
                     self.apply_namespaced(o, &params).await?;
                 }
@@ -182,15 +194,15 @@ impl Cluster {
     /// StatefulSet while this instance still holds it (a newer instance that took it over
     /// relabelled it) — waiting for what they own (foreground). Answers the namespace and
     /// service of what it deleted.
-    pub async fn remove_instance(&self, instance: uuid::Uuid) -> Result<Option<(String, String)>, kube::Error> {
+    pub async fn remove_instance(&self, instance: uuid::Uuid) -> Result<Retired, kube::Error> {
         use k8s_openapi::api::{apps::v1::{Deployment, StatefulSet}, batch::v1::Job, core::v1::Secret};
         let selector = format!("{},{}", managed_selector(&self.installation), instance_selector(instance));
-        let mut owner = None;
-        owner = owner.or(self.delete_all::<Deployment>(&selector).await?);
-        owner = owner.or(self.delete_all::<StatefulSet>(&selector).await?);
+        let set = self.delete_all::<StatefulSet>(&selector).await?;
+        let mut owner = self.delete_all::<Deployment>(&selector).await?;
+        owner = owner.or(set.clone());
         owner = owner.or(self.delete_all::<Job>(&selector).await?);
         owner = owner.or(self.delete_all::<Secret>(&selector).await?);
-        Ok(owner)
+        Ok(Retired { owner, stateful_set: set.is_some() })
     }
 
     /// Deletes every object of kind `K`, in any namespace, that carries `selector`; answers
@@ -258,6 +270,19 @@ impl Cluster {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Waits (up to `patience`) until the StatefulSet `name` no longer exists.
+    pub async fn stateful_set_gone(&self, namespace: &str, name: &str, patience: std::time::Duration) -> bool {
+        let api = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(self.client.clone(), namespace);
+        let until = tokio::time::Instant::now() + patience;
+        loop {
+            match api.get_opt(name).await {
+                Ok(None) => return true,
+                _ if tokio::time::Instant::now() >= until => return false,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
         }
     }
 

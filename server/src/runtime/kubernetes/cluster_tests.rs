@@ -59,6 +59,7 @@ async fn objects_are_applied_server_side_in_order_under_the_roundhouse_field_man
         ("/api/v1/namespaces/rh-00000000000000000000000000000022", "Namespace"),
         ("/apis/networking.k8s.io/v1/namespaces/rh-00000000000000000000000000000022/networkpolicies/roundhouse-isolation", "NetworkPolicy"),
         ("/api/v1/namespaces/rh-00000000000000000000000000000022/resourcequotas/roundhouse-plan", "ResourceQuota"),
+        ("/api/v1/namespaces/rh-00000000000000000000000000000022/limitranges/roundhouse-defaults", "LimitRange"),
         ("/api/v1/namespaces/rh-00000000000000000000000000000022/secrets/web-05000000-env", "Secret"),
         ("/apis/apps/v1/namespaces/rh-00000000000000000000000000000022/deployments/web-05000000", "Deployment"),
         ("/api/v1/namespaces/rh-00000000000000000000000000000022/services/web", "Service"),
@@ -119,4 +120,37 @@ async fn what_a_service_no_longer_needs_is_pruned_by_label_and_waits_for_its_pod
         .unwrap();
     server.await.unwrap();
     assert_eq!(deleted, ["web-old"]);
+}
+
+/// Every verb the runtime checks for at start is granted by deploy/kubernetes/rbac.yaml, and
+/// the ClusterRole grants nothing more (but what it lists as optional or for the check itself).
+#[test]
+fn the_shipped_cluster_role_grants_exactly_what_the_runtime_checks_for() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/rbac.yaml")).unwrap();
+    let role = text
+        .split("\n---\n")
+        .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap())
+        .find(|doc| doc["kind"] == "ClusterRole")
+        .expect("a ClusterRole");
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    granted.insert(format!("{} {} {}", group.as_str().unwrap(), resource.as_str().unwrap(), verb.as_str().unwrap()));
+                }
+            }
+        }
+    }
+    let mut checked = std::collections::BTreeSet::new();
+    for (group, resource, subresource, verbs) in PERMISSIONS {
+        let resource = if subresource.is_empty() { resource.to_string() } else { format!("{resource}/{subresource}") };
+        for verb in *verbs {
+            checked.insert(format!("{group} {resource} {verb}"));
+        }
+    }
+    let missing: Vec<_> = checked.difference(&granted).collect();
+    assert!(missing.is_empty(), "rbac.yaml lacks {missing:?}");
+    let extra: Vec<_> = granted.difference(&checked).filter(|g| !g.starts_with("metrics.k8s.io ") && !g.starts_with("authorization.k8s.io ")).collect();
+    assert!(extra.is_empty(), "rbac.yaml grants more than the runtime uses: {extra:?}");
 }

@@ -31,7 +31,8 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet, StatefulSetSpec},
         batch::v1::{Job, JobSpec},
         core::v1::{
-            Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, Namespace,
+            Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LimitRange, LimitRangeItem,
+            LimitRangeSpec, LocalObjectReference, Namespace,
             PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota,
             ResourceQuotaSpec, ResourceRequirements, SeccompProfile, Secret, SecretEnvSource, SecretKeySelector, SecurityContext,
             Service as KService, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
@@ -110,6 +111,7 @@ pub enum Object {
     Namespace(Namespace),
     NetworkPolicy(NetworkPolicy),
     ResourceQuota(ResourceQuota),
+    LimitRange(LimitRange),
     Secret(Secret),
     Deployment(Deployment),
     StatefulSet(StatefulSet),
@@ -206,6 +208,9 @@ fn egress(own_pods: NetworkPolicyPeer, settings: &Settings) -> Vec<NetworkPolicy
     }
     vec![
         NetworkPolicyEgressRule { to: Some(vec![own_pods]), ..Default::default() },
+        // The apps' public hosts, and the platform's: a load balancer's address is rewritten
+        // to the ingress controller's pods inside the cluster.
+        NetworkPolicyEgressRule { to: Some(vec![namespace_peer(&settings.ingress_namespace)]), ..Default::default() },
         NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer { namespace_selector: Some(LabelSelector::default()), ..Default::default() }]),
             ports: Some(dns.to_vec()),
@@ -261,8 +266,8 @@ pub fn environment(t: &Target, quota: Quota, settings: &Settings) -> Vec<Object>
         ("limits.ephemeral-storage".to_string(), quantity(format!("{}Gi", EPHEMERAL_GB * pods))),
         ("requests.storage".to_string(), quantity(format!("{}Gi", i64::from(quota.volume_gb) * i64::from(quota.services)))),
         ("persistentvolumeclaims".to_string(), quantity(quota.services.to_string())),
-        // An instance's variables, and the pull secret.
-        ("secrets".to_string(), quantity((pods + 2).to_string())),
+        // An instance's variables, the pull secret, TLS certificates and cert-manager's keys.
+        ("secrets".to_string(), quantity((pods * 2 + 10).to_string())),
     ]);
     let mut namespace = meta(&ns, None, l.clone());
     // For people reading the cluster: which project and environment it is.
@@ -271,9 +276,25 @@ pub fn environment(t: &Target, quota: Quota, settings: &Settings) -> Vec<Object>
         Object::Namespace(Namespace { metadata: namespace, ..Default::default() }),
         Object::NetworkPolicy(policy),
         Object::ResourceQuota(ResourceQuota {
-            metadata: meta("roundhouse-plan", Some(ns), l),
+            metadata: meta("roundhouse-plan", Some(ns.clone()), l.clone()),
             spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }),
             ..Default::default()
+        }),
+        // The quota needs every container to state its limits: those Roundhouse writes do;
+        // this gives small ones to those others write there (cert-manager's HTTP-01 solver).
+        Object::LimitRange(LimitRange {
+            metadata: meta("roundhouse-defaults", Some(ns), l),
+            spec: Some(LimitRangeSpec {
+                limits: vec![LimitRangeItem {
+                    type_: "Container".into(),
+                    default: Some(BTreeMap::from([
+                        ("cpu".to_string(), quantity("100m".into())),
+                        ("memory".to_string(), quantity("64Mi".into())),
+                        ("ephemeral-storage".to_string(), quantity("256Mi".into())),
+                    ])),
+                    ..Default::default()
+                }],
+            }),
         }),
     ]
 }
@@ -566,6 +587,9 @@ pub fn workload(w: &Workload, settings: &Settings) -> Vec<Object> {
             spec: Some(StatefulSetSpec {
                 // One writer of the volume at a time: a new instance replaces the old pod.
                 replicas: Some(1),
+                // Not OrderedReady: a pod that never got ready is replaced when the template is
+                // handed back (OrderedReady would wait for it for ever).
+                pod_management_policy: Some("Parallel".into()),
                 // Immutable once created: the service only, never the instance.
                 selector: LabelSelector { match_labels: Some(selector(w)), ..Default::default() },
                 service_name: Some(stateful_name(s)),
@@ -771,6 +795,7 @@ mod tests {
             Object::Namespace(_) => "Namespace",
             Object::NetworkPolicy(_) => "NetworkPolicy",
             Object::ResourceQuota(_) => "ResourceQuota",
+            Object::LimitRange(_) => "LimitRange",
             Object::Secret(_) => "Secret",
             Object::Deployment(_) => "Deployment",
             Object::StatefulSet(_) => "StatefulSet",

@@ -63,7 +63,12 @@ impl Settings {
         let blocked_cidrs: Vec<String> = var("ROUNDHOUSE_K8S_BLOCKED_CIDRS").map(|v| v.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()).unwrap_or_default();
         for cidr in &blocked_cidrs {
             let (ip, bits) = cidr.split_once('/').unwrap_or((cidr, ""));
-            anyhow::ensure!(ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok(), "ROUNDHOUSE_K8S_BLOCKED_CIDRS: {cidr:?} is not a CIDR (10.0.0.0/8)");
+            let max = match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => 32,
+                Ok(std::net::IpAddr::V6(_)) => 128,
+                Err(_) => 0,
+            };
+            anyhow::ensure!(max > 0 && bits.parse::<u8>().is_ok_and(|b| b <= max), "ROUNDHOUSE_K8S_BLOCKED_CIDRS: {cidr:?} is not a CIDR (10.0.0.0/8)");
         }
         Ok(Settings {
             base_domain: apps_domain.to_string(),

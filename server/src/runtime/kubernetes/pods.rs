@@ -284,6 +284,42 @@ mod tests {
         assert!(internal.contains("0/3 nodes"));
     }
 
+    fn labelled(name: &str, instance: Uuid, phase: &str) -> Pod {
+        serde_json::from_value(json!({ "metadata": { "name": name, "labels": { LABEL_INSTANCE: instance.to_string() } }, "status": { "phase": phase } })).unwrap()
+    }
+
+    #[test]
+    fn a_relist_marks_gone_what_it_no_longer_shows_and_nothing_else() {
+        let pods = Pods::default();
+        let (shown, deleted_meanwhile, not_yet_made) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let (a, b, c) = (pods.subscribe(shown), pods.subscribe(deleted_meanwhile), pods.subscribe(not_yet_made));
+        pods.saw(&labelled("a", shown, "Running"));
+        pods.saw(&labelled("b", deleted_meanwhile, "Running"));
+        pods.relisted(&std::collections::HashSet::from([shown]));
+        assert_ne!(a.borrow().state, PodState::Gone);
+        assert_eq!(b.borrow().state, PodState::Gone, "its deletion was missed while the watch was away");
+        assert_eq!(c.borrow().state, PodState::Pending, "an instance whose pod is not made yet is not gone");
+    }
+
+    #[test]
+    fn entries_nobody_follows_go_once_their_pod_is_gone() {
+        let pods = Pods::default();
+        let (followed, unfollowed) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let rx = pods.subscribe(followed);
+        pods.saw(&labelled("a", followed, "Running"));
+        pods.saw(&labelled("b", unfollowed, "Running"));
+        pods.deleted(&labelled("a", followed, "Running"));
+        pods.deleted(&labelled("b", unfollowed, "Running"));
+        pods.saw(&labelled("c", Uuid::from_u128(3), "Pending"));
+        let kept: std::collections::HashSet<Uuid> = pods.instances.lock().unwrap().keys().copied().collect();
+        assert!(kept.contains(&followed), "followed: kept for whoever waits on it");
+        assert!(!kept.contains(&unfollowed), "gone and nobody follows it: forgotten");
+        assert_eq!(rx.borrow().state, PodState::Gone);
+        // A deletion of an instance nobody asked about makes no entry.
+        pods.deleted(&labelled("d", Uuid::from_u128(4), "Running"));
+        assert!(!pods.instances.lock().unwrap().contains_key(&Uuid::from_u128(4)));
+    }
+
     #[test]
     fn a_replaced_pods_late_deletion_leaves_its_successor_alone() {
         let pods = Pods::default();

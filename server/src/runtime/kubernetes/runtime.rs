@@ -69,10 +69,55 @@ pub struct KubernetesRuntime {
     /// Instances `adopt` found running without this process, and when: their logs are
     /// followed from then on, not read again from their start.
     found: Mutex<HashMap<Uuid, k8s_openapi::jiff::Timestamp>>,
-    /// For each service with a StatefulSet, the instances that applied it, oldest first: the
-    /// last holds it. A newer instance that is stopped (a failed deploy) hands it back to the
-    /// one before rather than deleting what still serves.
-    holders: Mutex<HashMap<Uuid, Vec<(Uuid, manifests::Object)>>>,
+    holders: Arc<Holders>,
+}
+
+/// For each service with a StatefulSet, the instances that applied it, oldest first: the last
+/// holds it. A newer instance that ends (a failed deploy) hands it back to the one before
+/// that this process still follows, rather than deleting what still serves. Kept in memory: a
+/// restarted platform relaunches the running deployment, whose instance applies it again.
+#[derive(Default)]
+struct Holders(Mutex<HashMap<Uuid, Vec<(Uuid, manifests::Object)>>>);
+
+impl Holders {
+    fn took(&self, service: Uuid, instance: Uuid, set: manifests::Object) {
+        let mut holders = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let list = holders.entry(service).or_default();
+        list.retain(|(i, _)| *i != instance);
+        list.push((instance, set));
+    }
+
+    /// Takes `instance` off its service's holders; answers the StatefulSet of the latest
+    /// instance before it that is still `alive`, when `instance` held it.
+    fn hand_back(&self, instance: Uuid, alive: impl Fn(&Uuid) -> bool) -> Option<manifests::Object> {
+        let mut holders = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (service, list) = holders.iter_mut().find(|(_, list)| list.iter().any(|(i, _)| *i == instance))?;
+        let service = *service;
+        let held = list.last().is_some_and(|(i, _)| *i == instance);
+        list.retain(|(i, _)| *i != instance && alive(i));
+        let previous = if held { list.last().map(|(_, set)| set.clone()) } else { None };
+        if list.is_empty() {
+            holders.remove(&service);
+        }
+        previous
+    }
+}
+
+/// Ends an instance's objects: hands its StatefulSet back to the instance before (then only its
+/// variables go), or deletes what it made.
+async fn retire(cluster: &Cluster, holders: &Holders, followed: &Mutex<HashMap<Uuid, Followed>>, instance: Uuid) {
+    let previous = holders.hand_back(instance, |i| followed.lock().unwrap_or_else(|e| e.into_inner()).contains_key(i));
+    match previous {
+        Some(previous) => {
+            if let Err(e) = cluster.apply(&[previous]).await {
+                tracing::warn!(error = %e, %instance, "handing a StatefulSet back to the instance before");
+            }
+            if let Err(e) = cluster.remove_secrets(instance).await {
+                tracing::warn!(error = %e, %instance, "deleting an instance's variables");
+            }
+        }
+        None => remove(cluster, instance).await,
+    }
 }
 
 impl Drop for KubernetesRuntime {
@@ -89,7 +134,7 @@ impl KubernetesRuntime {
     pub fn new(client: Client, settings: Settings, projects: Arc<dyn Projects>) -> Self {
         let (pods, watching) = Pods::watch(client.clone(), &settings.installation);
         let cluster = Cluster::new(client).for_installation(&settings.installation);
-        KubernetesRuntime { cluster, settings, projects, pods, watching, followed: Arc::default(), found: Mutex::default(), holders: Mutex::default() }
+        KubernetesRuntime { cluster, settings, projects, pods, watching, followed: Arc::default(), found: Mutex::default(), holders: Arc::default() }
     }
 
     /// The cluster of `KUBECONFIG` or the service account, checked before anything is
@@ -103,21 +148,6 @@ impl KubernetesRuntime {
             missing.join(", ")
         );
         Ok(KubernetesRuntime::new(cluster.client().clone(), settings, projects))
-    }
-
-    /// Takes `instance` off its service's StatefulSet holders; answers the StatefulSet of the
-    /// instance before it when `instance` held it and that one still runs.
-    fn hand_back(&self, instance: Uuid) -> Option<manifests::Object> {
-        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
-        let (service, list) = holders.iter_mut().find(|(_, list)| list.iter().any(|(i, _)| *i == instance))?;
-        let service = *service;
-        let held = list.last().is_some_and(|(i, _)| *i == instance);
-        list.retain(|(i, _)| *i != instance);
-        let previous = if held { list.last().map(|(_, set)| set.clone()) } else { None };
-        if list.is_empty() {
-            holders.remove(&service);
-        }
-        previous
     }
 
     /// How long the cluster has not answered the pod watch, if it has not (for `/readyz`).
@@ -169,6 +199,7 @@ impl KubernetesRuntime {
             policy: spec.spec.restart_policy,
             max: spec.spec.restart_max.max(0),
             cluster: self.cluster.clone(),
+            holders: self.holders.clone(),
             followed: self.followed.clone(),
             logs: logs.stream(Stream::System, Some(spec.replica)),
             events,
@@ -283,8 +314,10 @@ impl Runtime for KubernetesRuntime {
                 // The platform's registry holds every tenant's builds; they are deployed
                 // through their own services' builds, never named by another tenant.
                 if let Some(registry) = &self.settings.registry {
-                    let prefix = format!("{}/", registry.trim_end_matches('/'));
-                    if job.spec.source.starts_with(&prefix) || job.spec.source == registry.trim_end_matches('/') {
+                    let registry = registry.trim_end_matches('/').to_ascii_lowercase();
+                    let source = job.spec.source.to_ascii_lowercase();
+                    let host = |r: &str| r.split('/').next().unwrap_or_default().split(':').next().unwrap_or_default().to_string();
+                    if source.starts_with(&format!("{registry}/")) || source == registry || host(&source) == host(&registry) {
                         return Err(RuntimeError::user("Images of the platform's own registry are deployed through the services that build them."));
                     }
                 }
@@ -306,6 +339,9 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn start(&self, spec: InstanceSpec, logs: LogSink, events: mpsc::UnboundedSender<InstanceEvent>) -> Result<Endpoint, RuntimeError> {
+        if spec.replica > 0 && spec.command.is_none() && manifests::stateful(&spec.spec) {
+            return Err(RuntimeError::user("A service with a volume runs one instance on a cluster (one writer of its volume): set its replicas to 1."));
+        }
         let (target, quota) = self.target(&spec.spec).await?;
         let w = Workload {
             target: &target,
@@ -327,10 +363,7 @@ impl Runtime for KubernetesRuntime {
                 if let (Ok(Some(claims)), Some(set_spec)) = (existing, set.spec.as_mut()) {
                     set_spec.volume_claim_templates = Some(claims);
                 }
-                let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
-                let list = holders.entry(spec.spec.id).or_default();
-                list.retain(|(i, _)| *i != spec.instance_id);
-                list.push((spec.instance_id, manifests::Object::StatefulSet(set.clone())));
+                self.holders.took(spec.spec.id, spec.instance_id, manifests::Object::StatefulSet(set.clone()));
             }
         }
         // Applying what already runs (an instance taken back) changes nothing, so nothing restarts.
@@ -379,20 +412,9 @@ impl Runtime for KubernetesRuntime {
         if let Some(f) = &followed {
             f.cancel.cancel();
         }
-        match self.hand_back(instance_id) {
-            Some(previous) => {
-                // A newer instance stopped while an older one still serves: the older one's
-                // StatefulSet is applied again (its pod comes back), and only this one's
-                // variables go.
-                if let Err(e) = self.cluster.apply(&[previous]).await {
-                    tracing::warn!(error = %e, instance = %instance_id, "handing a StatefulSet back to the instance before");
-                }
-                if let Err(e) = self.cluster.remove_secrets(instance_id).await {
-                    tracing::warn!(error = %e, instance = %instance_id, "deleting an instance's variables");
-                }
-            }
-            None => remove(&self.cluster, instance_id).await,
-        }
+        // A newer instance stopped while an older one still serves: the older one's StatefulSet
+        // is applied again (its pod comes back), and only this one's variables go.
+        retire(&self.cluster, &self.holders, &self.followed, instance_id).await;
         self.pods.forget(instance_id);
         if let Some(f) = followed {
             let _ = f.events.send(InstanceEvent::Exited { instance_id, exit_code: None, reason: "Stopped".into(), stopped: true });
@@ -466,11 +488,17 @@ fn exited(code: Option<i32>) -> String {
 /// Ingress if it was the service's last instance.
 async fn remove(cluster: &Cluster, instance_id: Uuid) {
     match cluster.remove_instance(instance_id).await {
-        Ok(owner) => {
+        Ok(retired) => {
+            let owner = retired.owner;
             if !cluster.pods_gone(instance_id, STOP_PATIENCE).await {
                 tracing::warn!(instance = %instance_id, "its pods were still there {}s after it was deleted", STOP_PATIENCE.as_secs());
             }
             if let Some((namespace, service)) = owner {
+                // A StatefulSet being deleted must be gone before the service's next instance
+                // applies one of the same name.
+                if let (true, Ok(id)) = (retired.stateful_set, service.parse::<Uuid>()) {
+                    cluster.stateful_set_gone(&namespace, &format!("state-{}", id.simple()), STOP_PATIENCE).await;
+                }
                 if let Err(e) = cluster.prune_service(&namespace, &service).await {
                     tracing::warn!(error = %e, %namespace, %service, "pruning a service's Service and Ingress");
                 }
@@ -515,6 +543,7 @@ struct Supervisor {
     policy: RestartPolicy,
     max: i32,
     cluster: Cluster,
+    holders: Arc<Holders>,
     followed: Arc<Mutex<HashMap<Uuid, Followed>>>,
     logs: LogSink,
     events: mpsc::UnboundedSender<InstanceEvent>,
@@ -568,7 +597,10 @@ impl Supervisor {
                     self.finish(exited(exit_code), exit_code).await;
                     return;
                 }
-                PodState::Ended { .. } => self.logs.line("Its pod ended (evicted, or its node went away); the cluster starts another.").await,
+                PodState::Ended { .. } if !told => {
+                    told = true;
+                    self.logs.line("Its pod ended (evicted, or its node went away); the cluster starts another.").await;
+                }
                 // Told once; the cluster keeps trying (a node may free up, an image appear).
                 PodState::Stuck { user, internal } | PodState::Pulling { user, internal } if !told => {
                     told = true;
@@ -581,7 +613,7 @@ impl Supervisor {
                     self.logs.line(NO_ROOM).await;
                 }
                 // A pod the cluster replaces (a node drained): its successor is on its way.
-                PodState::Stuck { .. } | PodState::Pulling { .. } | PodState::Unschedulable { .. } | PodState::Pending | PodState::Gone => {}
+                PodState::Ended { .. } | PodState::Stuck { .. } | PodState::Pulling { .. } | PodState::Unschedulable { .. } | PodState::Pending | PodState::Gone => {}
             }
             tokio::select! {
                 changed = pod.changed() => if changed.is_err() { return },
@@ -600,7 +632,7 @@ impl Supervisor {
     async fn end(&self, reason: String, code: Option<i32>) {
         self.logs.line(&reason).await;
         self.unfollow();
-        remove(&self.cluster, self.id).await;
+        retire(&self.cluster, &self.holders, &self.followed, self.id).await;
         let _ = self.events.send(InstanceEvent::Exited { instance_id: self.id, exit_code: code, reason, stopped: false });
     }
 
@@ -608,6 +640,7 @@ impl Supervisor {
     /// cluster's TTL (its log follower stores the last lines and ends by itself).
     async fn finish(&self, reason: String, code: Option<i32>) {
         self.followed.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        self.holders.hand_back(self.id, |_| false);
         if let Err(e) = self.cluster.remove_secrets(self.id).await {
             tracing::warn!(error = %e, instance = %self.id, "deleting a finished run's variables");
         }

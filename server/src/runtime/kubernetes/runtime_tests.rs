@@ -116,6 +116,7 @@ async fn an_instance_is_applied_in_order_is_ready_when_its_pod_is_and_its_log_is
             format!("PATCH namespaces/{NS}"),
             "PATCH networkpolicies/roundhouse-isolation".into(),
             "PATCH resourcequotas/roundhouse-plan".into(),
+            "PATCH limitranges/roundhouse-defaults".into(),
             format!("PATCH secrets/{w}-env"),
             format!("PATCH deployments/{w}"),
             "PATCH services/web".into(),
@@ -358,7 +359,7 @@ async fn a_git_source_is_built_by_a_job_whose_log_is_the_builds() {
     }
     assert_eq!(
         api.take_writes(),
-        [format!("PATCH namespaces/{NS}"), "PATCH networkpolicies/roundhouse-isolation".into(), "PATCH resourcequotas/roundhouse-plan".into(), format!("PATCH jobs/{name}")]
+        [format!("PATCH namespaces/{NS}"), "PATCH networkpolicies/roundhouse-isolation".into(), "PATCH resourcequotas/roundhouse-plan".into(), "PATCH limitranges/roundhouse-defaults".into(), format!("PATCH jobs/{name}")]
     );
     api.log("build-pod", &["2026-11-30T07:00:01Z INFO[0001] Retrieving image manifest", "2026-11-30T07:00:09Z INFO[0009] Pushed image"]);
     let mut p = pod("build-pod", d, ended(0));
@@ -443,7 +444,7 @@ async fn the_platforms_image_pull_secret_is_copied_into_each_environment() {
     let (tx, _events) = mpsc::unbounded_channel();
     rt.start(spec(&s, id(0xa), id(0xda), "registry.example.com/acme/web:2"), capture(id(0xda)).0, tx).await.unwrap();
     let writes = api.take_writes();
-    assert_eq!(writes[3], "PATCH secrets/registry-auth", "after the namespace, before the pods that need it: {writes:?}");
+    assert_eq!(writes[4], "PATCH secrets/registry-auth", "after the namespace, before the pods that need it: {writes:?}");
     let copy = api.object("secrets", NS, "registry-auth").unwrap();
     assert_eq!((copy["type"].as_str(), copy["data"][".dockerconfigjson"].as_str()), (Some("kubernetes.io/dockerconfigjson"), Some("eyJhdXRocyI6e319")));
     assert!(copy["metadata"]["annotations"].is_null(), "its data only");
@@ -465,4 +466,42 @@ async fn an_instance_no_node_has_room_for_waits_and_then_says_why() {
     assert_eq!(err.user, "It was not ready in time. No node of the cluster has room for it now (its CPU, memory or volume): the cluster keeps trying.");
     assert_eq!(err.internal.as_deref(), Some("0/3 nodes are available: 3 Insufficient cpu."));
     wait_line(&captured, super::NO_ROOM).await;
+}
+
+#[tokio::test]
+async fn a_newer_volume_instance_that_crashes_out_hands_the_stateful_set_back() {
+    let (rt, api) = runtime();
+    let mut s = service("uploads", SourceKind::Image, "ghcr.io/acme/uploads:1");
+    s.volume_path = Some("/data".into());
+    s.replicas = 1;
+    s.restart_policy = RestartPolicy::OnFailure;
+    s.restart_max = 0;
+    let (i1, i2) = (id(0x1a), id(0x1b));
+    let (tx, mut events) = mpsc::unbounded_channel();
+    rt.start(spec(&s, i1, id(0xe1), "ghcr.io/acme/uploads:1"), capture(id(0xe1)).0, tx.clone()).await.unwrap();
+    rt.start(spec(&s, i2, id(0xe2), "ghcr.io/acme/uploads:2"), capture(id(0xe2)).0, tx).await.unwrap();
+    api.take_writes();
+    api.put_pod(pod("state-0", i2, running(false, 0, None)));
+    assert!(matches!(next(&mut events).await, InstanceEvent::Started { instance_id, .. } if instance_id == i2));
+    api.put_pod(pod("state-0", i2, waiting("CrashLoopBackOff", "back-off", 1, Some(1))));
+    match next(&mut events).await {
+        InstanceEvent::Exited { instance_id, stopped, .. } => assert_eq!((instance_id, stopped), (i2, false)),
+        other => panic!("{other:?}"),
+    }
+    let set_name = manifests::stateful_name(&s);
+    assert_eq!(api.take_writes(), [format!("PATCH statefulsets/{set_name}"), format!("DELETE secrets/uploads-{}-env", short(i2))]);
+    assert_eq!(api.object("statefulsets", NS, &set_name).unwrap()["metadata"]["labels"]["roundhouse.dev/instance"], i1.to_string());
+    assert_eq!(api.object("statefulsets", NS, &set_name).unwrap()["spec"]["podManagementPolicy"], "Parallel");
+}
+
+#[tokio::test]
+async fn a_volume_service_runs_one_instance_on_a_cluster() {
+    let (rt, _api) = runtime();
+    let mut s = service("uploads", SourceKind::Image, "ghcr.io/acme/uploads:1");
+    s.volume_path = Some("/data".into());
+    let mut second = spec(&s, id(0x1c), id(0xe3), "ghcr.io/acme/uploads:1");
+    second.replica = 1;
+    let (tx, _events) = mpsc::unbounded_channel();
+    let err = rt.start(second, capture(id(0xe3)).0, tx).await.unwrap_err();
+    assert!(err.user.contains("set its replicas to 1"), "{}", err.user);
 }
