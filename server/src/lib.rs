@@ -11,6 +11,7 @@ pub mod logs;
 pub mod metering;
 pub mod metrics;
 pub mod middleware;
+pub mod page_cache;
 pub mod payments;
 pub mod proxy;
 pub mod reconciler;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     let routes = route_list();
     metrics::handle();
     let context_state = state.clone();
+    let pages = page_cache::PageCache::new(state.db.clone());
     Router::new()
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(refuse_dotfiles))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(middleware::guard_pages))
+        .layer(axum::middleware::from_fn_with_state((pages, state.config.session_cookie_name()), page_cache::serve))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::same_origin))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate))
         .layer(axum::middleware::from_fn(middleware::security_headers))

@@ -246,12 +246,15 @@ pub async fn guard_pages(req: Request, next: Next) -> Response {
 /// per-response nonce for the hydration script); everything else gets a locked-down one.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
+    let not_modified = response.status() == axum::http::StatusCode::NOT_MODIFIED;
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+    // A 304 carries no policy: the browser keeps the one that came with the page it has (a
+    // page's policy names the nonce in its body).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) && !not_modified {
         h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     }
     response

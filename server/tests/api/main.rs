@@ -19,6 +19,7 @@ mod projects;
 mod revenue;
 mod row_security;
 mod proxy_headers;
+mod public_pages;
 mod services;
 mod sources;
 mod stripe;
