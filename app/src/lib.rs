@@ -24,7 +24,7 @@ pub mod variables;
 
 use auth::{use_session, Login, Logout, Register, Session, User};
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
@@ -34,6 +34,16 @@ use leptos_router::{
 /// nonce for the hydration script. Detail pages render in `SsrMode::Async` so their
 /// status (404 for a missing template or someone else's project) is known before headers go out.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The bundle under its content-hashed names (infra/assets.rs): cached by browsers for good.
+    #[cfg(feature = "ssr")]
+    let (hydration, stylesheet) = {
+        let names = infra::assets::names(&options.site_root, &options.site_pkg_dir);
+        let mut hydration = options.clone();
+        hydration.output_name = names.bundle.clone().into();
+        (hydration, format!("/{}/{}", options.site_pkg_dir, names.css))
+    };
+    #[cfg(not(feature = "ssr"))]
+    let (hydration, stylesheet) = (options.clone(), "/pkg/roundhouse.css".to_string());
     #[cfg(feature = "ssr")]
     {
         leptos::nonce::provide_nonce();
@@ -58,7 +68,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
-                <HydrationScripts options/>
+                <link rel="stylesheet" id="leptos" href=stylesheet/>
+                <HydrationScripts options=hydration/>
                 <MetaTags/>
             </head>
             <body class="min-h-screen bg-slate-950 text-slate-100 antialiased">
@@ -89,7 +100,6 @@ pub fn App() -> impl IntoView {
     });
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/roundhouse.css"/>
         <Title formatter=|t: String| if t.is_empty() { "Roundhouse".to_string() } else { t }/>
         <Router>
             <Nav/>

@@ -139,13 +139,35 @@ async fn refuse_dotfiles(req: axum::extract::Request, next: axum::middleware::Ne
 
 /// The hydration bundle and the stylesheet (`/pkg`). Sent as brotli or gzip copies made at
 /// build time (`make site`, `scripts/precompress.mjs`) to browsers that accept them, so no
-/// request pays for compressing 3.9 MB of wasm; revalidated at each use (`no-cache` with
-/// `Last-Modified`), so a returning visitor gets `304 Not Modified`, not the bundle again.
-pub fn pkg_files(dir: std::path::PathBuf) -> tower_http::set_header::SetResponseHeader<tower_http::services::ServeDir, axum::http::HeaderValue> {
-    use axum::http::{header, HeaderValue};
-    use tower::Layer;
-    tower_http::set_header::SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
-        .layer(tower_http::services::ServeDir::new(dir).precompressed_br().precompressed_gzip())
+/// request pays for compressing 3.9 MB of wasm. Pages name the files by their content's hash
+/// (`app::infra::assets`): those names are served `immutable`, kept by browsers for a year and
+/// never asked for again; a stale hash is a 404, never other content under an immutable name.
+/// The plain names are revalidated at each use (`no-cache`, `Last-Modified` → `304`).
+pub fn pkg_files(dir: std::path::PathBuf) -> Router {
+    use axum::{
+        http::{header, HeaderValue, StatusCode, Uri},
+        response::IntoResponse,
+    };
+    let names = std::sync::Arc::new(app::infra::assets::names_in(&dir));
+    let files = tower_http::services::ServeDir::new(&dir).precompressed_br().precompressed_gzip();
+    Router::new().fallback_service(files).layer(axum::middleware::from_fn(move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+        let names = names.clone();
+        async move {
+            let name = req.uri().path().trim_start_matches('/').to_string();
+            let hashed = match app::infra::assets::plain_name(&names, &name) {
+                Some(plain) => {
+                    *req.uri_mut() = Uri::try_from(format!("/{plain}")).expect("a plain name is a path");
+                    true
+                }
+                None if name.starts_with(&format!("{}-", app::infra::assets::STEM)) => return StatusCode::NOT_FOUND.into_response(),
+                None => false,
+            };
+            let mut response = next.run(req).await;
+            let policy = if hashed && response.status() == StatusCode::OK { "public, max-age=31536000, immutable" } else { "no-cache" };
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+            response
+        }
+    }))
 }
 
 /// Serves the files of `dir` on `$PORT` (127.0.0.1): the start command of a static-site service.
@@ -163,6 +185,31 @@ pub async fn serve_static(dir: String) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::names_dotfile;
+
+    #[tokio::test]
+    async fn hashed_names_are_immutable_and_a_stale_hash_is_not_found() {
+        use axum::{body::Body, http::{header, Request, StatusCode}};
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let dir = std::env::temp_dir().join(format!("rh-pkg-hashed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("roundhouse.js"), b"glue").unwrap();
+        std::fs::write(dir.join("roundhouse.wasm"), vec![7u8; 4096]).unwrap();
+        std::fs::write(dir.join("roundhouse.wasm.br"), b"brotli bytes").unwrap();
+        std::fs::write(dir.join("roundhouse.css"), b"body{}").unwrap();
+        let names = app::infra::assets::names_in(&dir);
+        let get = |path: String, encoding: &'static str| super::pkg_files(dir.clone()).oneshot(Request::builder().uri(path).header(header::ACCEPT_ENCODING, encoding).body(Body::empty()).unwrap());
+        let wasm = get(format!("/{}.wasm", names.bundle), "br").await.unwrap();
+        assert_eq!(wasm.status(), StatusCode::OK);
+        assert_eq!(wasm.headers()[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+        assert_eq!(wasm.headers()[header::CONTENT_ENCODING], "br");
+        assert_eq!(&wasm.into_body().collect().await.unwrap().to_bytes()[..], b"brotli bytes");
+        let css = get(format!("/{}", names.css), "identity").await.unwrap();
+        assert_eq!((css.status(), &css.headers()[header::CACHE_CONTROL]), (StatusCode::OK, &"public, max-age=31536000, immutable".parse::<axum::http::HeaderValue>().unwrap()));
+        assert_eq!(get("/roundhouse-0123456789.wasm".into(), "br").await.unwrap().status(), StatusCode::NOT_FOUND, "a stale build's name");
+        assert_eq!(get("/roundhouse.wasm".into(), "br").await.unwrap().headers()[header::CACHE_CONTROL], "no-cache");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[tokio::test]
     async fn the_bundle_goes_out_precompressed_and_a_returning_visitor_gets_304() {

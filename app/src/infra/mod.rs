@@ -2,6 +2,7 @@
 //! rate limiting. Nothing here is compiled into the WebAssembly bundle.
 
 pub mod actor;
+pub mod assets;
 pub mod config;
 pub mod crypto;
 pub mod db;
