@@ -65,11 +65,14 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(refuse_dotfiles))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(middleware::guard_pages))
-        .layer(axum::middleware::from_fn_with_state((pages, state.config.session_cookie_name()), page_cache::serve))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::same_origin))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::limit_bodies))
+        // Outside authentication and the headers (a kept page replays the headers it was made
+        // with; a request with no session and no bearer is no one's), inside compression (it
+        // keeps pages as rendered, compressed on the way out): page_cache.rs.
+        .layer(axum::middleware::from_fn_with_state((pages, state.config.session_cookie_name()), page_cache::serve))
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(state.clone(), db_gate::gate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), proxy::route))

@@ -5,9 +5,12 @@
 //! (`rh_public_pages`, from a trigger) and empties its cache; so does a lost notification
 //! connection. A minute is the longest any page is kept regardless.
 //!
-//! Only requests with no session cookie, no `Authorization` and no user take part: a signed-in
+//! Only requests with no session cookie (valid or not) and no `Authorization` take part: those
+//! are no one's whatever authentication would make of them, so the cache sits outside it and a
+//! kept page skips the stack inside (authentication, headers, pages). A signed-in
 //! visitor's page shows their name and is always rendered for them. A response that sets a
-//! cookie, or is not a `200` HTML page, is never kept.
+//! cookie, or is not a `200` HTML page, is never kept; a kept page replays the headers it was
+//! made with (the security headers among them).
 //!
 //! Each page carries a Content-Security-Policy nonce for its hydration script: a kept page is
 //! served with a fresh nonce each time (in its header and its body), so no two responses share
@@ -47,10 +50,35 @@ struct Page {
     generation: u64,
     made: Instant,
     headers: HeaderMap,
-    body: String,
-    /// The CSP nonce it was rendered with, replaced by a fresh one in each response.
+    /// The page cut where its CSP nonce was: a response is these parts joined by a fresh one.
+    parts: Vec<String>,
+    /// The CSP nonce it was rendered with.
     nonce: Option<String>,
     etag: HeaderValue,
+}
+
+impl Page {
+    fn new(generation: u64, headers: HeaderMap, body: String, etag: HeaderValue) -> Page {
+        let nonce = nonce_of(&headers);
+        let parts = match &nonce {
+            Some(n) => body.split(n.as_str()).map(str::to_string).collect(),
+            None => vec![body],
+        };
+        Page { generation, made: Instant::now(), headers, parts, nonce, etag }
+    }
+
+    /// The page with `nonce` where its own was.
+    fn body_with(&self, nonce: &str) -> String {
+        let len = self.parts.iter().map(String::len).sum::<usize>() + nonce.len() * self.parts.len();
+        let mut body = String::with_capacity(len);
+        for (i, part) in self.parts.iter().enumerate() {
+            if i > 0 {
+                body.push_str(nonce);
+            }
+            body.push_str(part);
+        }
+        body
+    }
 }
 
 #[derive(Default)]
@@ -191,9 +219,9 @@ fn from_page(page: &Page, head: bool) -> Response {
         Some(old) => {
             let fresh = uuid::Uuid::new_v4().simple().to_string();
             let csp = page.headers.get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()).map(|v| v.replace(old.as_str(), &fresh));
-            (page.body.replace(old.as_str(), &fresh), csp)
+            (page.body_with(&fresh), csp)
         }
-        None => (page.body.clone(), None),
+        None => (page.body_with(""), None),
     };
     let mut response = Response::new(if head { Body::empty() } else { Body::from(body) });
     *response.headers_mut() = page.headers.clone();
@@ -244,8 +272,8 @@ pub async fn serve(State((cache, session_cookie)): State<(Arc<PageCache>, &'stat
     let etag = etag_of(generation, &body);
     let mut headers = parts.headers.clone();
     headers.remove(header::CONTENT_LENGTH);
-    let page = Page { generation, made: Instant::now(), nonce: nonce_of(&headers), headers, body, etag: etag.clone() };
-    let mut response = Response::from_parts(parts, Body::from(page.body.clone()));
+    let mut response = Response::from_parts(parts, Body::from(body.clone()));
+    let page = Page::new(generation, headers, body, etag.clone());
     common(response.headers_mut(), &etag, "miss");
     cache.put(key, page);
     if matches(&conditional, &etag) {
@@ -274,7 +302,7 @@ mod tests {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("script-src 'self' 'nonce-abc123XYZ_-' 'wasm-unsafe-eval'"));
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
         let body = r#"<script nonce="abc123XYZ_-">a()</script><script nonce="abc123XYZ_-">b()</script>"#.to_string();
-        let page = Page { generation: 0, made: Instant::now(), nonce: nonce_of(&headers), etag: etag_of(0, &body), headers, body };
+        let page = Page::new(0, headers, body.clone(), etag_of(0, &body));
         assert_eq!(page.nonce.as_deref(), Some("abc123XYZ_-"));
         let first = from_page(&page, false);
         let second = from_page(&page, false);
