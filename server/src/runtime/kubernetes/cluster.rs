@@ -197,22 +197,24 @@ impl Cluster {
     pub async fn remove_instance(&self, instance: uuid::Uuid) -> Result<Retired, kube::Error> {
         use k8s_openapi::api::{apps::v1::{Deployment, StatefulSet}, batch::v1::Job, core::v1::Secret};
         let selector = format!("{},{}", managed_selector(&self.installation), instance_selector(instance));
-        let set = self.delete_all::<StatefulSet>(&selector).await?;
-        let mut owner = self.delete_all::<Deployment>(&selector).await?;
+        let set = self.delete_all::<StatefulSet>(&selector).await?.0;
+        let mut owner = self.delete_all::<Deployment>(&selector).await?.0;
         owner = owner.or(set.clone());
-        owner = owner.or(self.delete_all::<Job>(&selector).await?);
-        owner = owner.or(self.delete_all::<Secret>(&selector).await?);
+        owner = owner.or(self.delete_all::<Job>(&selector).await?.0);
+        owner = owner.or(self.delete_all::<Secret>(&selector).await?.0);
         Ok(Retired { owner, stateful_set: set.is_some() })
     }
 
     /// Deletes every object of kind `K`, in any namespace, that carries `selector`; answers
-    /// the namespace and service label of the last one.
-    async fn delete_all<K>(&self, selector: &str) -> Result<Option<(String, String)>, kube::Error>
+    /// the namespace and service label of the last one, and how many there were.
+    async fn delete_all<K>(&self, selector: &str) -> Result<(Option<(String, String)>, usize), kube::Error>
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + Serialize + DeserializeOwned,
     {
         let mut owner = None;
-        for item in Api::<K>::all(self.client.clone()).list(&ListParams::default().labels(selector)).await? {
+        let items = Api::<K>::all(self.client.clone()).list(&ListParams::default().labels(selector)).await?;
+        let count = items.items.len();
+        for item in items {
             let meta = item.meta();
             let (namespace, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
             let service = meta.labels.as_ref().and_then(|l| l.get(super::manifests::LABEL_SERVICE)).cloned().unwrap_or_default();
@@ -224,7 +226,7 @@ impl Cluster {
             }
             owner = Some((namespace, service));
         }
-        Ok(owner)
+        Ok((owner, count))
     }
 
     /// Deletes an instance's variables only (a finished run's, or an instance that handed its
@@ -238,12 +240,7 @@ impl Cluster {
     /// answers how many.
     pub async fn remove_builds(&self) -> Result<usize, kube::Error> {
         let selector = format!("{},{}=build", managed_selector(&self.installation), super::manifests::LABEL_ROLE);
-        let jobs = Api::<k8s_openapi::api::batch::v1::Job>::all(self.client.clone()).list(&ListParams::default().labels(&selector)).await?;
-        let n = jobs.items.len();
-        if n > 0 {
-            self.delete_all::<k8s_openapi::api::batch::v1::Job>(&selector).await?;
-        }
-        Ok(n)
+        Ok(self.delete_all::<k8s_openapi::api::batch::v1::Job>(&selector).await?.1)
     }
 
     /// The volume claim templates of a StatefulSet, if it exists.

@@ -280,18 +280,7 @@ async fn a_build_given_up_on_takes_its_job_with_it() {
     let (rt, api) = runtime();
     let s = service("api", SourceKind::Git, "https://github.com/acme/api");
     let d = id(0xdf);
-    let job = BuildJob { deployment_id: d, spec: s, env: BTreeMap::new(), archive: None };
-    let build = tokio::spawn({
-        let rt = rt.clone();
-        async move { rt.build(job, capture(d).0, CancellationToken::new()).await }
-    });
-    let name = format!("build-api-{}", short(d));
-    for _ in 0..200 {
-        if api.object("jobs", NS, &name).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (build, name) = started_build(&rt, &api, &s, d, capture(d).0).await;
     // The pipeline's build timeout drops the build.
     build.abort();
     for _ in 0..200 {
@@ -339,12 +328,9 @@ async fn another_process_adopts_what_runs_and_takes_it_back_without_restarting_i
     assert!(api.object("deployments", "rh-other", "web-99").is_some());
 }
 
-#[tokio::test]
-async fn a_git_source_is_built_by_a_job_whose_log_is_the_builds() {
-    let (rt, api) = runtime();
-    let s = service("api", SourceKind::Git, "https://github.com/acme/api");
-    let d = id(0xd9);
-    let (sink, captured) = capture(d);
+/// Starts building `s` for deployment `d` into `sink`; answers the build and its Job's name
+/// once the Job is applied.
+async fn started_build(rt: &Arc<KubernetesRuntime>, api: &FakeApi, s: &Service, d: Uuid, sink: LogSink) -> (tokio::task::JoinHandle<Result<String, RuntimeError>>, String) {
     let job = BuildJob { deployment_id: d, spec: s.clone(), env: BTreeMap::new(), archive: None };
     let build = tokio::spawn({
         let rt = rt.clone();
@@ -357,6 +343,16 @@ async fn a_git_source_is_built_by_a_job_whose_log_is_the_builds() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    (build, name)
+}
+
+#[tokio::test]
+async fn a_git_source_is_built_by_a_job_whose_log_is_the_builds() {
+    let (rt, api) = runtime();
+    let s = service("api", SourceKind::Git, "https://github.com/acme/api");
+    let d = id(0xd9);
+    let (sink, captured) = capture(d);
+    let (build, name) = started_build(&rt, &api, &s, d, sink).await;
     assert_eq!(
         api.take_writes(),
         [format!("PATCH namespaces/{NS}"), "PATCH networkpolicies/roundhouse-isolation".into(), "PATCH resourcequotas/roundhouse-plan".into(), "PATCH limitranges/roundhouse-defaults".into(), format!("PATCH jobs/{name}")]
@@ -377,18 +373,7 @@ async fn a_failed_build_says_so_and_its_job_goes() {
     let (rt, api) = runtime();
     let s = service("api", SourceKind::Git, "https://github.com/acme/api");
     let d = id(0xda);
-    let job = BuildJob { deployment_id: d, spec: s, env: BTreeMap::new(), archive: None };
-    let build = tokio::spawn({
-        let rt = rt.clone();
-        async move { rt.build(job, capture(d).0, CancellationToken::new()).await }
-    });
-    let name = format!("build-api-{}", short(d));
-    for _ in 0..200 {
-        if api.object("jobs", NS, &name).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (build, name) = started_build(&rt, &api, &s, d, capture(d).0).await;
     api.put_pod(pod("build-pod", d, ended(1)));
     let err = build.await.unwrap().unwrap_err();
     assert_eq!(err.user, "The build failed (exit code 1): its log above says why.");
