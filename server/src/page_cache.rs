@@ -86,6 +86,9 @@ pub struct PageCache {
     pages: RwLock<HashMap<String, Arc<Page>>>,
     /// Bumped by every invalidation: a page rendered before it is not kept.
     generation: AtomicU64,
+    /// Whether change notifications are being heard: until they are, nothing is kept (a
+    /// change would go unnoticed).
+    listening: std::sync::atomic::AtomicBool,
 }
 
 impl PageCache {
@@ -109,8 +112,8 @@ impl PageCache {
 
     fn put(&self, key: String, page: Page) {
         let mut pages = self.pages.write().unwrap_or_else(|e| e.into_inner());
-        // Rendered before an invalidation: stale already.
-        if page.generation != self.generation.load(Ordering::SeqCst) {
+        // Rendered before an invalidation (stale already), or while changes go unheard.
+        if page.generation != self.generation.load(Ordering::SeqCst) || !self.listening.load(Ordering::SeqCst) {
             return;
         }
         if pages.len() >= MAX_PAGES {
@@ -139,7 +142,10 @@ async fn listen(cache: Weak<PageCache>, db: PgPool) {
             continue;
         }
         match cache.upgrade() {
-            Some(c) => c.invalidate(),
+            Some(c) => {
+                c.invalidate();
+                c.listening.store(true, Ordering::SeqCst);
+            }
             None => return,
         }
         loop {
@@ -148,8 +154,14 @@ async fn listen(cache: Weak<PageCache>, db: PgPool) {
                     Some(c) => c.invalidate(),
                     None => return,
                 },
-                // Lost: connect again (and start afresh).
-                Ok(Ok(None)) | Ok(Err(_)) => break,
+                // Lost: keep nothing until connected again (and start afresh).
+                Ok(Ok(None)) | Ok(Err(_)) => {
+                    if let Some(c) = cache.upgrade() {
+                        c.listening.store(false, Ordering::SeqCst);
+                        c.invalidate();
+                    }
+                    break;
+                }
                 Err(_) if cache.strong_count() == 0 => return,
                 Err(_) => {}
             }
